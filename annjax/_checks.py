@@ -1,0 +1,93 @@
+"""Validators shared by every module, so that bad input reads the same everywhere.
+
+Each raises ``ValueError`` (or ``TypeError`` for a wrong type) with the message
+"<name>: expected …, got …" and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def fail(name: str, expected: str, got: Any, fix: str = "") -> ValueError:
+    """Returns a ValueError with the uniform "expected …, got …" message."""
+    message = f"{name}: expected {expected}, got {got!r}."
+    if fix:
+        message += f" {fix}"
+    return ValueError(message)
+
+
+def number(name: str, value: Any) -> float:
+    """Returns ``value`` as a float, or raises TypeError for a non-number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {value!r}.")
+    return float(value)
+
+
+def positive(name: str, value: Any) -> float:
+    """Returns ``value`` if it is a real number > 0."""
+    v = number(name, value)
+    if not v > 0:
+        raise fail(name, "a number > 0", value)
+    return v
+
+
+def non_negative(name: str, value: Any) -> float:
+    """Returns ``value`` if it is a real number >= 0."""
+    v = number(name, value)
+    if not v >= 0:
+        raise fail(name, "a number >= 0", value)
+    return v
+
+
+def integer(name: str, value: Any, minimum: int | None = None) -> int:
+    """Returns ``value`` if it is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise fail(name, f"an integer >= {minimum}", value)
+    return int(value)
+
+
+def probability(name: str, value: Any) -> float:
+    """Returns ``value`` if it lies in [0, 1]."""
+    v = number(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise fail(name, "a probability in [0, 1]", value)
+    return v
+
+
+def one_of(name: str, value: Any, options: Iterable[str]) -> str:
+    """Returns ``value`` if it is one of ``options``."""
+    options = tuple(options)
+    if value not in options:
+        raise fail(name, f"one of {', '.join(map(repr, options))}", value)
+    return value
+
+
+def numeric_array(name: str, value: Any) -> np.ndarray | Any:
+    """Returns ``value`` unchanged if it is (or converts to) a numeric array.
+
+    Tracers and jax arrays pass through untouched; lists and NumPy arrays are
+    checked for a numeric dtype, so ``"abc"`` fails with a TypeError that names
+    the argument instead of an obscure error deep inside XLA.
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(value).dtype
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name}: expected a numeric array, got {value!r}.") from exc
+    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
+        raise TypeError(f"{name}: expected a numeric array, got dtype {dtype}.")
+    return value
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    """Returns the shape of an array-like without copying jax arrays to host."""
+    shape = getattr(x, "shape", None)
+    return tuple(shape) if shape is not None else np.shape(x)

@@ -1,0 +1,44 @@
+"""The types every annjax module shares: the Layer protocol and its aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+Array = jax.Array
+Key = jax.Array
+Shape = tuple[int, ...]
+Params = Any  # a pytree (nested dict) of arrays
+State = Any  # a pytree (nested dict) of arrays: batch-norm statistics and the like
+PyTree = Any
+
+
+class Layer(NamedTuple):
+    """A layer as a pair of pure functions, in the shape of an optax transformation.
+
+    Attributes:
+      init: ``init(key, input_shape) -> (output_shape, params, state)``. The shape
+        is that of ONE example (no batch axis), so every shape mistake surfaces
+        before any data flows.
+      apply: ``apply(params, state, x, *, key=None, train=False) -> (y, state)``
+        on a batch ``x`` of shape ``(batch, *input_shape)``.
+      kind: the short name ``serial`` uses to name the child (``dense`` gives
+        ``dense_0``); for an activation layer, the activation's name.
+      activation: the name of the activation applied last inside the layer (or
+        None); the gradient-flow profiler reads it to measure dead and saturated
+        units.
+
+    Combinators (``serial``, ``residual``) also accept ``probe=``, a dict that
+    collects the outputs of activation layers while the step is traced; see
+    :mod:`annjax.combinators`.
+    """
+
+    init: Callable[..., tuple[Shape, Params, State]]
+    apply: Callable[..., tuple[Array, State]]
+    kind: str = "layer"
+    activation: str | None = None
+
+
+COMBINATOR_KINDS = frozenset({"serial", "residual"})
