@@ -81,7 +81,9 @@ def numeric_array(name: str, value: Any) -> np.ndarray | Any:
         try:
             dtype = np.asarray(value).dtype
         except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{name}: expected a numeric array, got {value!r}.") from exc
+            raise TypeError(
+                f"{name}: expected a numeric array, got {value!r}."
+            ) from exc
     if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
         raise TypeError(f"{name}: expected a numeric array, got dtype {dtype}.")
     return value

@@ -42,3 +42,15 @@ class Layer(NamedTuple):
 
 
 COMBINATOR_KINDS = frozenset({"serial", "residual"})
+
+
+class Tap(NamedTuple):
+    """The output of an activation, recorded by a combinator into ``probe``.
+
+    Attributes:
+      activation: the activation's registry name (``"relu"``, ``"sigmoid"``…).
+      output: the layer's output for the batch, shape (batch, ...).
+    """
+
+    activation: str
+    output: Array

@@ -47,7 +47,7 @@ __all__ = [
 
 _AXES = {"in_axis": -1, "out_axis": -2}
 
-#: Xavier/Glorot uniform: U(−a, a), a = √(6 / (fan_in + fan_out)); Var = 2/(fan_in+fan_out).
+#: Xavier/Glorot uniform: U(−a, a), a = √(6 / (fan_in + fan_out)).
 xavier_uniform: Initializer = jax.nn.initializers.glorot_uniform(**_AXES)
 #: Xavier/Glorot normal: truncated N(0, 2 / (fan_in + fan_out)).
 xavier_normal: Initializer = jax.nn.initializers.glorot_normal(**_AXES)

@@ -1,0 +1,173 @@
+"""Measurements of gradient flow and activation health, inside the compiled step.
+
+These are the numbers the lecture's diagnosis of vanishing and exploding
+gradients rests on, computed per layer from the gradients, the parameters, the
+optimizer's updates and the outputs of the activation layers (collected by
+the combinators' ``probe``; see :mod:`annjax.combinators`). All functions are
+pure and jittable; ``fit(track_gradients=True)`` calls them in every step and
+aggregates them per epoch, and :func:`gradient_flow` measures one batch.
+
+A *layer* is a dict of arrays in the params tree; its name is its path,
+``dense_0`` or ``residual_3/dense_0`` (a flax module's ``Dense_0`` likewise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from annjax import losses as _losses
+from annjax._types import COMBINATOR_KINDS, Array, Layer, Tap
+from annjax.activations import RELU_FAMILY
+
+__all__ = [
+    "SATURATION_THRESHOLD",
+    "activation_stats",
+    "gradient_flow",
+    "layer_norms",
+    "layer_stats",
+    "probe_apply",
+]
+
+#: A sigmoid or tanh unit counts as saturated where its derivative is below
+#: this fraction of the derivative's maximum (σ' < 0.05 · 1/4 ⇔ |z| > 4.36;
+#: tanh' < 0.05 ⇔ |z| > 2.18).
+SATURATION_THRESHOLD = 0.05
+
+_MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}
+
+
+def _key_name(entry) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _groups(tree, root: str) -> dict[str, list[Array]]:
+    """Returns the leaves of ``tree`` grouped by the path of their parent dict."""
+    groups: dict[str, list[Array]] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = "/".join(_key_name(p) for p in path[:-1]) or root
+        groups.setdefault(name, []).append(leaf)
+    return groups
+
+
+def layer_norms(tree, root: str = "model") -> dict[str, Array]:
+    r"""Returns the L2 norm of each layer's leaves, ‖θ_layer‖ = √(Σ θ²), by path."""
+    return {
+        name: jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+        for name, leaves in _groups(tree, root).items()
+    }
+
+
+def layer_stats(grads, params, updates) -> dict[str, Array]:
+    r"""Returns per-layer gradient norm, parameter norm and update ratio.
+
+    .. math::
+       \text{grad\_norm} = \lVert \partial L / \partial \theta \rVert_2, \quad
+       \text{update\_ratio} = \lVert \Delta\theta \rVert_2 / \lVert \theta \rVert_2
+
+    The update ratio is the fraction of the weights one step changes; around
+    1e-3 is healthy, far below means the layer barely learns, far above that it
+    jumps. Keys are ``grad_norm/<layer>``, ``param_norm/<layer>`` and
+    ``update_ratio/<layer>``.
+    """
+    g, p, u = layer_norms(grads), layer_norms(params), layer_norms(updates)
+    stats = {}
+    for name in g:
+        stats[f"grad_norm/{name}"] = g[name]
+        stats[f"param_norm/{name}"] = p[name]
+        stats[f"update_ratio/{name}"] = u[name] / (p[name] + 1e-12)
+    return stats
+
+
+def _flat_taps(probe: dict, prefix: str = "") -> dict[str, Tap]:
+    taps = {}
+    for name, value in probe.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, Tap):
+            taps[path] = value
+        else:
+            taps.update(_flat_taps(value, path + "/"))
+    return taps
+
+
+def activation_stats(
+    probe: dict, saturation_threshold: float = SATURATION_THRESHOLD
+) -> dict[str, Array]:
+    r"""Returns dead and saturated fractions for every tapped activation layer.
+
+    - ``dead_fraction/<layer>`` (ReLU family): the fraction of units whose
+      output is ≤ 0 for every example of the batch, so no gradient reaches
+      their weights through this batch.
+    - ``saturation/<layer>`` (sigmoid, tanh): the fraction of unit activations
+      whose derivative, read off the output (σ' = y(1−y), tanh' = 1 − y²), is
+      below ``saturation_threshold`` × its maximum.
+    """
+    stats = {}
+    for path, (name, y) in _flat_taps(probe).items():
+        if name in RELU_FAMILY:
+            stats[f"dead_fraction/{path}"] = jnp.mean(jnp.all(y <= 0, axis=0))
+        elif name in _MAX_DERIVATIVE:
+            derivative = y * (1 - y) if name == "sigmoid" else 1 - jnp.square(y)
+            limit = saturation_threshold * _MAX_DERIVATIVE[name]
+            stats[f"saturation/{path}"] = jnp.mean(derivative < limit)
+    return stats
+
+
+def probe_apply(model: Layer, params, state, x, *, key=None, train=False):
+    """Returns ``(y, state, probe)``: the model's output and its activation taps.
+
+    Combinator models record every activation layer; any other model records
+    its own output when it declares an activation.
+    """
+    if model.kind in COMBINATOR_KINDS:
+        probe: dict = {}
+        y, state = model.apply(params, state, x, key=key, train=train, probe=probe)
+        return y, state, probe
+    y, state = model.apply(params, state, x, key=key, train=train)
+    probe = {model.kind: Tap(model.activation, y)} if model.activation else {}
+    return y, state, probe
+
+
+def gradient_flow(
+    model: Layer,
+    params,
+    state,
+    batch: tuple[Array, Array],
+    loss: str | Callable = "softmax_cross_entropy",
+    key: jax.Array | None = None,
+    train: bool = True,
+) -> dict[str, float]:
+    """Returns the gradient-flow measurements of one batch, outside ``fit``.
+
+    The gradient of the mean loss on ``batch = (x, y)`` with respect to the
+    params gives ``grad_norm/<layer>`` and ``param_norm/<layer>``; the
+    activation layers give ``dead_fraction/<layer>`` and ``saturation/<layer>``.
+    (No update ratio: there is no optimizer step.) Works for any Layer,
+    ``from_flax`` models included (parameter paths such as ``Dense_0``).
+
+    Examples:
+      >>> flow = ann.gradient_flow(model, params, state, (x, y), "mse")
+      >>> flow["grad_norm/dense_0"]
+    """
+    loss_fn = _losses.get(loss)
+    x, y = batch
+
+    @jax.jit
+    def measure(params, state, x, y, key):
+        def objective(p):
+            pred, _, probe = probe_apply(model, p, state, x, key=key, train=train)
+            return loss_fn(y, pred), probe
+
+        grads, probe = jax.grad(objective, has_aux=True)(params)
+        g, p = layer_norms(grads), layer_norms(params)
+        out = {f"grad_norm/{k}": v for k, v in g.items()}
+        out.update({f"param_norm/{k}": v for k, v in p.items()})
+        out.update(activation_stats(probe))
+        return out
+
+    return {k: float(v) for k, v in measure(params, state, x, y, key).items()}

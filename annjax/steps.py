@@ -1,0 +1,321 @@
+"""The pure training and evaluation steps, and the compiled epoch built on them.
+
+The step is a pure function of ``(train_state, batch, key)``; everything else
+(one epoch as ONE compiled call with ``lax.scan`` over batches, many models at
+once with ``jax.vmap``, data parallelism over sharded inputs) reuses it
+unchanged. Users who write their own loop take :func:`make_train_step` and
+:func:`make_eval_step` and jit them as they like.
+
+Examples:
+  >>> model = ann.mlp([64, 10])
+  >>> opt = ann.adam(1e-3)
+  >>> ts, out_shape = ann.init_train_state(model, opt, jax.random.key(0), (784,))
+  >>> step = jax.jit(ann.make_train_step(model, "softmax_cross_entropy", opt))
+  >>> for i, (xb, yb) in enumerate(ann.data.batches(X, y, 128)):
+  ...     ts, logs = step(ts, (xb, yb), jax.random.key(i))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from annjax import data as _data
+from annjax import losses as _losses
+from annjax import metrics as _metrics
+from annjax import profiler as _profiler
+from annjax import regularizers as _regularizers
+from annjax._types import Array, Key, Layer, Shape
+
+__all__ = [
+    "TrainState",
+    "init_train_state",
+    "make_eval_step",
+    "make_train_step",
+]
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training, as one pytree.
+
+    Attributes:
+      params: the model's parameters.
+      state: the model's state (batch-norm running statistics).
+      opt_state: the optimizer's state.
+      step: the number of optimizer steps taken (int32 scalar).
+    """
+
+    params: Any
+    state: Any
+    opt_state: Any
+    step: Array
+
+
+def init_train_state(
+    model: Layer,
+    optimizer: optax.GradientTransformation,
+    key: Key,
+    input_shape: Shape,
+) -> tuple[TrainState, Shape]:
+    """Returns a fresh ``TrainState`` and the model's output shape (one example).
+
+    ``model.init`` runs under one ``jax.jit``: a single compilation instead of
+    one per random draw and layer, which on CPU is several times faster.
+    """
+    shapes = []
+
+    def init(key):
+        out_shape, params, state = model.init(key, tuple(input_shape))
+        shapes.append(tuple(int(d) for d in out_shape))  # static, read at trace
+        return params, state
+
+    params, state = jax.jit(init)(key)
+    out_shape = shapes[0]
+    ts = TrainState(params, state, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return ts, out_shape
+
+
+def _weighted_mean(values: Array, weight: Array) -> Array:
+    return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def make_train_step(
+    model: Layer,
+    loss: str | Callable = "softmax_cross_entropy",
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    metrics: Sequence[str] = (),
+    l1: float | Array | None = None,
+    l2: float | Array | None = None,
+    regularizer_mask: Callable | None = None,
+    track_gradients: bool = False,
+    augment: Callable | None = None,
+) -> Callable:
+    r"""Returns ``step(train_state, batch, key) -> (train_state, logs)``, pure.
+
+    One step of the lecture's gradient descent on the regularised objective
+
+    .. math:: J(\theta) = \frac{\sum_i w_i L(y_i, f_\theta(x_i))}{\sum_i w_i}
+              + \lambda_1 \sum |W| + \lambda_2 \sum W^2,
+              \qquad \theta \leftarrow \text{optimizer}(\nabla_\theta J)
+
+    ``batch`` is ``(x, y)`` or ``(x, y, w)`` with per-example weights ``w``
+    (0 for padding, so a short last batch counts each example once). ``key``
+    feeds dropout and ``augment`` (applied to ``x`` only). ``logs`` holds the
+    data loss (without the penalty) as ``loss``, the batch's total weight as
+    ``weight``, each metric on the training-mode outputs, and, with
+    ``track_gradients``, the per-layer measurements of
+    :mod:`annjax.profiler`.
+
+    ``l1`` and ``l2`` may be traced arrays, so hyper-parameter sweeps vmap over
+    them; None or a Python 0 leaves the penalty out of the compiled step.
+    """
+    loss_fn = _losses.get(loss)
+    optimizer = optimizer if optimizer is not None else _default_optimizer()
+    metric_fns = {name: _metrics.get(name) for name in metrics}
+
+    def objective(params, state, x, y, w, key):
+        if track_gradients:
+            pred, new_state, probe = _profiler.probe_apply(
+                model, params, state, x, key=key, train=True
+            )
+        else:
+            pred, new_state = model.apply(params, state, x, key=key, train=True)
+            probe = {}
+        data_loss = _weighted_mean(loss_fn(y, pred, reduction="none"), w)
+        total = data_loss
+        if _active(l1):
+            total = total + _regularizers.l1(params, l1, regularizer_mask)
+        if _active(l2):
+            total = total + _regularizers.l2(params, l2, regularizer_mask)
+        health = _profiler.activation_stats(probe) if track_gradients else {}
+        return total, (data_loss, pred, new_state, health)
+
+    def step(ts: TrainState, batch, key: Key):
+        x, y, *rest = batch
+        w = rest[0] if rest else jnp.ones((x.shape[0],), jnp.float32)
+        aug_key, model_key = jax.random.split(key)
+        if augment is not None:
+            x = augment(aug_key, x)
+        grad_fn = jax.value_and_grad(objective, has_aux=True)
+        (_, (data_loss, pred, new_state, health)), grads = grad_fn(
+            ts.params, ts.state, x, y, w, model_key
+        )
+        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+        params = optax.apply_updates(ts.params, updates)
+        logs = {"loss": data_loss, "weight": jnp.sum(w)}
+        for name, fn in metric_fns.items():
+            logs[name] = fn(y, pred)
+        if track_gradients:
+            logs.update(_profiler.layer_stats(grads, ts.params, updates))
+            logs.update(health)
+        return TrainState(params, new_state, opt_state, ts.step + 1), logs
+
+    return step
+
+
+def _active(strength) -> bool:
+    """Returns whether a penalty strength is present (traced values always are)."""
+    return strength is not None and not (
+        isinstance(strength, float | int) and strength == 0
+    )
+
+
+def make_eval_step(
+    model: Layer,
+    loss: str | Callable = "softmax_cross_entropy",
+    *,
+    metrics: Sequence[str] = (),
+) -> Callable:
+    """Returns ``eval_step(params, state, batch) -> logs``: loss and metrics, pure.
+
+    The model runs in evaluation mode (no dropout, running batch-norm
+    statistics); ``logs`` holds ``loss`` and each metric over the whole batch.
+    """
+    loss_fn = _losses.get(loss)
+    metric_fns = {name: _metrics.get(name) for name in metrics}
+
+    def eval_step(params, state, batch):
+        x, y = batch[0], batch[1]
+        pred, _ = model.apply(params, state, x, train=False)
+        logs = {"loss": loss_fn(y, pred)}
+        for name, fn in metric_fns.items():
+            logs[name] = fn(y, pred)
+        return logs
+
+    return eval_step
+
+
+def _default_optimizer() -> optax.GradientTransformation:
+    from annjax.optim import sgd
+
+    return sgd(0.01)
+
+
+# ------------------------------------------------------------- compiled epoch
+
+
+class EpochSpec(NamedTuple):
+    """The static (hashable) description of a compiled epoch; equal specs share
+    one compiled function, so a second ``fit`` on the same model, optimizer and
+    shapes compiles nothing."""
+
+    model: Layer
+    loss: str | Callable
+    optimizer: optax.GradientTransformation
+    metrics: tuple[str, ...]
+    batch_size: int
+    track_gradients: bool
+    augment: Callable | None
+    regularizer_mask: Callable | None
+    eval_batch_size: int
+
+
+def _aggregate(logs: dict[str, Array]) -> dict[str, Array]:
+    """Returns per-epoch values from per-step logs.
+
+    Loss and metrics: means weighted by each batch's number of real examples.
+    Profiler measurements: the mean over steps under their own name and the
+    maximum under ``<kind>_max/<layer>``.
+    """
+    weight = logs["weight"]
+    out = {}
+    for name, values in logs.items():
+        if name == "weight":
+            continue
+        if "/" in name:
+            kind, layer = name.split("/", 1)
+            out[name] = jnp.mean(values)
+            out[f"{kind}_max/{layer}"] = jnp.max(values)
+        else:
+            out[name] = _weighted_mean(values, weight)
+    finite = jnp.isfinite(logs["loss"])
+    out["first_non_finite_step"] = jnp.where(
+        jnp.all(finite), -1, jnp.argmin(finite)
+    ).astype(jnp.int32)
+    return out
+
+
+def predict_batched(model: Layer, params, state, x: Array, batch_size: int) -> Array:
+    """Returns the model's evaluation-mode outputs on ``x``, ``batch_size`` at a time.
+
+    ``x`` is padded to a whole number of batches and the padding dropped from
+    the result; traceable (call it inside jit).
+    """
+    n = x.shape[0]
+    bs = max(1, min(batch_size, n))
+    nb = -(-n // bs)
+    padded = jnp.concatenate([x, jnp.zeros((nb * bs - n, *x.shape[1:]), x.dtype)])
+
+    def body(_, xb):
+        return None, model.apply(params, state, xb, train=False)[0]
+
+    _, out = jax.lax.scan(body, None, padded.reshape(nb, bs, *x.shape[1:]))
+    return out.reshape(nb * bs, *out.shape[2:])[:n]
+
+
+def evaluate_arrays(
+    model: Layer, loss, metrics: tuple[str, ...], batch_size: int, params, state, x, y
+) -> dict[str, Array]:
+    """Returns the loss and metrics of the whole of ``(x, y)``; traceable.
+
+    Metrics see every prediction at once, so F1, R² and the like are exact,
+    not averages of per-batch values.
+    """
+    pred = predict_batched(model, params, state, x, batch_size)
+    out = {"loss": _losses.get(loss)(y, pred)}
+    for name in metrics:
+        out[name] = _metrics.get(name)(y, pred)
+    return out
+
+
+def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, hyper, x, y, val):
+    """Returns ``(train_state, logs)`` after one epoch; one compiled call.
+
+    A fresh permutation is drawn from ``key``; ``lax.scan`` runs the step over
+    every batch; a non-finite epoch loss keeps the incoming state (the NaN
+    guard); validation data, when given, is evaluated in the same call.
+    ``hyper`` holds the dynamic hyper-parameters present (``"l1"``, ``"l2"``).
+    """
+    perm_key, step_key = jax.random.split(key)
+    idx, weights = _data.epoch_batches(perm_key, x.shape[0], spec.batch_size)
+    keys = jax.random.split(step_key, idx.shape[0])
+    step = make_train_step(
+        spec.model,
+        spec.loss,
+        spec.optimizer,
+        metrics=spec.metrics,
+        l1=hyper.get("l1"),
+        l2=hyper.get("l2"),
+        regularizer_mask=spec.regularizer_mask,
+        track_gradients=spec.track_gradients,
+        augment=spec.augment,
+    )
+
+    def body(carry, inputs):
+        i, w, k = inputs
+        return step(carry, (x[i], y[i], w), k)
+
+    new, logs = jax.lax.scan(body, ts, (idx, weights, keys))
+    out = _aggregate(logs)
+    finite = jnp.isfinite(out["loss"])
+    new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, ts)
+    if val is not None:
+        val_logs = evaluate_arrays(
+            spec.model,
+            spec.loss,
+            spec.metrics,
+            spec.eval_batch_size,
+            new.params,
+            new.state,
+            *val,
+        )
+        out.update({f"val_{name}": value for name, value in val_logs.items()})
+    return new, out
+
+
+compiled_epoch = jax.jit(run_epoch, static_argnums=0, donate_argnums=1)
