@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -66,17 +67,34 @@ def init_train_state(
     ``model.init`` runs under one ``jax.jit``: a single compilation instead of
     one per random draw and layer, which on CPU is several times faster.
     """
+    init, out_shape = _jitted_init(model.init, tuple(input_shape))
+    params, state = init(key)
+    ts = TrainState(params, state, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return ts, out_shape
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_init(init: Callable, input_shape: Shape) -> tuple[Callable, Shape]:
+    """Returns ``model.init`` jitted for ``input_shape``, and the output shape.
+
+    Cached per (init function, shape), so a second ``fit`` of the same model
+    compiles nothing.
+    """
     shapes = []
 
-    def init(key):
-        out_shape, params, state = model.init(key, tuple(input_shape))
+    def params_and_state(key):
+        out_shape, params, state = init(key, input_shape)
         shapes.append(tuple(int(d) for d in out_shape))  # static, read at trace
         return params, state
 
-    params, state = jax.jit(init)(key)
-    out_shape = shapes[0]
-    ts = TrainState(params, state, optimizer.init(params), jnp.zeros((), jnp.int32))
-    return ts, out_shape
+    jitted = jax.jit(params_and_state)
+    jax.eval_shape(jitted, jax.random.key(0))
+    return jitted, shapes[0]
+
+
+def output_shape(model: Layer, input_shape: Shape) -> Shape:
+    """Returns the model's output shape for one example of ``input_shape``."""
+    return _jitted_init(model.init, tuple(input_shape))[1]
 
 
 def _weighted_mean(values: Array, weight: Array) -> Array:
@@ -94,6 +112,7 @@ def make_train_step(
     regularizer_mask: Callable | None = None,
     track_gradients: bool = False,
     augment: Callable | None = None,
+    lr_scale: float | Array | None = None,
 ) -> Callable:
     r"""Returns ``step(train_state, batch, key) -> (train_state, logs)``, pure.
 
@@ -113,6 +132,9 @@ def make_train_step(
 
     ``l1`` and ``l2`` may be traced arrays, so hyper-parameter sweeps vmap over
     them; None or a Python 0 leaves the penalty out of the compiled step.
+    ``lr_scale`` multiplies the optimizer's update: for SGD, Adam and AdamW,
+    whose updates are proportional to the learning rate, it is a learning-rate
+    multiplier that can be traced (and vmapped over) too.
     """
     loss_fn = _losses.get(loss)
     optimizer = optimizer if optimizer is not None else _default_optimizer()
@@ -146,6 +168,8 @@ def make_train_step(
             ts.params, ts.state, x, y, w, model_key
         )
         updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+        if lr_scale is not None:
+            updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
         params = optax.apply_updates(ts.params, updates)
         logs = {"loss": data_loss, "weight": jnp.sum(w)}
         for name, fn in metric_fns.items():
@@ -278,8 +302,10 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, hyper, x, y, val):
 
     A fresh permutation is drawn from ``key``; ``lax.scan`` runs the step over
     every batch; a non-finite epoch loss keeps the incoming state (the NaN
-    guard); validation data, when given, is evaluated in the same call.
-    ``hyper`` holds the dynamic hyper-parameters present (``"l1"``, ``"l2"``).
+    guard; so does ``hyper["active"] == False``); validation data, when given,
+    is evaluated in the same call.
+    ``hyper`` holds the dynamic hyper-parameters present (``"l1"``, ``"l2"``,
+    ``"lr_scale"``); they may carry a leading model axis under ``jax.vmap``.
     """
     perm_key, step_key = jax.random.split(key)
     idx, weights = _data.epoch_batches(perm_key, x.shape[0], spec.batch_size)
@@ -294,6 +320,7 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, hyper, x, y, val):
         regularizer_mask=spec.regularizer_mask,
         track_gradients=spec.track_gradients,
         augment=spec.augment,
+        lr_scale=hyper.get("lr_scale"),
     )
 
     def body(carry, inputs):
@@ -302,8 +329,10 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, hyper, x, y, val):
 
     new, logs = jax.lax.scan(body, ts, (idx, weights, keys))
     out = _aggregate(logs)
-    finite = jnp.isfinite(out["loss"])
-    new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, ts)
+    keep = jnp.isfinite(out["loss"])
+    if "active" in hyper:  # fit_many freezes the models that have stopped
+        keep = keep & hyper["active"]
+    new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, ts)
     if val is not None:
         val_logs = evaluate_arrays(
             spec.model,

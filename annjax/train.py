@@ -43,6 +43,7 @@ from annjax.steps import (
     compiled_epoch,
     evaluate_arrays,
     init_train_state,
+    output_shape,
     predict_batched,
 )
 
@@ -162,6 +163,91 @@ def _tracker_from_history(es: EarlyStopping, history: dict[str, list]) -> Tracke
     return tracker
 
 
+def _penalties(l1: float, l2: float) -> dict[str, Array]:
+    """Returns the dynamic hyper-parameters of the step: the penalties present."""
+    l1 = _checks.non_negative("l1", l1)
+    l2 = _checks.non_negative("l2", l2)
+    return {name: jnp.float32(v) for name, v in (("l1", l1), ("l2", l2)) if v > 0}
+
+
+def setup(
+    model: Layer,
+    train_data,
+    val_data,
+    *,
+    loss,
+    optimizer,
+    batch_size: int,
+    metrics: Sequence[str],
+    early_stopping: EarlyStopping | None,
+    augment: Callable | None,
+    track_gradients: bool,
+    eval_batch_size: int,
+):
+    """Returns ``(spec, x, y, val)``: every argument checked, data on the device.
+
+    Shared by :func:`fit` and :func:`annjax.sweep.fit_many`, so both refuse
+    the same bad input with the same message before anything compiles.
+    """
+    batch_size = _checks.integer("batch_size", batch_size, minimum=1)
+    eval_batch_size = _checks.integer("eval_batch_size", eval_batch_size, minimum=1)
+    _losses.get(loss)
+    metrics = tuple(metrics)
+    for name in metrics:
+        _metrics.get(name)
+    optimizer = _optimizer(optimizer)
+    if early_stopping is not None:
+        _check_early_stopping(early_stopping, metrics, val_data is not None)
+    x, y = as_arrays("train_data", train_data)
+    val = None
+    if val_data is not None:
+        xv, yv = as_arrays("val_data", val_data)
+        if xv.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"val_data X: expected examples of shape {x.shape[1:]} like the "
+                f"training data, got {xv.shape[1:]}."
+            )
+        val = (xv, yv)
+    out_shape = output_shape(model, x.shape[1:])
+    y = fit_targets("train_data", y, loss, out_shape)
+    if val is not None:
+        val = jax.device_put((val[0], fit_targets("val_data", val[1], loss, out_shape)))
+    spec = EpochSpec(
+        model,
+        loss,
+        optimizer,
+        metrics,
+        min(batch_size, x.shape[0]),
+        bool(track_gradients),
+        augment,
+        None,
+        eval_batch_size,
+    )
+    return spec, jax.device_put(x), jax.device_put(y), val
+
+
+def _check_early_stopping(es: EarlyStopping, metrics, has_val: bool) -> None:
+    es.validate()
+    monitor = es.monitor.removeprefix("val_")
+    if monitor != "loss" and monitor not in metrics:
+        raise _checks.fail(
+            "EarlyStopping monitor",
+            "loss, val_loss or a (val_) metric listed in metrics=",
+            es.monitor,
+        )
+    if es.monitor.startswith("val_") and not has_val:
+        raise ValueError(
+            f"EarlyStopping monitors {es.monitor!r} but no val_data was given. "
+            "Pass val_data=(X_val, y_val) (see ann.data.split)."
+        )
+    if monitor != "loss" and es.mode == "min" and _metrics.mode(monitor) == "max":
+        warnings.warn(
+            f"EarlyStopping mode='min' on {es.monitor}, which is better when "
+            "larger; pass mode='max' or 'auto'.",
+            stacklevel=3,
+        )
+
+
 def fit(
     model: Layer,
     train_data: tuple[Any, Any],
@@ -230,55 +316,23 @@ def fit(
       ValueError: for any invalid argument or data, before anything compiles.
     """
     epochs = _checks.integer("epochs", epochs, minimum=0)
-    batch_size = _checks.integer("batch_size", batch_size, minimum=1)
-    eval_batch_size = _checks.integer("eval_batch_size", eval_batch_size, minimum=1)
-    l1 = _checks.non_negative("l1", l1)
-    l2 = _checks.non_negative("l2", l2)
-    _losses.get(loss)
-    metrics = tuple(metrics)
-    for name in metrics:
-        _metrics.get(name)
-    optimizer = _optimizer(optimizer)
-    if early_stopping is not None:
-        early_stopping.validate()
-        monitor = early_stopping.monitor.removeprefix("val_")
-        if monitor != "loss" and monitor not in metrics:
-            raise _checks.fail(
-                "EarlyStopping monitor",
-                "loss, val_loss or a (val_) metric listed in metrics=",
-                early_stopping.monitor,
-            )
-        if early_stopping.monitor.startswith("val_") and val_data is None:
-            raise ValueError(
-                f"EarlyStopping monitors {early_stopping.monitor!r} but no val_data "
-                "was given. Pass val_data=(X_val, y_val) (see ann.data.split)."
-            )
-        if (
-            monitor != "loss"
-            and early_stopping.mode == "min"
-            and _metrics.mode(monitor) == "max"
-        ):
-            warnings.warn(
-                f"EarlyStopping mode='min' on {early_stopping.monitor}, which is "
-                "better when larger; pass mode='max' or 'auto'.",
-                stacklevel=2,
-            )
-    x, y = as_arrays("train_data", train_data)
-    val = None
-    if val_data is not None:
-        xv, yv = as_arrays("val_data", val_data)
-        if xv.shape[1:] != x.shape[1:]:
-            raise ValueError(
-                f"val_data X: expected examples of shape {x.shape[1:]} like the "
-                f"training data, got {xv.shape[1:]}."
-            )
-        val = (xv, yv)
+    hyper = _penalties(l1, l2)
+    spec, x, y, val = setup(
+        model,
+        train_data,
+        val_data,
+        loss=loss,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        augment=augment,
+        track_gradients=track_gradients,
+        eval_batch_size=eval_batch_size,
+    )
     key = jax.random.key(0) if key is None else key
     init_key, train_key = jax.random.split(key)
-    ts, out_shape = init_train_state(model, optimizer, init_key, x.shape[1:])
-    y = fit_targets("train_data", y, loss, out_shape)
-    if val is not None:
-        val = (val[0], fit_targets("val_data", val[1], loss, out_shape))
+    ts, _ = init_train_state(model, spec.optimizer, init_key, x.shape[1:])
 
     history: dict[str, list] = {}
     done = 0
@@ -292,20 +346,6 @@ def fit(
         done = previous.epochs
         best_params = (previous.params, previous.state)
 
-    spec = EpochSpec(
-        model,
-        loss,
-        optimizer,
-        metrics,
-        min(batch_size, x.shape[0]),
-        bool(track_gradients),
-        augment,
-        None,
-        eval_batch_size,
-    )
-    hyper = {name: jnp.float32(v) for name, v in (("l1", l1), ("l2", l2)) if v > 0}
-    x, y = jax.device_put(x), jax.device_put(y)
-    val = jax.device_put(val) if val is not None else None
     tracker = _tracker_from_history(early_stopping, history) if early_stopping else None
     stop_reason = "completed"
     bar = _progress(progress, done + epochs, done)
@@ -420,9 +460,6 @@ def evaluate(
     for name in metrics:
         _metrics.get(name)
     x, y = as_arrays("data", data)
-    out_shape = jax.eval_shape(
-        lambda: model.apply(params, state, jnp.zeros((1, *x.shape[1:])))[0]
-    ).shape[1:]
-    y = fit_targets("data", y, loss, out_shape)
+    y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]))
     logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y)
     return {k: float(v) for k, v in logs.items()}
