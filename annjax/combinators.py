@@ -184,8 +184,10 @@ def mlp(
     ``mlp([h1, …, hk, out])`` builds, for each hidden width h,
     ``dense(h) → [batch_norm] → activation → [dropout]`` and ends with
     ``dense(out, output_activation)``. With ``residual=True`` every hidden block
-    whose width equals its input's is wrapped in :func:`residual`. Weights are He
-    initialised for the ReLU family and Xavier otherwise, unless ``w_init`` says.
+    after the first whose width equals the previous block's is wrapped in
+    :func:`residual` (the first block's input width is only known at init).
+    Weights are He initialised for the ReLU family and Xavier otherwise, unless
+    ``w_init`` says.
 
     Examples:
       >>> model = ann.mlp([256, 256, 10])   # dense_0, relu_1, dense_2, relu_3, dense_4

@@ -274,6 +274,8 @@ def batch_norm(momentum: float = 0.99, eps: float = 1e-5, axis: int = -1) -> Lay
         raise _checks.fail("batch_norm momentum", "a number in [0, 1)", momentum)
     eps = _checks.positive("batch_norm eps", eps)
     axis = _checks.integer("batch_norm axis", axis)
+    if axis == 0:
+        raise _checks.fail("batch_norm axis", "a feature axis (not 0, the batch)", 0)
 
     def feature_axis(ndim: int) -> int:
         # `axis` counts the axes of the batch, so axis 0 (the batch) is invalid.
@@ -298,6 +300,11 @@ def batch_norm(momentum: float = 0.99, eps: float = 1e-5, axis: int = -1) -> Lay
         fa = feature_axis(x.ndim)
         # Move features last so the (features,) vectors broadcast.
         x_last = jnp.moveaxis(x, fa, -1)
+        if x_last.shape[-1] != params["scale"].shape[0]:
+            raise ValueError(
+                f"batch_norm: expected {params['scale'].shape[0]} features on axis "
+                f"{axis}, got x of shape {tuple(x.shape)}."
+            )
         if train:
             mean, var = _batch_stats(x_last, tuple(range(x.ndim - 1)))
             state = {

@@ -1,0 +1,103 @@
+"""Fixtures shared by every test file.
+
+- ``x64``: float64 for the duration of one test (gradient checks), restored after.
+- ``check_grads64``: ``jax.test_util.check_grads(f, args, order=2)`` in float64,
+  forward and reverse mode.
+- ``strict_promotion``: jax's strict dtype promotion for one test, so an implicit
+  int → float or float32 → float64 promotion fails loudly.
+- ``seed`` / ``key``: the random seed and its ``jax.random.key``. The seed is 0
+  unless ``--seed N`` (or the environment variable ``ANNJAX_TEST_SEED``) says
+  otherwise, and a failing test that used it reports it, so a failure can be
+  replayed with the same numbers.
+
+Hypothesis runs under the profile ``annjax`` (50 examples, no deadline: the first
+example of a property pays for a jit compilation); set ``HYPOTHESIS_PROFILE=ci``
+for more examples.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import jax
+import pytest
+from hypothesis import settings
+from jax.test_util import check_grads
+
+settings.register_profile("annjax", max_examples=50, deadline=None)
+settings.register_profile("ci", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "annjax"))
+
+_SEED_KEY = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--seed",
+        type=int,
+        default=int(os.environ.get("ANNJAX_TEST_SEED", "0")),
+        help="seed of the `key` fixture (default 0, or $ANNJAX_TEST_SEED)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"annjax: key fixture seed = {config.getoption('--seed')}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and _SEED_KEY in item.stash:
+        seed = item.stash[_SEED_KEY]
+        report.sections.append(
+            ("seed", f"key = jax.random.key({seed}); rerun with --seed {seed}")
+        )
+    return report
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """The seed of this test's randomness, reported if the test fails."""
+    value = request.config.getoption("--seed")
+    request.node.stash[_SEED_KEY] = value
+    return value
+
+
+@pytest.fixture
+def key(seed: int) -> jax.Array:
+    """A fresh ``jax.random.key(seed)``."""
+    return jax.random.key(seed)
+
+
+@pytest.fixture
+def x64() -> Iterator[None]:
+    """Enables float64 inside the test only."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture
+def strict_promotion() -> Iterator[None]:
+    """Runs the test under jax's strict dtype promotion."""
+    with jax.numpy_dtype_promotion("strict"):
+        yield
+
+
+@pytest.fixture
+def check_grads64(x64: None) -> Callable[..., None]:
+    """Returns ``check(f, args, **kw)``: ``check_grads(f, args, order=2)`` in float64.
+
+    Arguments are converted to float64 first. The check runs with jit disabled:
+    its many derivative functions then run primitive by primitive, and those
+    compile once for the whole session instead of once per derivative and per
+    test (3x faster); the jitted path is covered by the tests that compare
+    jitted and plain calls.
+    """
+
+    def check(f: Callable, args: tuple, **kwargs) -> None:
+        args = tuple(jax.numpy.asarray(a, jax.numpy.float64) for a in args)
+        with jax.disable_jit():
+            check_grads(f, args, order=2, modes=("fwd", "rev"), **kwargs)
+
+    return check
