@@ -10,6 +10,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -23,6 +24,9 @@ def fail(name: str, expected: str, got: Any, fix: str = "") -> ValueError:
 
 def number(name: str, value: Any) -> float:
     """Returns ``value`` as a float, or raises TypeError for a non-number."""
+    dtype = getattr(value, "dtype", None)
+    if getattr(value, "ndim", None) == 0 and np.issubdtype(dtype, np.number):
+        value = value.item()  # a 0-d NumPy or jax array holding a number
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {value!r}.")
     return float(value)
@@ -93,3 +97,18 @@ def shape_of(x: Any) -> tuple[int, ...]:
     """Returns the shape of an array-like without copying jax arrays to host."""
     shape = getattr(x, "shape", None)
     return tuple(shape) if shape is not None else np.shape(x)
+
+
+def random_key(name: str, key: Any) -> Any:
+    """Returns ``key`` if it is ONE jax.random key (typed, or a raw uint32 pair)."""
+    dtype, shape = getattr(key, "dtype", None), shape_of(key)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == np.uint32 and shape == (2,)
+    if not ((typed and shape == ()) or raw):
+        raise fail(
+            name,
+            "one jax.random key",
+            key,
+            f"Pass {name}=jax.random.key(0) (any seed).",
+        )
+    return key

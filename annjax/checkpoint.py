@@ -136,8 +136,9 @@ def restore_train_state(saved: TrainState | None, fresh: TrainState) -> TrainSta
     """Returns ``saved`` with its optimizer state in the structure of ``fresh``'s.
 
     Raises:
-      ValueError: if the checkpoint has no train state or its params do not
-        match the model's (another architecture).
+      ValueError: if the checkpoint has no train state, or its params do not
+        match the model's (another architecture), or its optimizer state does
+        not match the optimizer's (another optimizer).
     """
     if saved is None:
         raise ValueError("resume: the checkpoint holds no train state to resume from.")
@@ -148,6 +149,13 @@ def restore_train_state(saved: TrainState | None, fresh: TrainState) -> TrainSta
             "resume: expected a checkpoint of the same model, got params of "
             f"another structure ({got} instead of {want})."
         )
-    opt_state = serialization.from_state_dict(fresh.opt_state, saved.opt_state)
+    try:
+        opt_state = serialization.from_state_dict(fresh.opt_state, saved.opt_state)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            "resume: expected a checkpoint written with the same optimizer, got "
+            f"an optimizer state of another structure ({exc}). Resume with the "
+            "optimizer of the first run."
+        ) from exc
     opt_state = _device(opt_state)
     return TrainState(saved.params, saved.state, opt_state, saved.step)

@@ -57,20 +57,6 @@ __all__ = [
 # --- validation -------------------------------------------------------------
 
 
-def _check_key(key: Any) -> None:
-    """Raises unless ``key`` is one jax.random key (typed, or a raw uint32 pair)."""
-    dtype, shape = getattr(key, "dtype", None), _checks.shape_of(key)
-    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
-    raw = dtype == np.uint32 and shape == (2,)
-    if not ((typed and shape == ()) or raw):
-        raise _checks.fail(
-            "key",
-            "one jax.random key",
-            key,
-            "Pass key=jax.random.key(0) (any seed); the split depends on it.",
-        )
-
-
 def _as_data(name: str, x: Any) -> Data:
     """Returns ``x`` as an array with a batch axis (jax arrays stay on device)."""
     _checks.numeric_array(name, x)
@@ -250,7 +236,7 @@ def split(
         ``val + test >= 1``, a part that would be empty though its fraction
         is > 0, a missing key, or ``stratify=True`` without ``y``.
     """
-    _check_key(key)
+    _checks.random_key("key", key)
     X, y = _check_pair(X, y)
     n = X.shape[0]
     sizes = _split_sizes(n, val, test)
@@ -398,7 +384,7 @@ def epoch_batches(
     Raises:
       ValueError: for a bad key, n < 1, batch_size < 1, or no batch at all.
     """
-    _check_key(key)
+    _checks.random_key("key", key)
     k = num_batches(n, batch_size, drop_remainder)
     slots = jnp.arange(k * batch_size)
     indices = jax.random.permutation(key, n)[slots % n].astype(jnp.int32)
@@ -442,6 +428,6 @@ def batches(
     k = num_batches(n, batch_size, drop_remainder)
     order = None
     if key is not None:
-        _check_key(key)
+        _checks.random_key("key", key)
         order = np.asarray(jax.random.permutation(key, n))
     return _iterate(X, y, batch_size, order, min(n, k * batch_size))

@@ -5,17 +5,20 @@ annjax writes no optimizer arithmetic: each factory returns an
 any optax tooling, and :func:`annjax.fit` accepts any optax transformation in
 its place. Learning rates may be numbers or optax schedules.
 
-Weight decay here is the *decoupled* form, w ← w − η λ w, applied by the
-optimizer; ``fit(l2=λ)`` instead adds λ Σ w² to the loss (see
-:mod:`annjax.regularizers`). For plain SGD the two coincide when
-``weight_decay = 2 λ``; with momentum or Adam they differ, because the L2
-gradient is rescaled by the optimizer while decoupled decay is not.
+Weight decay here is the *decoupled* form (Loshchilov & Hutter, 2019): the
+term λ w joins the update after momentum or Adam's scaling and before the
+learning rate, w ← w − α (d + λ w), d the optimizer's direction; so the chain
+is clip → direction → decay → learning rate. ``fit(l2=λ)`` instead adds
+λ Σ w² to the loss (see :mod:`annjax.regularizers`), whose gradient 2 λ w
+goes through momentum and Adam's rescaling. For plain SGD the two coincide
+when ``weight_decay = 2 λ``; with momentum or Adam they differ.
 
 Decay spares biases and normalisation parameters by default (the mask is
 :func:`annjax.regularizers.default_mask`, read off the parameter paths).
 
 The factories are memoised: ``ann.sgd(0.1)`` returns the same object each
-time, so a second ``fit`` with an equal optimizer reuses the compiled epoch.
+time, so a second ``fit`` with an equal optimizer reuses the compiled epoch
+(arguments that cannot be hashed, such as an array, just build a new one).
 
 Examples:
   >>> opt = ann.sgd(0.1, momentum=0.9, weight_decay=1e-4, clip_norm=1.0)
@@ -54,6 +57,22 @@ def _clip(clip_norm: float | None, clip_value: float | None) -> list:
     return parts
 
 
+def _memoized(factory: Callable) -> Callable:
+    """Returns ``factory`` cached on its (hashable) arguments."""
+    cached = functools.lru_cache(maxsize=256)(factory)
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs):
+        try:
+            return cached(*args, **kwargs)
+        except TypeError as exc:  # an unhashable argument: build it afresh
+            if "unhashable" not in str(exc):
+                raise
+            return factory(*args, **kwargs)
+
+    return build
+
+
 def _decay(weight_decay: float, mask) -> list:
     weight_decay = _checks.non_negative("weight_decay", weight_decay)
     if weight_decay == 0.0:
@@ -61,7 +80,7 @@ def _decay(weight_decay: float, mask) -> list:
     return [optax.add_decayed_weights(weight_decay, mask=mask or default_mask)]
 
 
-@functools.lru_cache(maxsize=256)
+@_memoized
 def sgd(
     learning_rate: LearningRate,
     momentum: float = 0.0,
@@ -74,14 +93,14 @@ def sgd(
     r"""Returns stochastic gradient descent, W ← W − α ∂L/∂W, as an optax chain.
 
     .. math::
-       g \leftarrow \text{clip}(\nabla L) + \lambda w, \quad
-       v \leftarrow \mu v + g, \quad w \leftarrow w - \alpha v
+       g \leftarrow \text{clip}(\nabla L), \quad
+       v \leftarrow \mu v + g, \quad w \leftarrow w - \alpha (v + \lambda w)
 
     Args:
       learning_rate: α > 0, or an optax schedule.
       momentum: μ in [0, 1); 0 is plain SGD.
       nesterov: Nesterov momentum.
-      weight_decay: λ ≥ 0, decoupled decay added to the gradient (biases and
+      weight_decay: λ ≥ 0, decoupled decay, outside the momentum (biases and
         norm parameters spared).
       clip_norm: clip the global gradient norm to this value (> 0).
       clip_value: clip each gradient element to [−v, v] (> 0).
@@ -96,14 +115,16 @@ def sgd(
     momentum = _checks.number("momentum", momentum)
     if not 0.0 <= momentum < 1.0:
         raise _checks.fail("momentum", "a number in [0, 1)", momentum)
+    direction = [optax.trace(momentum, nesterov=nesterov)] if momentum else []
     return optax.chain(
         *_clip(clip_norm, clip_value),
+        *direction,
         *_decay(weight_decay, decay_mask),
-        optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov),
+        optax.scale_by_learning_rate(learning_rate),
     )
 
 
-@functools.lru_cache(maxsize=256)
+@_memoized
 def adam(
     learning_rate: LearningRate = 1e-3,
     b1: float = 0.9,
@@ -114,16 +135,16 @@ def adam(
     clip_value: float | None = None,
     decay_mask: Callable | None = None,
 ) -> optax.GradientTransformation:
-    r"""Returns Adam (Kingma & Ba, 2015) as an optax chain clip → decay → adam.
+    r"""Returns Adam (Kingma & Ba, 2015) as an optax chain clip → adam → decay → α.
 
-    ``weight_decay`` here is added to the gradient before Adam's scaling (the
-    "L2 inside Adam" of classic libraries); for the decoupled AdamW form use
-    :func:`adamw`.
+    With ``weight_decay`` > 0 this is AdamW: the decay λ w is added after
+    Adam's scaling, so it is not rescaled (unlike ``fit(l2=…)``).
 
     .. math::
        m \leftarrow \beta_1 m + (1-\beta_1) g,\;
        v \leftarrow \beta_2 v + (1-\beta_2) g^2,\;
-       w \leftarrow w - \alpha \frac{\hat m}{\sqrt{\hat v} + \epsilon}
+       w \leftarrow w - \alpha \left(\frac{\hat m}{\sqrt{\hat v} + \epsilon}
+       + \lambda w\right)
 
     Raises:
       ValueError: for learning_rate ≤ 0, betas outside [0, 1), eps ≤ 0,
@@ -133,12 +154,13 @@ def adam(
     _betas(b1, b2)
     return optax.chain(
         *_clip(clip_norm, clip_value),
+        optax.scale_by_adam(b1=b1, b2=b2, eps=_checks.positive("eps", eps)),
         *_decay(weight_decay, decay_mask),
-        optax.adam(learning_rate, b1=b1, b2=b2, eps=_checks.positive("eps", eps)),
+        optax.scale_by_learning_rate(learning_rate),
     )
 
 
-@functools.lru_cache(maxsize=256)
+@_memoized
 def adamw(
     learning_rate: LearningRate = 1e-3,
     b1: float = 0.9,
@@ -149,27 +171,17 @@ def adamw(
     clip_value: float | None = None,
     decay_mask: Callable | None = None,
 ) -> optax.GradientTransformation:
-    r"""Returns AdamW (Loshchilov & Hutter, 2019): Adam with decoupled decay.
+    r"""Returns AdamW (Loshchilov & Hutter, 2019): :func:`adam` with decay on.
 
     The chain is clip → Adam scaling → decay → learning rate, so the decay term
-    λ w is not rescaled by Adam: w ← w − α (m̂ / (√v̂ + ε) + λ w).
+    λ w is not rescaled by Adam: w ← w − α (m̂ / (√v̂ + ε) + λ w). The same as
+    ``adam(..., weight_decay=1e-4)``; equal to ``optax.adamw``.
 
     Raises:
       ValueError: as :func:`adam`.
     """
-    learning_rate = _learning_rate(learning_rate)
-    _betas(b1, b2)
-    weight_decay = _checks.non_negative("weight_decay", weight_decay)
-    return optax.chain(
-        *_clip(clip_norm, clip_value),
-        optax.adamw(
-            learning_rate,
-            b1=b1,
-            b2=b2,
-            eps=_checks.positive("eps", eps),
-            weight_decay=weight_decay,
-            mask=decay_mask or default_mask,
-        ),
+    return adam(
+        learning_rate, b1, b2, eps, weight_decay, clip_norm, clip_value, decay_mask
     )
 
 

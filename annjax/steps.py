@@ -18,6 +18,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -139,6 +140,8 @@ def make_train_step(
     loss_fn = _losses.get(loss)
     optimizer = optimizer if optimizer is not None else _default_optimizer()
     metric_fns = {name: _metrics.get(name) for name in metrics}
+    to_metric = metric_input(loss)
+    weighted = {name for name, fn in metric_fns.items() if _takes_weights(fn)}
 
     def objective(params, state, x, y, w, key):
         if track_gradients:
@@ -173,13 +176,35 @@ def make_train_step(
         params = optax.apply_updates(ts.params, updates)
         logs = {"loss": data_loss, "weight": jnp.sum(w)}
         for name, fn in metric_fns.items():
-            logs[name] = fn(y, pred)
+            # padding (w = 0) must not count, as in the loss
+            kw = {"sample_weight": w} if name in weighted else {}
+            logs[name] = fn(y, to_metric(pred), **kw)
         if track_gradients:
             logs.update(_profiler.layer_stats(grads, ts.params, updates))
             logs.update(health)
         return TrainState(params, new_state, opt_state, ts.step + 1), logs
 
     return step
+
+
+def metric_input(loss: str | Callable) -> Callable[[Array], Array]:
+    """Returns the map from model outputs to what the metrics read.
+
+    A model trained with ``sigmoid_binary_cross_entropy`` outputs logits; the
+    metrics threshold probabilities at 0.5, so they see σ(z). Softmax logits
+    need nothing (argmax is the same), nor do other losses.
+    """
+    if _losses.name_of(loss) == "sigmoid_binary_cross_entropy":
+        return jax.nn.sigmoid
+    return lambda pred: pred
+
+
+def _takes_weights(fn: Callable) -> bool:
+    """Returns whether a metric takes ``sample_weight`` (every registered one does)."""
+    try:
+        return "sample_weight" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and the like have no signature
+        return False
 
 
 def _active(strength) -> bool:
@@ -202,13 +227,14 @@ def make_eval_step(
     """
     loss_fn = _losses.get(loss)
     metric_fns = {name: _metrics.get(name) for name in metrics}
+    to_metric = metric_input(loss)
 
     def eval_step(params, state, batch):
         x, y = batch[0], batch[1]
         pred, _ = model.apply(params, state, x, train=False)
         logs = {"loss": loss_fn(y, pred)}
         for name, fn in metric_fns.items():
-            logs[name] = fn(y, pred)
+            logs[name] = fn(y, to_metric(pred))
         return logs
 
     return eval_step
@@ -293,7 +319,7 @@ def evaluate_arrays(
     pred = predict_batched(model, params, state, x, batch_size)
     out = {"loss": _losses.get(loss)(y, pred)}
     for name in metrics:
-        out[name] = _metrics.get(name)(y, pred)
+        out[name] = _metrics.get(name)(y, metric_input(loss)(pred))
     return out
 
 

@@ -330,7 +330,7 @@ def fit(
         track_gradients=track_gradients,
         eval_batch_size=eval_batch_size,
     )
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0) if key is None else _checks.random_key("key", key)
     init_key, train_key = jax.random.split(key)
     ts, _ = init_train_state(model, spec.optimizer, init_key, x.shape[1:])
 
@@ -406,19 +406,17 @@ def _result(ts, history, done, best_params, early_stopping, stop_reason) -> FitR
     hist = {k: np.asarray(v, np.float32) for k, v in history.items()}
     params, state = ts.params, ts.state
     if early_stopping is not None:
-        monitor = early_stopping.monitor
         if early_stopping.restore_best and best_params is not None:
             params, state = best_params
-    else:
-        monitor = "val_loss" if "val_loss" in hist else "loss"
+        # the tracker's epoch (min_delta included): the one restore_best returns
+        best_epoch = _tracker_from_history(early_stopping, history).best_epoch
+        return FitResult(params, state, hist, best_epoch, stop_reason, ts, done)
+    monitor = "val_loss" if "val_loss" in hist else "loss"
     best_epoch = -1
     if monitor in hist and len(hist[monitor]):
         values = np.where(np.isfinite(hist[monitor]), hist[monitor], np.nan)
         if not np.all(np.isnan(values)):
-            direction = early_stopping.direction() if early_stopping else "min"
-            best_epoch = int(
-                np.nanargmin(values) if direction == "min" else np.nanargmax(values)
-            )
+            best_epoch = int(np.nanargmin(values))
     return FitResult(params, state, hist, best_epoch, stop_reason, ts, done)
 
 
