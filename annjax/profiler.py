@@ -13,6 +13,7 @@ A *layer* is a dict of arrays in the params tree; its name is its path,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -20,7 +21,6 @@ import jax.numpy as jnp
 
 from annjax import losses as _losses
 from annjax._types import COMBINATOR_KINDS, Array, Layer, Tap
-from annjax.activations import RELU_FAMILY
 
 __all__ = [
     "SATURATION_THRESHOLD",
@@ -37,6 +37,12 @@ __all__ = [
 SATURATION_THRESHOLD = 0.05
 
 _MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}
+
+#: Activations whose derivative is exactly 0 wherever their output is <= 0, so a
+#: unit that is negative for a whole batch gets no gradient: a dead unit. Leaky
+#: ReLU, ELU, GELU and swish keep a gradient there (the lecture's remedy for
+#: dead ReLUs), so their units never count as dead.
+_DEAD_BELOW_ZERO = frozenset({"relu"})
 
 
 def _key_name(entry) -> str:
@@ -100,16 +106,17 @@ def activation_stats(
 ) -> dict[str, Array]:
     r"""Returns dead and saturated fractions for every tapped activation layer.
 
-    - ``dead_fraction/<layer>`` (ReLU family): the fraction of units whose
-      output is ≤ 0 for every example of the batch, so no gradient reaches
-      their weights through this batch.
+    - ``dead_fraction/<layer>`` (ReLU): the fraction of units whose output is
+      ≤ 0 for every example of the batch, so no gradient reaches their
+      weights through this batch. (Leaky ReLU, ELU, GELU and swish pass a
+      gradient below zero: their units cannot die and are not measured.)
     - ``saturation/<layer>`` (sigmoid, tanh): the fraction of unit activations
       whose derivative, read off the output (σ' = y(1−y), tanh' = 1 − y²), is
       below ``saturation_threshold`` × its maximum.
     """
     stats = {}
     for path, (name, y) in _flat_taps(probe).items():
-        if name in RELU_FAMILY:
+        if name in _DEAD_BELOW_ZERO:
             stats[f"dead_fraction/{path}"] = jnp.mean(jnp.all(y <= 0, axis=0))
         elif name in _MAX_DERIVATIVE:
             derivative = y * (1 - y) if name == "sigmoid" else 1 - jnp.square(y)
@@ -129,7 +136,8 @@ def probe_apply(model: Layer, params, state, x, *, key=None, train=False):
         y, state = model.apply(params, state, x, key=key, train=train, probe=probe)
         return y, state, probe
     y, state = model.apply(params, state, x, key=key, train=train)
-    probe = {model.kind: Tap(model.activation, y)} if model.activation else {}
+    # a bare layer's params are named "model" (see layer_norms); so is its tap
+    probe = {"model": Tap(model.activation, y)} if model.activation else {}
     return y, state, probe
 
 
@@ -154,20 +162,20 @@ def gradient_flow(
       >>> flow = ann.gradient_flow(model, params, state, (x, y), "mse")
       >>> flow["grad_norm/dense_0"]
     """
-    loss_fn = _losses.get(loss)
     x, y = batch
+    flow = _measure(model, _losses.get(loss), bool(train), params, state, x, y, key)
+    return {k: float(v) for k, v in flow.items()}
 
-    @jax.jit
-    def measure(params, state, x, y, key):
-        def objective(p):
-            pred, _, probe = probe_apply(model, p, state, x, key=key, train=train)
-            return loss_fn(y, pred), probe
 
-        grads, probe = jax.grad(objective, has_aux=True)(params)
-        g, p = layer_norms(grads), layer_norms(params)
-        out = {f"grad_norm/{k}": v for k, v in g.items()}
-        out.update({f"param_norm/{k}": v for k, v in p.items()})
-        out.update(activation_stats(probe))
-        return out
+# Model, loss and mode are static: a second call on the same model compiles nothing.
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _measure(model, loss_fn, train, params, state, x, y, key):
+    def objective(p):
+        pred, _, probe = probe_apply(model, p, state, x, key=key, train=train)
+        return loss_fn(y, pred), probe
 
-    return {k: float(v) for k, v in measure(params, state, x, y, key).items()}
+    grads, probe = jax.grad(objective, has_aux=True)(params)
+    out = {f"grad_norm/{k}": v for k, v in layer_norms(grads).items()}
+    out.update({f"param_norm/{k}": v for k, v in layer_norms(params).items()})
+    out.update(activation_stats(probe))
+    return out

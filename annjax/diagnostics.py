@@ -1,0 +1,477 @@
+"""``diagnose``: why a network does not learn, read off its training history.
+
+From the per-epoch history of :func:`annjax.fit` (``loss``, ``val_loss``,
+metrics and, with ``track_gradients=True``, the per-layer measurements of
+:mod:`annjax.profiler`), :func:`diagnose` returns the lecture's diagnosis as
+:class:`Finding` s, most severe first (:data:`KINDS`), each with the numbers
+behind it and the lecture's remedy. A history without profiler measurements
+gives the loss-based findings only; epochs from the first non-finite training
+loss on count only for ``non_finite``. Epochs are 0-based indices into the
+history arrays, like ``FitResult.best_epoch``.
+
+Examples:
+  >>> result = ann.fit(model, (X, y), val_data=(Xv, yv), track_gradients=True)
+  >>> print(ann.diagnose(result.history))  # one per line, or "healthy: no finding"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from annjax import _checks
+
+__all__ = [
+    "KINDS",
+    "REMEDIES",
+    "Finding",
+    "Findings",
+    "Thresholds",
+    "diagnose",
+    "network_order",
+    "per_layer",
+]
+
+#: The kinds of finding, most severe first; :func:`diagnose` orders by it.
+KINDS = (
+    "non_finite",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "dead_units",
+    "saturation",
+    "underfitting",
+    "overfitting",
+)
+
+#: The lecture's remedy for each kind.
+REMEDIES = {
+    "non_finite": "lower the learning rate, clip gradients (ann.sgd(lr, "
+    "clip_norm=1.0)), standardise the inputs and check them for NaN/inf",
+    "exploding_gradients": "clip gradients (ann.sgd(lr, clip_norm=1.0)), lower "
+    "the learning rate, Xavier/He initialisation instead of large weights, "
+    "batch normalisation (ann.mlp(..., batch_norm=True))",
+    "vanishing_gradients": "ReLU or Leaky ReLU instead of sigmoid/tanh, "
+    "Xavier/He initialisation, residual connections (ann.mlp(..., "
+    "residual=True)), batch normalisation (batch_norm=True)",
+    "dead_units": "Leaky ReLU, a lower learning rate, He initialisation, "
+    "batch normalisation before the activation",
+    "saturation": "standardise the inputs, Xavier initialisation (smaller "
+    "weights), batch normalisation, or ReLU/Leaky ReLU",
+    "underfitting": "more capacity (wider or more layers), more training (more "
+    "epochs, a tuned learning rate), less regularisation (smaller l1/l2, dropout)",
+    "overfitting": "more data (or augmentation), dropout, L1/L2 penalties (l1=, "
+    "l2=), early stopping (ann.EarlyStopping(patience=...))",
+}
+
+_ACCURACY = ("accuracy", "binary_accuracy")
+_LOSS_NAMES = {"loss": "training", "val_loss": "validation"}
+
+
+class Finding(NamedTuple):
+    """One diagnosis: what, where, when, the numbers, and what to do.
+
+    Attributes:
+      kind: one of :data:`KINDS`.
+      layer: the layer's path (``dense_0``, ``residual_3/relu_2``), or None
+        for a finding about the whole model.
+      epoch: the 0-based epoch where it is first seen (for ``overfitting``:
+        where the validation loss turned).
+      message: the evidence, with its numbers.
+      remedy: the lecture's remedy.
+    """
+
+    kind: str
+    layer: str | None
+    epoch: int
+    message: str
+    remedy: str
+
+    def __str__(self) -> str:
+        where = f"{self.layer}, " if self.layer else ""
+        return (
+            f"{self.kind} ({where}epoch {self.epoch}): {self.message}\n"
+            f"    remedy: {self.remedy}"
+        )
+
+
+class Findings(list):
+    """A list of :class:`Finding` that prints one finding per line with its
+    remedy, or ``healthy: no finding`` when empty (an empty list is falsy)."""
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self)) if self else "healthy: no finding"
+
+    __repr__ = __str__
+
+
+def network_order(layer: str) -> tuple:
+    """Returns a sort key that puts layer paths in network order.
+
+    Each path part ``<kind>_<i>`` sorts by ``i``, so ``dense_2`` comes before
+    ``dense_10`` and ``residual_3/dense_0`` between ``dense_2`` and
+    ``dense_4`` (flax's ``Dense_0`` likewise); parts without an index
+    (``shortcut``) come last among their siblings.
+    """
+    key = []
+    for part in layer.split("/"):
+        base, _, index = part.rpartition("_")
+        key.append((int(index), base) if base and index.isdigit() else (math.inf, part))
+    return tuple(key)
+
+
+def per_layer(history: Mapping[str, Any], measure: str = "grad_norm") -> dict:
+    """Returns ``{layer: per-epoch values}`` of one measure, in network order.
+
+    ``measure`` is a history prefix: ``grad_norm``, ``grad_norm_max``,
+    ``param_norm``, ``update_ratio``, ``dead_fraction``, ``saturation``.
+    """
+    prefix = measure + "/"
+    found = {
+        name[len(prefix) :]: np.asarray(values, np.float64)
+        for name, values in history.items()
+        if name.startswith(prefix)
+    }
+    return {layer: found[layer] for layer in sorted(found, key=network_order)}
+
+
+def _as_history(history) -> dict[str, np.ndarray]:
+    history = getattr(history, "history", history)  # a FitResult works too
+    if not isinstance(history, Mapping):
+        raise TypeError(
+            "history: expected a mapping name → per-epoch values (FitResult."
+            f"history), got {type(history).__name__}."
+        )
+    out = {}
+    for name, values in history.items():
+        out[name] = np.asarray(values, np.float64)
+        if out[name].ndim != 1:
+            raise _checks.fail(
+                f"history[{name!r}]",
+                "one value per epoch (a 1-d array)",
+                f"shape {out[name].shape}",
+                "For fit_many's (epochs, models) history, diagnose one model: "
+                "{k: v[:, i] for k, v in history.items()}.",
+            )
+    return out
+
+
+def _first(mask: np.ndarray) -> int | None:
+    """Returns the first epoch where ``mask`` holds, or None."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def _above(values: np.ndarray, limit: float) -> np.ndarray:
+    """Returns where ``values`` are finite and above ``limit`` (the non-finite
+    ones are ``non_finite``'s)."""
+    return np.isfinite(values) & (values > limit)
+
+
+def _from_on(mask: np.ndarray) -> int | None:
+    """Returns the first epoch from which ``mask`` holds to the end, or None."""
+    if not mask.size or not mask[-1]:
+        return None
+    misses = np.flatnonzero(~mask)
+    return int(misses[-1]) + 1 if misses.size else 0
+
+
+def _finite_epochs(h: dict[str, np.ndarray]) -> int:
+    """Returns the number of epochs before the first non-finite training loss."""
+    if "loss" not in h:
+        return min((len(v) for v in h.values()), default=0)
+    bad = _first(~np.isfinite(h["loss"]))
+    return len(h["loss"]) if bad is None else bad
+
+
+_Raw = Iterator[tuple[str, str | None, int, str]]  # kind, layer, epoch, message
+
+
+def _non_finite(h, n: int, t: Thresholds) -> _Raw:
+    losses = {k: h[k] for k in ("loss", "val_loss") if k in h}
+    grads = per_layer(h, "grad_norm")
+    firsts = [_first(~np.isfinite(v)) for v in (*losses.values(), *grads.values())]
+    if (epoch := min((e for e in firsts if e is not None), default=None)) is None:
+        return
+    at = {k: v[epoch] for k, v in (losses | grads).items() if epoch < len(v)}
+    bad = {k: v for k, v in at.items() if not np.isfinite(v)}
+    parts = [
+        f"the {_LOSS_NAMES[k]} loss became {bad.pop(k)}" for k in losses if k in bad
+    ]
+    # An inf marks where the overflow began; the NaNs follow from inf − inf.
+    layer = next((k for k, v in bad.items() if np.isinf(v)), next(iter(bad), None))
+    if layer is not None:
+        parts.append(
+            f"gradient norm {bad[layer]} in {layer} ({len(bad)} of {len(grads)} "
+            "layers non-finite)"
+        )
+    yield "non_finite", layer, epoch, f"in epoch {epoch} " + "; ".join(parts)
+
+
+def _depth_ratio(grads: dict[str, np.ndarray]):
+    """Returns (first layer, last layer, ‖g_first‖ / ‖g_last‖ per epoch) or None."""
+    if len(grads) < 2:
+        return None
+    first, last = next(iter(grads)), next(reversed(grads))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(grads[last] > 0, grads[first] / grads[last], np.nan)
+    return first, last, ratio
+
+
+def _gradients(h, n: int, t: Thresholds) -> _Raw:
+    grads = {k: v[:n] for k, v in per_layer(h, "grad_norm").items()}
+    total = np.sqrt(sum(np.square(v) for v in grads.values())) if grads else None
+    if total is not None:
+        # An epoch with a non-finite norm is non_finite's: its ratios mean nothing.
+        finite = np.isfinite(total)
+        total = np.where(finite, total, np.nan)
+        grads = {k: np.where(finite, v, np.nan) for k, v in grads.items()}
+    if (depth := _depth_ratio(grads)) is not None:
+        first, last, ratio = depth
+        what = f"that of the last layer {last}"
+        if (e := _first(ratio > t.exploding_ratio)) is not None:
+            message = (
+                f"{first} gradient norm {grads[first][e]:.3g}, {ratio[e]:.3g} × "
+                f"{what} ({grads[last][e]:.3g}), in epoch {e} (threshold "
+                f"{t.exploding_ratio:g} ×)"
+            )
+            yield "exploding_gradients", first, e, message
+        # Exactly 0 is a blocked path (dead ReLUs: dead_units), not a vanishing one.
+        floor = grads[first] < t.vanishing_floor
+        low = ((ratio < t.vanishing_ratio) | floor) & (grads[first] > 0)
+        if (e := _first(low)) is not None:
+            few = sum(v[e] < t.vanishing_ratio * grads[last][e] for v in grads.values())
+            message = (
+                f"{first} gradient norm {grads[first][e]:.2g}, {ratio[e]:.2g} × "
+                f"{what} ({grads[last][e]:.2g}), in epoch {e}; {few} of "
+                f"{len(grads)} layers get less than {t.vanishing_ratio:g} × {last}'s"
+            )
+            if floor[e]:
+                message += f"; below the floor {t.vanishing_floor:g}"
+            yield "vanishing_gradients", first, e, message
+    if total is not None and total.size and total[0] > 0:
+        growth = total / total[0]
+        if (e := _first(growth > t.exploding_growth)) is not None:
+            top = max(grads, key=lambda k: grads[k][e])
+            message = (
+                f"the model's gradient norm grew {growth[e]:.3g} × from epoch 0 "
+                f"({total[0]:.3g}) to epoch {e} ({total[e]:.3g}; threshold "
+                f"{t.exploding_growth:g} ×), most in {top} ({grads[top][e]:.3g})"
+            )
+            yield "exploding_gradients", top, e, message
+    # Epoch 0 is skipped: a zero-initialised layer's first step has ratio ∞.
+    for layer, ratio in per_layer(h, "update_ratio").items():
+        if (e := _first(_above(ratio[1:n], t.exploding_update_ratio))) is not None:
+            message = (
+                f"a step changes {layer} by {ratio[e + 1]:.3g} × the norm of its "
+                f"weights in epoch {e + 1} (threshold {t.exploding_update_ratio:g})"
+            )
+            yield "exploding_gradients", layer, e + 1, message
+    for layer, peak in (per_layer(h, "grad_norm_max") or grads).items():
+        if (e := _first(_above(peak[:n], t.exploding_norm))) is not None:
+            message = (
+                f"{layer} gradient norm {peak[e]:.3g} in epoch {e} (threshold "
+                f"{t.exploding_norm:g})"
+            )
+            yield "exploding_gradients", layer, e, message
+
+
+_HEALTH = {  # kind → (history measure, threshold, what the fraction counts)
+    "dead_units": ("dead_fraction", "dead_fraction", "units output ≤ 0 on whole "
+                   "batches (dead: no gradient)"),
+    "saturation": ("saturation", "saturated_fraction", "activations are saturated "
+                   "(derivative < 5% of its maximum)"),
+}  # fmt: skip
+
+
+def _activations(h, n: int, t: Thresholds) -> _Raw:
+    for kind, (measure, field, what) in _HEALTH.items():
+        threshold = getattr(t, field)
+        for layer, values in per_layer(h, measure).items():
+            values = values[:n]
+            if (e := _from_on(values >= threshold)) is not None:
+                message = (
+                    f"{values[e]:.0%} of {layer}'s {what} in epoch {e}, at least "
+                    f"{threshold:.0%} from then on ({values[-1]:.0%} in the last "
+                    "epoch)"
+                )
+                yield kind, layer, e, message
+
+
+def _underfitting(h, n: int, t: Thresholds) -> _Raw:
+    loss = h.get("loss", np.empty(0))[:n]
+    accuracy = next((k for k in _ACCURACY if k in h), None)
+    if not loss.size:
+        return
+    if accuracy is not None:  # accuracy is scale-free, the loss is not
+        acc = np.nan_to_num(h[accuracy][:n], nan=-np.inf)
+        epoch = int(np.argmax(acc))
+        if not -np.inf < acc[epoch] < t.underfit_accuracy:
+            return
+        message = (
+            f"the best training {accuracy} is {acc[epoch]:.3g} (epoch {epoch}), "
+            f"below {t.underfit_accuracy:g}"
+        )
+    else:
+        epoch = int(np.argmin(loss))
+        gain = (loss[0] - loss[epoch]) / loss[0] if loss[0] > 0 else math.inf
+        if loss.size < 2 or not gain < t.underfit_improvement:
+            return
+        message = (
+            f"the training loss fell only {gain:.0%} from epoch 0 ({loss[0]:.3g}) "
+            f"to its best ({loss[epoch]:.3g}, epoch {epoch}; threshold "
+            f"{t.underfit_improvement:.0%})"
+        )
+    if "val_loss" in h and epoch < len(h["val_loss"]):
+        val = h["val_loss"][epoch]
+        if not val <= (1 + t.underfit_gap) * loss[epoch]:
+            return  # a wide train/validation gap is variance, not bias
+        message += f"; the validation loss is as high ({val:.3g})"
+    yield "underfitting", None, epoch, message
+
+
+def _overfitting(h, n: int, t: Thresholds) -> _Raw:
+    if "loss" not in h or "val_loss" not in h:
+        return
+    val = h["val_loss"][:n]
+    val = val[: _first(~np.isfinite(val))]
+    if not val.size:
+        return
+    loss, last = h["loss"][: val.size], val.size - 1
+    turn = last - int(np.argmin(val[::-1]))  # the last epoch at the minimum
+    rise = (val[-1] - val[turn]) / abs(val[turn]) if val[turn] else math.inf
+    if last - turn < t.overfit_patience or not rise >= t.overfit_rise:
+        return
+    if loss[-1] < loss[turn]:  # when both rise it is divergence, not over-fitting
+        message = (
+            f"the validation loss reached its minimum {val[turn]:.3g} in epoch "
+            f"{turn}, then rose to {val[-1]:.3g} (+{rise:.0%}) by epoch {last} "
+            f"while the training loss fell from {loss[turn]:.3g} to "
+            f"{loss[-1]:.3g}; epoch {turn}'s model generalises best"
+        )
+        yield "overfitting", None, turn, message
+
+
+class Thresholds(NamedTuple):
+    r"""The thresholds of :func:`diagnose`, their defaults and the reasons.
+
+    Attributes:
+      vanishing_ratio: vanishing when ‖g_first‖ / ‖g_last‖, the first layer's
+        gradient norm over the last (output) layer's, falls below it. 1e-3:
+        far beyond what layer sizes explain (‖g‖ grows as √(weights)); healthy
+        ReLU/He or residual networks stay within ~10× either way.
+      vanishing_floor: vanishing also when ‖g_first‖ is below this absolute
+        norm. 0 (off): an absolute norm depends on the loss's scale, and a
+        converged model has small gradients for good reason. (A gradient of
+        exactly 0 is a path blocked by dead ReLUs, not a vanishing one.)
+      exploding_ratio: exploding when ‖g_first‖ / ‖g_last‖ exceeds it; 1e3,
+        the mirror image of ``vanishing_ratio``.
+      exploding_growth: exploding when the model's gradient norm √(Σ_l ‖g_l‖²)
+        grows past this multiple of its epoch-0 value. 100: gradients shrink
+        as training proceeds; 100× is the feedback loop of growing weights.
+      exploding_update_ratio: exploding when a step changes a layer by more
+        than this fraction of its weights, ‖Δθ‖ / ‖θ‖ (epoch mean; epoch 0,
+        where a zero-initialised layer has ratio ∞, is skipped). 1: a step as
+        large as the weights, 1000× the ~1e-3 of healthy training. Clipping
+        bounds this ratio, not the raw gradient: a clipped run passes.
+      exploding_norm: exploding when a layer's gradient norm (max over an
+        epoch's steps) exceeds it. ∞ (off), as ``vanishing_floor``.
+      dead_fraction: dead units when at least this fraction of a ReLU layer's
+        units outputs ≤ 0 on whole batches from some epoch to the last. 0.5:
+        half the layer no longer learns; dead ReLUs do not come back, so the
+        fraction must hold to the end.
+      saturated_fraction: saturation when at least this fraction of a sigmoid
+        or tanh layer's activations has a derivative below 5% of its maximum
+        (:data:`annjax.profiler.SATURATION_THRESHOLD`) from some epoch to the
+        last. 0.5, as for dead units.
+      overfit_patience: over-fitting needs the validation loss's minimum at
+        least this many epochs before the end. 3: a run stopped early by
+        ``EarlyStopping(patience≥3)`` still shows it.
+      overfit_rise: … and the last validation loss at least this fraction
+        above that minimum, with the training loss lower than there. 0.1:
+        well above the epoch-to-epoch noise of a validation loss on a few
+        hundred examples (~1–2%).
+      underfit_improvement: without an accuracy in the history, under-fitting
+        when the best training loss is less than this fraction below the
+        epoch-0 loss, (L₀ − min L) / L₀. 0.5: a model that can fit its data
+        at least halves its first epoch's loss.
+      underfit_accuracy: with ``accuracy`` (or ``binary_accuracy``) in the
+        history, under-fitting when the best training accuracy stays below
+        it (accuracy is scale-free, the loss is not). 0.6: a model of enough
+        capacity fits most of the examples it is trained on.
+      underfit_gap: under-fitting also needs the validation loss, at the epoch
+        judged, within this fraction of the training loss. 0.25: high bias
+        shows on both; a wider gap is variance.
+    """
+
+    vanishing_ratio: float = 1e-3
+    vanishing_floor: float = 0.0
+    exploding_ratio: float = 1e3
+    exploding_growth: float = 1e2
+    exploding_update_ratio: float = 1.0
+    exploding_norm: float = math.inf
+    dead_fraction: float = 0.5
+    saturated_fraction: float = 0.5
+    overfit_patience: int = 3
+    overfit_rise: float = 0.1
+    underfit_improvement: float = 0.5
+    underfit_accuracy: float = 0.6
+    underfit_gap: float = 0.25
+
+    def validate(self) -> Thresholds:
+        """Returns self, or raises TypeError/ValueError for a bad threshold."""
+        for name, value in self._asdict().items():
+            _checks.non_negative(name, value)
+        for name in ("dead_fraction", "saturated_fraction", "underfit_accuracy"):
+            _checks.probability(name, getattr(self, name))
+        _checks.integer("overfit_patience", self.overfit_patience, minimum=1)
+        return self
+
+
+def diagnose(history: Mapping[str, Any], **thresholds: float) -> Findings:
+    """Returns the problems seen in a training history, most severe first.
+
+    Each kind of problem is reported once per layer (or once for the model),
+    at the epoch where it is first seen; an empty result, which prints
+    ``healthy: no finding``, means that no threshold was crossed.
+
+    Args:
+      history: ``FitResult.history`` (or the FitResult): name → per-epoch
+        values.
+      **thresholds: any field of :class:`Thresholds`, e.g.
+        ``vanishing_ratio=1e-4`` or ``overfit_patience=5``; each is documented
+        there with its default and the reason for it.
+
+    Returns:
+      :class:`Findings`, a list of :class:`Finding` ordered by :data:`KINDS`,
+      then network order.
+
+    Raises:
+      TypeError: for an unknown threshold name or a history that is not a
+        mapping. ValueError: for a threshold out of range or a history entry
+        that is not one value per epoch.
+
+    Examples:
+      >>> ann.diagnose(result.history, vanishing_ratio=1e-4, overfit_rise=0.2)
+    """
+    if unknown := sorted(thresholds.keys() - set(Thresholds._fields)):
+        raise TypeError(
+            f"diagnose: unknown threshold(s) {', '.join(unknown)}; expected "
+            f"some of {', '.join(Thresholds._fields)}."
+        )
+    t = Thresholds(**thresholds).validate()
+    h = _as_history(history)
+    n = _finite_epochs(h)
+    once: dict[tuple, Finding] = {}  # each kind once per layer, its first epoch
+    for detect in (_non_finite, _gradients, _activations, _underfitting, _overfitting):
+        for kind, layer, epoch, message in detect(h, n, t):
+            old = once.get((kind, layer))
+            if old is None or epoch < old.epoch:
+                once[kind, layer] = Finding(kind, layer, epoch, message, REMEDIES[kind])
+    return Findings(sorted(once.values(), key=_severity))
+
+
+def _severity(f: Finding) -> tuple:
+    return KINDS.index(f.kind), network_order(f.layer or ""), f.epoch

@@ -1,0 +1,302 @@
+"""Figures of the lecture: learning curves, gradient flow, activation functions.
+
+matplotlib is an optional dependency (``pip install "annjax[examples]"``),
+imported only when a function here is called; on a machine without a display
+the non-interactive Agg backend is chosen. Every function returns the
+``matplotlib.figure.Figure`` and, given ``path=``, also writes it as an image
+(PNG for a ``.png`` path), creating the parent directories.
+
+Examples:
+  >>> result = ann.fit(model, (X, y), val_data=(Xv, yv), track_gradients=True)
+  >>> ann.plot.history(result.history, log=True, path="out/curves.png")
+  >>> ann.plot.gradient_flow(result.history, path="out/gradient_flow.png")
+  >>> ann.plot.activations(path="out/activations.png")
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import pathlib
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from annjax import activations as _activations
+from annjax import metrics as _metrics
+from annjax.diagnostics import per_layer
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["activations", "gradient_flow", "history"]
+
+_Target = str | os.PathLike | None  # where to write a figure
+
+
+def _pyplot():
+    """Returns ``matplotlib.pyplot``, with the Agg backend when there is no display."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(
+            "annjax.plot needs matplotlib, which is not installed. Install it "
+            'with: pip install "annjax[examples]"'
+        ) from error
+    headless = sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if (
+        headless
+        and "MPLBACKEND" not in os.environ
+        and "matplotlib.pyplot" not in sys.modules
+    ):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig: Figure, path: _Target) -> Figure:
+    """Returns ``fig`` after writing it to ``path`` (parents created), if given."""
+    if path is not None:
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def _grid(plt, n: int, width: float = 4.2, height: float = 3.2, ncols: int = 3):
+    """Returns a figure and its first ``n`` axes, ``ncols`` to a row."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False
+    )
+    axes = list(axes.ravel())
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
+
+
+def _curves(history: Mapping[str, Any]) -> list[str]:
+    """Returns the loss and metric names of a history: ``loss`` first, no ``val_``."""
+    names = []
+    for name in history:
+        base = name.removeprefix("val_")
+        if "/" not in name and base not in names:
+            names.append(base)
+    return sorted(names, key=lambda name: name != "loss")
+
+
+def _lower_is_better(name: str) -> bool:
+    try:
+        return name == "loss" or _metrics.mode(name) == "min"
+    except ValueError:  # a metric annjax does not know
+        return True
+
+
+def _epoch_axis(ax, epochs: int) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    if epochs <= 12:
+        ax.set_xticks(range(epochs))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+
+
+def history(
+    history: Mapping[str, Any], log: bool = False, path: _Target = None
+) -> Figure:
+    """Returns the learning curves: training against validation, one panel each.
+
+    One panel for the loss and one per metric, each with the training curve
+    and, where the history has it, the validation curve (``val_<name>``)
+    over epochs; the loss panel also marks the epoch of the lowest
+    validation loss (the model early stopping would keep). Profiler
+    measurements are left out (see :func:`gradient_flow`).
+
+    Args:
+      history: ``FitResult.history`` (or the FitResult).
+      log: a logarithmic y axis for the loss and the error metrics (those
+        where lower is better, such as ``mse``), which span decades;
+        accuracy-like metrics in [0, 1] keep a linear axis.
+      path: where to write the figure (e.g. ``"out/curves.png"``), or None.
+
+    Returns:
+      The ``matplotlib.figure.Figure``, one axes per loss/metric.
+
+    Raises:
+      ValueError: if the history holds no loss or metric.
+    """
+    history = getattr(history, "history", history)
+    names = _curves(history)
+    if not names:
+        raise ValueError(
+            "plot.history: expected a history with a loss or metric (FitResult."
+            f"history), got the keys {sorted(history)}."
+        )
+    plt = _pyplot()
+    fig, axes = _grid(plt, len(names))
+    for ax, name in zip(axes, names, strict=True):
+        for key, label, style in (
+            (name, "training", "-"),
+            (f"val_{name}", "validation", "--"),
+        ):
+            if key in history:
+                values = np.asarray(history[key], np.float64)
+                ax.plot(np.arange(len(values)), values, style, marker=".", label=label)
+        val = np.asarray(history.get(f"val_{name}", []), np.float64)
+        if name == "loss" and np.isfinite(val).any():
+            best = int(np.nanargmin(np.where(np.isfinite(val), val, np.nan)))
+            ax.axvline(
+                best, color="grey", ls=":", label=f"best validation (epoch {best})"
+            )
+        ax.set(title=name, ylabel=name)
+        _epoch_axis(
+            ax, max(len(history[k]) for k in (name, f"val_{name}") if k in history)
+        )
+        if log and _lower_is_better(name):
+            ax.set_yscale("log")
+        ax.legend(fontsize="small")
+    fig.suptitle("learning curves")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def gradient_flow(history: Mapping[str, Any], path: _Target = None) -> Figure:
+    """Returns the per-layer gradient norms over epochs, as lines and as a heat map.
+
+    Left, one line per layer (log y axis, colour from the first layer, dark,
+    to the last, light): vanishing gradients show as the first layers' lines
+    far below the last ones', exploding as lines climbing over epochs.
+    Right, the same numbers as a heat map, layers (in network order, the
+    first at the top) × epochs, on a logarithmic colour scale; zero norms
+    are left blank, non-finite ones crossed out in red.
+
+    Args:
+      history: a history with ``grad_norm/<layer>`` entries, from
+        ``fit(..., track_gradients=True)`` (or the FitResult).
+      path: where to write the figure, or None.
+
+    Returns:
+      The ``matplotlib.figure.Figure``: the line axes, the heat-map axes and
+      its colour bar.
+
+    Raises:
+      ValueError: if the history has no gradient norms.
+    """
+    history = getattr(history, "history", history)
+    grads = per_layer(history, "grad_norm")
+    if not grads:
+        raise ValueError(
+            "plot.gradient_flow: the history has no grad_norm/<layer> entries; "
+            "fit with track_gradients=True."
+        )
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm
+
+    layers = list(grads)
+    epochs = max(len(v) for v in grads.values())
+    table = np.full((len(layers), epochs), np.nan)
+    for i, values in enumerate(grads.values()):
+        table[i, : len(values)] = values
+    broken = np.isnan(table) | np.isinf(table)
+    broken[np.arange(epochs) >= np.array([[len(v)] for v in grads.values()])] = False
+    table[broken | ~(table > 0)] = np.nan
+    height = max(3.5, 0.25 * len(layers) + 1.5)
+    fig, (lines, heat) = plt.subplots(1, 2, figsize=(13, height))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(layers)))
+    for i, (layer, row) in enumerate(zip(layers, table, strict=True)):
+        # Past a dozen layers the legend would hide the lines; the heat map
+        # names every layer, the legend then only the first and the last.
+        named = len(layers) <= 12 or i in (0, len(layers) - 1)
+        label = layer if named else "_nolegend_"
+        lines.plot(np.arange(epochs), row, marker=".", color=colours[i], label=label)
+    lines.set(yscale="log", ylabel="‖∂L/∂θ‖ (mean over steps)")
+    lines.set_title("gradient norm per layer (dark: first, light: last)")
+    _epoch_axis(lines, epochs)
+    lines.grid(alpha=0.3, which="both")
+    # Below the axes, so that it hides no line.
+    lines.legend(
+        fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=6
+    )
+    finite = table[np.isfinite(table)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.1, 10.0)
+    norm = LogNorm(low, high) if low < high else LogNorm(low / 10, high * 10)
+    image = heat.imshow(
+        np.ma.masked_invalid(table),
+        aspect="auto",
+        norm=norm,
+        cmap="magma",
+        interpolation="nearest",
+    )
+    heat.set(yticks=range(len(layers)), yticklabels=layers)
+    heat.set_title("gradient norm (layers in network order)")
+    _epoch_axis(heat, epochs)
+    heat.grid(False)
+    rows, cols = np.nonzero(broken)
+    if rows.size:  # NaN/inf norms, as fit records them in the epoch that broke
+        heat.scatter(cols, rows, marker="x", color="red", label="non-finite")
+        heat.legend(fontsize="x-small", loc="upper right")
+    heat.tick_params(axis="y", labelsize="small")
+    fig.colorbar(image, ax=heat, label="gradient norm (log scale)")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+#: The lecture's activation functions, as (title, function of a scalar z).
+_GALLERY = (
+    ("Heaviside step", _activations.heaviside),
+    ("sign (bipolar step)", _activations.sign),
+    ("identity", _activations.identity),
+    ("sigmoid σ", _activations.sigmoid),
+    ("tanh", _activations.tanh),
+    ("ReLU", _activations.relu),
+    ("leaky ReLU (α = 0.1)", functools.partial(_activations.leaky_relu, alpha=0.1)),
+    ("softmax([z, 0])₀ = σ(z)", lambda z: _activations.softmax(jnp.stack([z, 0.0]))[0]),
+)
+
+
+@jax.jit
+def _curves_of(z: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
+    """Returns (f(z), f'(z)) for each function of the gallery, in one compilation."""
+    return [(jax.vmap(f)(z), jax.vmap(jax.grad(f))(z)) for _, f in _GALLERY]
+
+
+def activations(path: _Target = None) -> Figure:
+    """Returns the lecture's activation functions with their derivatives.
+
+    One panel per function f (Heaviside, sign, identity, sigmoid, tanh, ReLU,
+    leaky ReLU, and softmax of (z, 0), the two-class softmax, which is the
+    sigmoid), each with f (solid) and f' (dashed) on z ∈ [−4, 4]. The
+    derivatives are ``jax.vmap(jax.grad(f))``, so the panels show what
+    backpropagation sees: 0 almost everywhere for the steps (no gradient to
+    learn from), σ' ≤ 1/4 (vanishing through deep sigmoid stacks), tanh' ≤ 1,
+    ReLU' = 1 for z > 0 (and 0 below: dead units), α below for leaky ReLU.
+
+    Args:
+      path: where to write the figure, or None.
+
+    Returns:
+      The ``matplotlib.figure.Figure``, eight axes with two lines each.
+    """
+    plt = _pyplot()
+    z = jnp.linspace(-4.0, 4.0, 401)
+    fig, axes = _grid(plt, len(_GALLERY), width=3.4, height=2.8, ncols=4)
+    for ax, (title, _), (f, df) in zip(axes, _GALLERY, _curves_of(z), strict=True):
+        ax.plot(z, f, "-", lw=2, label="f(z)")
+        ax.plot(z, df, "--", lw=1.5, label="f′(z)")
+        ax.set(title=title, xlabel="z")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left")
+    fig.suptitle("activation functions f (solid) and their derivatives f′ (dashed)")
+    fig.tight_layout()
+    return _finish(fig, path)

@@ -1,0 +1,140 @@
+"""Tests of the figures: each returns a Figure with the expected axes and lines
+and writes a non-empty PNG when given a path."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+import matplotlib.pyplot as plt
+
+from annjax import plot
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def history(epochs: int = 6) -> dict[str, np.ndarray]:
+    t = np.arange(epochs, dtype=np.float64)
+    return {
+        "loss": np.exp(-t),
+        "accuracy": 1 - 0.5 * np.exp(-t),
+        "val_loss": np.exp(-t / 2) + 0.1 * t,
+        "val_accuracy": 0.9 - 0.5 * np.exp(-t),
+        "mse": np.exp(-2 * t),
+        "grad_norm/dense_10": np.full(epochs, 1.0),
+        "grad_norm/dense_2": np.full(epochs, 1e-4),
+        "grad_norm/residual_3/dense_0": np.full(epochs, 1e-2),
+        "grad_norm_max/dense_2": np.full(epochs, 1e-3),
+        "dead_fraction/relu_1": np.zeros(epochs),
+    }
+
+
+def assert_png(path) -> None:
+    assert path.is_file() and path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == PNG
+
+
+def labels(ax) -> list[str]:
+    return [line.get_label() for line in ax.get_lines()]
+
+
+def test_history_one_panel_per_loss_and_metric(tmp_path):
+    path = tmp_path / "new" / "dir" / "curves.png"
+    fig = plot.history(history(), path=path)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "mse"]
+    loss, accuracy, mse = fig.axes
+    assert labels(loss) == ["training", "validation", "best validation (epoch 3)"]
+    assert labels(accuracy) == ["training", "validation"]
+    assert labels(mse) == ["training"]  # no val_mse in the history
+    np.testing.assert_allclose(loss.get_lines()[0].get_ydata(), np.exp(-np.arange(6)))
+    assert all(ax.get_yscale() == "linear" for ax in fig.axes)
+    assert_png(path)
+
+
+def test_history_log_scale_for_losses_and_errors_only():
+    fig = plot.history(history(), log=True)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "linear", "log"]
+
+
+def test_history_accepts_a_fit_result_and_short_runs():
+    result = types.SimpleNamespace(history={"loss": np.array([1.0])})
+    fig = plot.history(result)
+    assert len(fig.axes) == 1 and labels(fig.axes[0]) == ["training"]
+
+
+def test_history_without_curves_raises():
+    with pytest.raises(ValueError, match="loss or metric"):
+        plot.history({"grad_norm/dense_0": [1.0]})
+
+
+def test_gradient_flow_lines_and_heat_map_in_network_order(tmp_path):
+    path = tmp_path / "flow.png"
+    fig = plot.gradient_flow(history(), path=path)
+    lines, heat, colour_bar = fig.axes
+    order = ["dense_2", "residual_3/dense_0", "dense_10"]
+    assert labels(lines) == order
+    assert lines.get_yscale() == "log"
+    np.testing.assert_allclose(lines.get_lines()[0].get_ydata(), 1e-4)
+    assert [t.get_text() for t in heat.get_yticklabels()] == order
+    image = heat.get_images()[0]
+    assert image.get_array().shape == (3, 6)
+    assert type(image.norm).__name__ == "LogNorm"
+    assert "gradient norm" in colour_bar.get_ylabel()
+    assert not heat.collections  # nothing non-finite to cross out
+    assert_png(path)
+
+
+def test_gradient_flow_crosses_out_non_finite_norms():
+    h = history(3)
+    h["grad_norm/dense_2"][2] = np.nan
+    h["grad_norm/dense_10"][2] = np.inf
+    heat = plot.gradient_flow(h).axes[1]
+    (crosses,) = heat.collections
+    assert sorted(map(tuple, crosses.get_offsets())) == [(2, 0), (2, 2)]
+
+
+def test_gradient_flow_names_only_the_ends_of_a_deep_network():
+    h = {f"grad_norm/dense_{2 * i}": np.ones(2) for i in range(20)}
+    lines = plot.gradient_flow(h).axes[0]
+    assert len(lines.get_lines()) == 20
+    legend = [t.get_text() for t in lines.get_legend().get_texts()]
+    assert legend == ["dense_0", "dense_38"]
+
+
+def test_gradient_flow_without_gradients_raises():
+    with pytest.raises(ValueError, match="track_gradients=True"):
+        plot.gradient_flow({"loss": [1.0, 0.5]})
+
+
+def test_activations_gallery_with_derivatives(tmp_path):
+    path = tmp_path / "activations.png"
+    fig = plot.activations(path=path)
+    assert len(fig.axes) == 8
+    assert all(labels(ax) == ["f(z)", "f′(z)"] for ax in fig.axes)
+    curves = {
+        ax.get_title(): [ln.get_ydata() for ln in ax.get_lines()] for ax in fig.axes
+    }
+    f, df = curves["sigmoid σ"]
+    assert df.max() == pytest.approx(0.25, abs=1e-4)  # σ' ≤ 1/4
+    np.testing.assert_allclose(curves["softmax([z, 0])₀ = σ(z)"][0], f, atol=1e-6)
+    assert set(np.unique(curves["ReLU"][1])) <= {0.0, 1.0}
+    assert not np.any(curves["Heaviside step"][1])  # no gradient to learn from
+    np.testing.assert_allclose(np.unique(curves["leaky ReLU (α = 0.1)"][1]), [0.1, 1])
+    assert_png(path)
+
+
+def test_missing_matplotlib_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"pip install \"annjax\[examples\]\""):
+        plot.activations()
