@@ -112,3 +112,23 @@ def random_key(name: str, key: Any) -> Any:
             f"Pass {name}=jax.random.key(0) (any seed).",
         )
     return key
+
+
+def lookup(kind: str, registry: dict, name: Any) -> Any:
+    """Returns ``registry[name.lower()]``; a callable ``name`` passes through.
+
+    The one lookup behind every ``get(name)`` registry (activations, losses,
+    initializers, metrics), so an unknown name reads the same everywhere.
+
+    Raises:
+      ValueError: for an unknown name; the message lists the valid ones.
+      TypeError: for anything that is neither a string nor a callable.
+    """
+    if callable(name):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"{kind}: expected a name or a callable, got {name!r}.")
+    key = name.lower()
+    if key not in registry:
+        raise fail(kind, f"one of {', '.join(sorted(registry))}", name)
+    return registry[key]

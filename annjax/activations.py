@@ -197,14 +197,7 @@ def get(name: str | Callable[..., Array]) -> Callable[..., Array]:
       ValueError: for an unknown name; the message lists the valid ones.
       TypeError: for anything that is neither a string nor a callable.
     """
-    if callable(name):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"activation: expected a name or a callable, got {name!r}.")
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise _checks.fail("activation", f"one of {', '.join(names())}", name)
-    return _REGISTRY[key]
+    return _checks.lookup("activation", _REGISTRY, name)
 
 
 def name_of(activation: str | Callable[..., Array] | None) -> str | None:

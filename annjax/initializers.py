@@ -118,13 +118,7 @@ def get(name: str | Initializer) -> Initializer:
     Raises:
       ValueError: for an unknown name; the message lists the valid ones.
     """
-    if callable(name):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"initializer: expected a name or a callable, got {name!r}.")
-    if name.lower() not in _REGISTRY:
-        raise _checks.fail("initializer", f"one of {', '.join(names())}", name)
-    return _REGISTRY[name.lower()]
+    return _checks.lookup("initializer", _REGISTRY, name)
 
 
 def default_for(activation: str | None) -> Initializer:

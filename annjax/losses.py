@@ -405,14 +405,7 @@ def get(name: str | Loss) -> Loss:
       ValueError: for an unknown name; the message lists the valid ones.
       TypeError: for anything that is neither a string nor a callable.
     """
-    if callable(name):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"loss: expected a name or a callable, got {name!r}.")
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise _checks.fail("loss", f"one of {', '.join(names())}", name)
-    return _REGISTRY[key]
+    return _checks.lookup("loss", _REGISTRY, name)
 
 
 def name_of(loss: str | Loss) -> str:

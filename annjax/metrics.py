@@ -509,14 +509,7 @@ def get(name: str | Callable[..., Array]) -> Callable[..., Array]:
       ValueError: for an unknown name; the message lists the valid ones.
       TypeError: for anything that is neither a string nor a callable.
     """
-    if callable(name):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"metric: expected a name or a callable, got {name!r}.")
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise _checks.fail("metric", f"one of {', '.join(names())}", name)
-    return _REGISTRY[key]
+    return _checks.lookup("metric", _REGISTRY, name)
 
 
 def mode(name: str | Callable[..., Array]) -> Literal["max", "min"]:
