@@ -1,0 +1,104 @@
+"""End to end: every example script's ``main(["--quick", ...])`` runs and returns
+sensible figures, and writes its figure where ``--out`` says.
+
+The scripts are loaded by path (``examples/`` is not a package). They read
+their data from ``$ANNJAX_DATA_DIR`` when it is set (CI points it at
+``shared/datasets``) and fall back to scikit-learn's bundled sets otherwise, so
+every threshold below holds for both.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def load(monkeypatch: pytest.MonkeyPatch):
+    """Returns ``load(name)``: the example module ``examples/<name>.py``."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the scripts `import _common`
+
+    def _load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(
+            f"example_{name}", EXAMPLES / f"{name}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return _load
+
+
+def run(load, name: str, out: Path) -> dict:
+    result = load(name).main(["--quick", "--out", str(out)])
+    figure = Path(result["figure"])
+    assert figure.resolve() == (out / f"{name}.png").resolve()
+    assert figure.is_file() and figure.stat().st_size > 0
+    return result
+
+
+def test_compare_models(load, tmp_path, capsys):
+    result = run(load, "compare_models", tmp_path)
+    rows = result["results"]
+    assert list(rows) == [
+        "softmax layer",
+        "MLP sigmoid",
+        "MLP ReLU+He",
+        "ReLU+dropout",
+        "ReLU+batchnorm",
+    ]
+    assert rows["softmax layer"]["params"] == 64 * 10 + 10  # y = f(Wx + b)
+    assert rows["MLP ReLU+He"]["params"] == 64 * 128 + 128 + 128 * 10 + 10
+    for row in rows.values():
+        assert 1 <= row["epochs"] <= 6
+        assert 0.0 <= row["test acc"] <= 1.0
+    # The best model is chosen on validation accuracy, never on the test set.
+    assert rows[result["best"]]["val acc"] == max(r["val acc"] for r in rows.values())
+    assert result["best_test_accuracy"] > 0.8
+    out = capsys.readouterr().out
+    assert "best model" in out and "softmax layer" in out
+
+
+def test_california_housing(load, tmp_path):
+    result = run(load, "california_housing", tmp_path)
+    rows = result["results"]
+    assert list(rows) == ["linear", "MLP", "MLP + L2 0.001"]
+    for row in rows.values():
+        assert row["test R2"] > 0.0
+        assert 0.0 < row["test MAE"] <= row["test RMSE"]  # MAE ≤ RMSE always
+    assert rows["MLP"]["params"] == rows["MLP + L2 0.001"]["params"]
+
+
+def test_dropout_mnist(load, tmp_path):
+    result = run(load, "dropout_mnist", tmp_path)
+    assert sorted(result["gaps"]) == [0.0, 0.2, 0.5]
+    assert all(math.isfinite(g) for g in result["gaps"].values())
+    no_dropout = result["results"][0.0]
+    assert no_dropout["gap"] > 0.0  # the big model fits its subset better than val
+    assert no_dropout["train acc"] >= no_dropout["val acc"]
+
+
+def test_diabetes(load, tmp_path):
+    result = run(load, "diabetes", tmp_path)
+    rows = result["results"]
+    assert list(rows) == ["logistic regression", "MLP 16 ReLU + dropout"]
+    for row in rows.values():
+        assert row["accuracy"] > 0.65
+        p, r = row["precision"], row["recall"]
+        assert row["f1"] == pytest.approx(2 * p * r / (p + r), abs=1e-5)
+
+
+def test_perceptron_gates(load, tmp_path):
+    result = run(load, "perceptron_gates", tmp_path)
+    for gate, accuracy in result["perceptron"].items():
+        if gate.startswith("xor"):
+            assert accuracy < 1.0, gate  # not linearly separable
+        else:
+            assert accuracy == 1.0, gate
+    assert result["xor_mlp_accuracy"] == 1.0
