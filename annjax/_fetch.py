@@ -90,6 +90,8 @@ def candidates(
         p = Path(path).expanduser()
         if p.is_dir() or not allow_file:
             found.extend(p / name for name in names)
+            if subdir:  # a data folder holding e.g. mnist/, as $ANNJAX_DATA_DIR
+                found.extend(p / subdir / name for name in names)
         else:
             found.append(p)
     for folder in _search_dirs(subdir):

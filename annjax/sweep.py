@@ -32,7 +32,7 @@ import optax
 from annjax import _checks
 from annjax._types import Key, Layer
 from annjax.steps import TrainState, init_train_state, run_epoch
-from annjax.train import EarlyStopping, _progress, setup
+from annjax.train import EarlyStopping, FitResult, _progress, setup
 
 __all__ = ["ManyResult", "fit_many"]
 
@@ -50,6 +50,7 @@ class ManyResult(NamedTuple):
       hyper: the per-model hyper-parameters, name → (models,) array.
       train_state: the stacked last state of every model.
       epochs: epochs run.
+      model_epochs: (models,) epochs each model ran before it stopped.
     """
 
     params: Any
@@ -60,6 +61,31 @@ class ManyResult(NamedTuple):
     hyper: dict[str, np.ndarray]
     train_state: TrainState
     epochs: int
+    model_epochs: np.ndarray | None = None
+
+    def select(self, i: int) -> FitResult:
+        """Returns model ``i`` as the FitResult a separate ``fit`` would give.
+
+        Its history is cut at the epochs the model actually ran.
+        """
+        n = len(self.stop_reason)
+        i = _checks.integer("select i", i)
+        if not -n <= i < n:
+            raise _checks.fail("select i", f"a model index in [-{n}, {n})", i)
+        ran = self.epochs if self.model_epochs is None else int(self.model_epochs[i])
+
+        def take(tree):
+            return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+        return FitResult(
+            take(self.params),
+            take(self.state),
+            {k: v[:ran, i] for k, v in self.history.items()},
+            int(self.best_epoch[i]),
+            self.stop_reason[i],
+            take(self.train_state),
+            ran,
+        )
 
 
 def _per_model(name: str, value, n: int | None) -> tuple[np.ndarray, int | None]:
@@ -193,6 +219,7 @@ def _train(spec, ts, train_keys, hyper, x, y, val, epochs, es, progress, n):
         best = jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state))
     bar = _progress(progress, epochs, 0)
     done = 0
+    ran = np.zeros(n, int)
     try:
         for epoch in range(epochs):
             epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(
@@ -206,6 +233,7 @@ def _train(spec, ts, train_keys, hyper, x, y, val, epochs, es, progress, n):
                 row = np.where(active, np.asarray(value, np.float32), np.nan)
                 history.setdefault(name, []).append(row)
             done = epoch + 1
+            ran += active
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.nanmin(logs['loss']):.4g} (best model)")
@@ -248,4 +276,4 @@ def _train(spec, ts, train_keys, hyper, x, y, val, epochs, es, progress, n):
         [np.nanargmin(c) if not np.isnan(c).all() else -1 for c in values.T], int
     )
     swept = {k: np.asarray(v) for k, v in hyper.items()}
-    return ManyResult(params, state, hist, best_epoch, reasons, swept, ts, done)
+    return ManyResult(params, state, hist, best_epoch, reasons, swept, ts, done, ran)

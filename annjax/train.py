@@ -192,9 +192,7 @@ def setup(
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     eval_batch_size = _checks.integer("eval_batch_size", eval_batch_size, minimum=1)
     _losses.get(loss)
-    metrics = tuple(metrics)
-    for name in metrics:
-        _metrics.get(name)
+    metrics = _metric_names(metrics)
     optimizer = _optimizer(optimizer)
     if early_stopping is not None:
         _check_early_stopping(early_stopping, metrics, val_data is not None)
@@ -224,6 +222,20 @@ def setup(
         eval_batch_size,
     )
     return spec, jax.device_put(x), jax.device_put(y), val
+
+
+def _metric_names(metrics: Sequence[str]) -> tuple[str, ...]:
+    """Returns the metric names after checking each is a registered name."""
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    for name in metrics:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"metrics: expected names from ann.metrics.names() (they key the "
+                f"history), got {name!r}."
+            )
+        _metrics.get(name)
+    return tuple(metrics)
 
 
 def _check_early_stopping(es: EarlyStopping, metrics, has_val: bool) -> None:
@@ -454,9 +466,7 @@ def evaluate(
     """
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     _losses.get(loss)
-    metrics = tuple(metrics)
-    for name in metrics:
-        _metrics.get(name)
+    metrics = _metric_names(metrics)
     x, y = as_arrays("data", data)
     y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]))
     logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y)
