@@ -262,7 +262,9 @@ def test_an_invalid_train_arg_raises(train_arg):
 
 
 @pytest.mark.parametrize(
-    "module", [nn.Dense, lambda x: x, layers.dense(3), "Dense"], ids=repr
+    "module",
+    [nn.Dense, lambda x: x, layers.dense(3), "Dense"],
+    ids=["class", "function", "annjax_layer", "string"],
 )
 def test_a_non_module_raises_type_error(module):
     with pytest.raises(TypeError, match=r"from_flax: expected a flax\.linen Module"):
