@@ -102,3 +102,16 @@ def test_perceptron_gates(load, tmp_path):
         else:
             assert accuracy == 1.0, gate
     assert result["xor_mlp_accuracy"] == 1.0
+
+
+def test_gradient_problems(load, tmp_path):
+    result = run(load, "gradient_problems", tmp_path)
+    rows = result["results"]
+    sigmoid, relu, residual = rows.values()
+    # the lecture's diagnosis: sigmoid + U(-0.5, 0.5) vanishes, the remedies don't
+    assert "vanishing_gradients" in sigmoid["kinds"]
+    assert sigmoid["ratio"] < 1e-3
+    for remedy in (relu, residual):
+        assert "vanishing_gradients" not in remedy["kinds"]
+        assert remedy["ratio"] > 1e-2
+    assert all(Path(f).is_file() for f in result["figures"])
