@@ -1,0 +1,190 @@
+"""What the benchmark runs: workloads × implementations, as plain data.
+
+A workload says what work is done (model sizes, batch, data, how long each
+measurement lasts); an implementation says who does it (a module and a
+factory in ``benchmarks/``, run in a process of its own by ``worker.py``).
+``run.py`` crosses the two. To add a workload (a many-models sweep, another
+device) or an implementation, add an entry here and, for a new
+implementation, an ``impl_*.py`` module with the factory; nothing else
+changes.
+
+This module imports no framework, so the parent process stays light and its
+memory out of the measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One way of doing a workload's work.
+
+    Attributes:
+      name: the name in tables, JSON and ``--only``.
+      group: ``annjax``, ``hand`` (hand-written JAX), ``peer`` (another
+        framework) or ``ceiling`` (the machine's GEMM speed).
+      module, factory: ``impl_*.py`` module and the function that builds the
+        runner (see ``worker.py`` for the protocol).
+      requires: import names that must be installed; else it is skipped.
+      options: keyword arguments passed to the factory.
+      env: environment variables set for its process.
+      quick: part of the ``--quick`` smoke run (project venv only).
+    """
+
+    name: str
+    group: str
+    module: str
+    factory: str
+    requires: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    quick: bool = False
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One piece of work, done by each of ``implementations`` in turn.
+
+    Attributes:
+      name: the name in tables, JSON and ``--only``.
+      kind: ``train`` (an MLP trained with Adam) or ``gemm``; it selects the
+        measurement protocol in ``worker.py``.
+      title: one line for the report.
+      config: the full run's settings.
+      quick: the settings ``--quick`` overrides.
+      implementations: names from :data:`IMPLEMENTATIONS`, in report order.
+      in_quick: part of the ``--quick`` smoke run unless named in ``--only``
+        (every process compiles for seconds, so the smoke run stays small).
+    """
+
+    name: str
+    kind: str
+    title: str
+    config: dict[str, Any]
+    quick: dict[str, Any]
+    implementations: tuple[str, ...]
+    in_quick: bool = True
+
+    def settings(self, quick: bool) -> dict[str, Any]:
+        """Returns the config, with the quick overrides when ``quick``."""
+        return {**self.config, **(self.quick if quick else {})}
+
+
+_JAX = ("jax", "optax")
+_KERAS_ENV = {"KERAS_BACKEND": "jax"}
+
+IMPLEMENTATIONS: dict[str, Implementation] = {
+    impl.name: impl
+    for impl in (
+        Implementation(
+            "annjax", "annjax", "impl_annjax", "make", ("annjax",), quick=True
+        ),
+        Implementation(
+            "annjax-track",
+            "annjax",
+            "impl_annjax",
+            "make",
+            ("annjax",),
+            options={"track_gradients": True},
+            quick=True,
+        ),
+        Implementation("jax-scan", "hand", "impl_jax", "make_scan", _JAX, quick=True),
+        Implementation("jax-loop", "hand", "impl_jax", "make_loop", _JAX, quick=True),
+        Implementation(
+            "flax-linen", "peer", "impl_flax", "make_linen", ("flax", *_JAX), quick=True
+        ),
+        Implementation("flax-nnx", "peer", "impl_flax", "make_nnx", ("flax", *_JAX)),
+        Implementation("equinox", "peer", "impl_equinox", "make", ("equinox", *_JAX)),
+        Implementation("torch", "peer", "impl_torch", "make", ("torch",)),
+        Implementation(
+            "keras", "peer", "impl_keras", "make", ("keras", "jax"), env=_KERAS_ENV
+        ),
+        Implementation(
+            "numpy-gemm", "ceiling", "impl_gemm", "make_numpy", ("numpy",), quick=True
+        ),
+        Implementation(
+            "jnp-gemm", "ceiling", "impl_gemm", "make_jnp", ("jax",), quick=True
+        ),
+    )
+}
+
+_W1 = {
+    "sizes": (784, 256, 256, 10),
+    "batch_size": 128,
+    "n_samples": 60_000,
+    "data": "synthetic",
+    "learning_rate": 1e-3,
+    # fit's per-call work (checking X, copying it to the device, init) is
+    # amortised over the epochs of one call, as in real use.
+    "epochs_per_repeat": 5,
+    "repeats": 5,
+}
+_W1_QUICK = {"n_samples": 1024, "epochs_per_repeat": 1, "repeats": 2}
+
+_TRAINERS = (
+    "annjax",
+    "jax-scan",
+    "jax-loop",
+    "flax-linen",
+    "flax-nnx",
+    "equinox",
+    "torch",
+    "keras",
+)
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload(
+            "w1",
+            "train",
+            "W1: 784-256-256-10 ReLU MLP, Adam(1e-3), batch 128, 60,000 synthetic "
+            "samples",
+            _W1,
+            _W1_QUICK,
+            _TRAINERS,
+        ),
+        Workload(
+            "w2",
+            "train",
+            "W2: 64-32-32-10 ReLU MLP, Adam(1e-3), batch 32, the digits data "
+            "(1,797 samples)",
+            {
+                "sizes": (64, 32, 32, 10),
+                "batch_size": 32,
+                "n_samples": 1797,
+                "data": "digits",
+                "learning_rate": 1e-3,
+                "epochs_per_repeat": 50,
+                "repeats": 5,
+            },
+            {"n_samples": 256, "epochs_per_repeat": 2, "repeats": 2},
+            _TRAINERS,
+            in_quick=False,  # the same code paths as w1, at other sizes
+        ),
+        Workload(
+            "track",
+            "train",
+            "Gradient tracking: W1 with fit(track_gradients=True) against False",
+            _W1,
+            _W1_QUICK,
+            ("annjax", "annjax-track"),
+        ),
+        Workload(
+            "gemm",
+            "gemm",
+            "float32 GEMM C = A·B, 2048³, the machine's ceiling",
+            {"n": 2048, "repeats": 7},
+            {"n": 256, "repeats": 2},
+            ("numpy-gemm", "jnp-gemm"),
+        ),
+    )
+}
+
+#: Groups whose implementations count as peers in the "× best peer" column.
+PEER_GROUP = "peer"
+#: The reference of the "× scan" column.
+REFERENCE = "jax-scan"

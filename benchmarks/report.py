@@ -1,0 +1,209 @@
+"""Turns the measurements into ratios, target checks and a markdown report."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from registry import IMPLEMENTATIONS, PEER_GROUP, REFERENCE, WORKLOADS
+
+#: The lead's targets: (label, workload, what is compared, bound).
+TARGETS = (
+    ("annjax fit ≥ 0.95 × jax-scan throughput", "w1", "speed", 0.95),
+    ("annjax fit ≥ 0.95 × jax-scan throughput", "w2", "speed", 0.95),
+    ("annjax first epoch ≤ 1.2 × jax-scan", "w1", "first_epoch", 1.2),
+    ("annjax first epoch ≤ 1.2 × jax-scan", "w2", "first_epoch", 1.2),
+    ("track_gradients=True ≥ 0.90 × False", "track", "track", 0.90),
+    ("annjax peak RSS ≤ 1.2 × jax-scan", "w1", "rss", 1.2),
+)
+
+
+def flops_per_sample(sizes) -> float:
+    """Returns 6 FLOPs per weight (forward 2, backward 4) for one training sample."""
+    return 6.0 * sum(m * n for m, n in itertools.pairwise(sizes))
+
+
+def _ok(records: list[dict]) -> dict[str, dict]:
+    return {r["impl"]: r for r in records if r["status"] == "ok"}
+
+
+def _median(record: dict) -> float:
+    return record["samples_per_s"]["median"]
+
+
+def gemm_ceiling(records: list[dict]) -> float | None:
+    """Returns the best median GFLOP/s of the GEMM runs, or None if none ran."""
+    rates = [
+        r["gflops"]["median"]
+        for r in records
+        if r["workload"] == "gemm" and r["status"] == "ok"
+    ]
+    return max(rates) if rates else None
+
+
+def summarize(records: list[dict]) -> dict[str, Any]:
+    """Returns per-workload ratios (× scan, × best peer, % of GEMM) and targets."""
+    ceiling = gemm_ceiling(records)
+    by_workload: dict[str, list[dict]] = {}
+    for r in records:
+        by_workload.setdefault(r["workload"], []).append(r)
+    summary: dict[str, Any] = {"gemm_ceiling_gflops": ceiling, "workloads": {}}
+    for name, recs in by_workload.items():
+        if WORKLOADS[name].kind != "train":
+            continue
+        ok = _ok(recs)
+        ref = ok.get(REFERENCE)
+        peers = {
+            k: _median(v)
+            for k, v in ok.items()
+            if IMPLEMENTATIONS[k].group == PEER_GROUP
+        }
+        best_peer = max(peers, key=peers.get) if peers else None
+        rows = {}
+        for impl, r in ok.items():
+            rate = _median(r)
+            gflops = rate * flops_per_sample(r["config"]["sizes"]) / 1e9
+            rows[impl] = {
+                "vs_scan": rate / _median(ref) if ref else None,
+                "vs_best_peer": rate / peers[best_peer] if best_peer else None,
+                "gflops": gflops,
+                "gemm_fraction": gflops / ceiling if ceiling else None,
+            }
+        summary["workloads"][name] = {"best_peer": best_peer, "rows": rows}
+    summary["targets"] = check_targets(by_workload)
+    return summary
+
+
+def _target_value(kind: str, ok: dict[str, dict]) -> float | None:
+    if kind == "track":
+        if "annjax-track" in ok and "annjax" in ok:
+            return _median(ok["annjax-track"]) / _median(ok["annjax"])
+        return None
+    if "annjax" not in ok or REFERENCE not in ok:
+        return None
+    a, s = ok["annjax"], ok[REFERENCE]
+    if kind == "speed":
+        return _median(a) / _median(s)
+    if kind == "first_epoch":
+        return a["first_epoch_s"] / s["first_epoch_s"]
+    return a["peak_rss_mib"] / s["peak_rss_mib"]
+
+
+def check_targets(by_workload: dict[str, list[dict]]) -> list[dict]:
+    """Returns each target with its measured ratio and whether it is met."""
+    out = []
+    for label, workload, kind, bound in TARGETS:
+        value = _target_value(kind, _ok(by_workload.get(workload, [])))
+        met = None
+        if value is not None:
+            met = value >= bound if kind in ("speed", "track") else value <= bound
+        out.append(
+            {
+                "target": label,
+                "workload": workload,
+                "bound": bound,
+                "ratio": value,
+                "met": met,
+            }
+        )
+    return out
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _rate(spread: dict[str, float]) -> str:
+    return f"{spread['median']:,.0f} [{spread['min']:,.0f}–{spread['max']:,.0f}]"
+
+
+def _train_table(recs: list[dict], info: dict) -> list[str]:
+    lines = [
+        "| implementation | samples/s median [min–max] | × jax-scan | × best peer "
+        "| first epoch s | compile s | peak RSS MiB | GFLOP/s | % GEMM | loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in recs:
+        if r["status"] != "ok":
+            lines.append(f"| {r['impl']} | {r['status']}: {r['reason']} |||||||||")
+            continue
+        row = info["rows"][r["impl"]]
+        lines.append(
+            f"| {r['impl']} | {_rate(r['samples_per_s'])} "
+            f"| {_fmt(row['vs_scan'], '.2f')} | {_fmt(row['vs_best_peer'], '.2f')} "
+            f"| {r['first_epoch_s']:.2f} | {r['compile_s']:.2f} "
+            f"| {r['peak_rss_mib']:.0f} | {row['gflops']:.1f} "
+            f"| {_fmt(row['gemm_fraction'], '.0%')} "
+            f"| {r['first_loss']:.3f} → {r['final_loss']:.3f} |"
+        )
+    return lines
+
+
+def _gemm_table(recs: list[dict]) -> list[str]:
+    lines = [
+        "| implementation | GFLOP/s median [min–max] | first call s | peak RSS MiB |",
+        "|---|---|---|---|",
+    ]
+    for r in recs:
+        if r["status"] != "ok":
+            lines.append(f"| {r['impl']} | {r['status']}: {r['reason']} |||")
+            continue
+        g = r["gflops"]
+        lines.append(
+            f"| {r['impl']} (n={r['n']}) | {g['median']:.1f} "
+            f"[{g['min']:.1f}–{g['max']:.1f}] | {r['first_epoch_s']:.3f} "
+            f"| {r['peak_rss_mib']:.0f} |"
+        )
+    return lines
+
+
+def markdown(meta: dict, records: list[dict], summary: dict) -> str:
+    """Returns the report: environment, one table per workload, the targets."""
+    threads = meta["threads"]
+    title = "# annjax benchmarks"
+    if meta["quick"]:
+        title += " (--quick: a smoke run, its timings mean nothing)"
+    out = [
+        title,
+        "",
+        f"- CPU: {meta['cpu']} — {threads['cpu_count']} cores "
+        f"({threads['affinity']} usable); load average "
+        f"{meta['load_before'][0]:.2f} before, {meta['load_after'][0]:.2f} after",
+        f"- threads: {', '.join(f'{k}={v}' for k, v in threads['env'].items())}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
+        f"- {meta['started']}, {meta['duration_s']:.0f} s in all; every "
+        f"implementation in its own process, {meta['jobs']} at a time; "
+        "throughput = samples of one pass over the data / steady epoch time "
+        "(warm-up excluded)",
+        "",
+    ]
+    by_workload: dict[str, list[dict]] = {}
+    for r in records:
+        by_workload.setdefault(r["workload"], []).append(r)
+    for name, recs in by_workload.items():
+        workload = WORKLOADS[name]
+        settings = recs[0]["config"]
+        out += [f"## {workload.title}", ""]
+        if workload.kind == "train":
+            info = summary["workloads"][name]
+            out.append(
+                f"{settings['n_samples']:,} samples, {settings['repeats']} repeats "
+                f"of {settings['epochs_per_repeat']} epoch(s); best peer: "
+                f"{info['best_peer'] or '–'}; GEMM ceiling "
+                f"{_fmt(summary['gemm_ceiling_gflops'], '.1f', ' GFLOP/s')}."
+            )
+            out += ["", *_train_table(recs, info), ""]
+        else:
+            out += [*_gemm_table(recs), ""]
+    out += [
+        "## Targets",
+        "",
+        "| target | workload | ratio | met |",
+        "|---|---|---|---|",
+    ]
+    for t in summary["targets"]:
+        met = {True: "yes", False: "NO", None: "not run"}[t["met"]]
+        out.append(
+            f"| {t['target']} | {t['workload']} | {_fmt(t['ratio'], '.3f')} | {met} |"
+        )
+    return "\n".join(out) + "\n"

@@ -1,0 +1,146 @@
+"""Runs ONE implementation on ONE workload in this process; prints JSON.
+
+``run.py`` starts ``python worker.py '<spec as JSON>'`` once per
+(workload, implementation), so no framework shares a process, a compilation
+cache or a heap with another. The last line of stdout is
+``BENCH_RESULT {json}``.
+
+The factories in ``impl_*.py`` follow two protocols:
+
+* ``train``: ``factory(config, x, y, **options)`` builds the model, the
+  optimizer and its state and returns ``train(epochs) -> loss``, which runs
+  that many epochs (each a fresh shuffle of all of ``x``), waits until the
+  work is done and returns the last training loss.
+* ``gemm``: ``factory(n) -> matmul()``, which computes one n×n×n float32
+  product and waits for it.
+
+The measurement is the same for every implementation: the warm-up is
+``factory(...)`` plus ``train(1)`` (building, compiling and one epoch), then
+``repeats`` timed calls of ``train(epochs_per_repeat)``. Data are made before
+the clock starts; the peak RSS is the process's own, at the end.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+RESULT_PREFIX = "BENCH_RESULT "
+
+
+def make_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Returns ``(x, y, source)``: float32 inputs, int32 labels, where they came from.
+
+    ``synthetic``: standard-normal inputs with labels from a fixed random
+    linear teacher, so the loss falls and a broken implementation shows.
+    ``digits``: scikit-learn's bundled 8×8 digits scaled to [0, 1] (synthetic
+    data of the same shape when scikit-learn is missing).
+    """
+    sizes, n = config["sizes"], config["n_samples"]
+    rng = np.random.default_rng(0)
+    if config["data"] == "digits":
+        try:
+            from sklearn.datasets import load_digits
+
+            digits = load_digits()
+            x = (digits.data[:n] / 16.0).astype(np.float32)
+            return x, digits.target[:n].astype(np.int32), "sklearn digits"
+        except ImportError:
+            pass
+    x = rng.standard_normal((n, sizes[0]), dtype=np.float32)
+    teacher = rng.standard_normal((sizes[0], sizes[-1]), dtype=np.float32)
+    y = np.argmax(x @ teacher, axis=1).astype(np.int32)
+    return x, y, "synthetic (teacher labels)"
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def measure_train(factory, config: dict[str, Any], options: dict) -> dict[str, Any]:
+    """Returns the warm-up time, the timed repeats and the throughput."""
+    x, y, source = make_data(config)
+    n, epochs = x.shape[0], config["epochs_per_repeat"]
+    gc.collect()
+    start = time.perf_counter()
+    train = factory(config, x, y, **options)
+    first_loss = train(1)
+    warmup = time.perf_counter() - start
+    times, loss = [], first_loss
+    for _ in range(config["repeats"]):
+        gc.collect()
+        t = time.perf_counter()
+        loss = train(epochs)
+        times.append(time.perf_counter() - t)
+    epoch_s = statistics.median(times) / epochs
+    return {
+        "data": source,
+        "samples_per_epoch": n,
+        "epochs_per_repeat": epochs,
+        "repeat_s": times,
+        "samples_per_s": _spread([n * epochs / t for t in times]),
+        "epoch_s": epoch_s,
+        "first_epoch_s": warmup,
+        # The warm-up less one steady epoch: building and compiling.
+        "compile_s": max(warmup - epoch_s, 0.0),
+        "first_loss": float(first_loss),
+        "final_loss": float(loss),
+    }
+
+
+def measure_gemm(factory, config: dict[str, Any], options: dict) -> dict[str, Any]:
+    """Returns the GFLOP/s of an n³ float32 product (2n³ FLOPs), after a warm-up."""
+    n = config["n"]
+    start = time.perf_counter()
+    matmul = factory(n, **options)
+    matmul()
+    warmup = time.perf_counter() - start
+    times = []
+    for _ in range(config["repeats"]):
+        t = time.perf_counter()
+        matmul()
+        times.append(time.perf_counter() - t)
+    return {
+        "n": n,
+        "repeat_s": times,
+        "gflops": _spread([2.0 * n**3 / t / 1e9 for t in times]),
+        "first_epoch_s": warmup,
+        "compile_s": max(warmup - statistics.median(times), 0.0),
+    }
+
+
+PROTOCOLS = {"train": measure_train, "gemm": measure_gemm}
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    module = importlib.import_module(spec["module"])
+    factory = getattr(module, spec["factory"])
+    result = PROTOCOLS[spec["kind"]](factory, spec["config"], spec["options"])
+    info = getattr(module, "runtime_info", None)
+    result["runtime"] = info() if info is not None else {}
+    result["peak_rss_mib"] = _peak_rss_mib()
+    result["pid"] = os.getpid()
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
