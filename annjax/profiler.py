@@ -79,7 +79,8 @@ def layer_stats(grads, params, updates) -> dict[str, Array]:
     The update ratio is the fraction of the weights one step changes; around
     1e-3 is healthy, far below means the layer barely learns, far above that it
     jumps. Keys are ``grad_norm/<layer>``, ``param_norm/<layer>`` and
-    ``update_ratio/<layer>``.
+    ``update_ratio/<layer>``. ``fit`` passes the params after the step (reading
+    the ones before would keep a copy of every weight alive in the step).
     """
     g, p, u = layer_norms(grads), layer_norms(params), layer_norms(updates)
     stats = {}

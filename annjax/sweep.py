@@ -104,7 +104,7 @@ def _per_model(name: str, value, n: int | None) -> tuple[np.ndarray, int | None]
 
 
 _compiled_many = jax.jit(
-    jax.vmap(run_epoch, in_axes=(None, 0, 0, 0, None, None, None)),
+    jax.vmap(run_epoch, in_axes=(None, 0, 0, None, 0, None, None, None)),
     static_argnums=0,
     donate_argnums=1,
 )
@@ -127,6 +127,7 @@ def fit_many(
     early_stopping: EarlyStopping | None = None,
     augment: Callable | None = None,
     track_gradients: bool = False,
+    track_every: int = 10,
     progress: bool = True,
     eval_batch_size: int = 1024,
 ) -> ManyResult:
@@ -183,6 +184,7 @@ def fit_many(
         augment=augment,
         track_gradients=track_gradients,
         eval_batch_size=eval_batch_size,
+        track_every=track_every,
     )
     keys = jax.random.split(jax.random.key(0), n) if keys is None else keys
     split = jax.vmap(jax.random.split)(keys)  # as fit: (init key, train key)
@@ -222,11 +224,10 @@ def _train(spec, ts, train_keys, hyper, x, y, val, epochs, es, progress, n):
     ran = np.zeros(n, int)
     try:
         for epoch in range(epochs):
-            epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(
-                train_keys, epoch
-            )
             step_hyper = {**hyper, "active": jnp.asarray(active)}
-            ts, logs = _compiled_many(spec, ts, epoch_keys, step_hyper, x, y, val)
+            ts, logs = _compiled_many(
+                spec, ts, train_keys, np.int32(epoch), step_hyper, x, y, val
+            )
             logs = jax.device_get(logs)
             logs.pop("first_non_finite_step")
             for name, value in logs.items():

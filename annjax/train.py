@@ -183,6 +183,7 @@ def setup(
     augment: Callable | None,
     track_gradients: bool,
     eval_batch_size: int,
+    track_every: int = 10,
 ):
     """Returns ``(spec, x, y, val)``: every argument checked, data on the device.
 
@@ -220,6 +221,7 @@ def setup(
         augment,
         None,
         eval_batch_size,
+        _checks.integer("track_every", track_every, minimum=1),
     )
     return spec, jax.device_put(x), jax.device_put(y), val
 
@@ -275,6 +277,7 @@ def fit(
     early_stopping: EarlyStopping | None = None,
     augment: Callable | None = None,
     track_gradients: bool = False,
+    track_every: int = 10,
     key: Key | None = None,
     progress: bool = True,
     resume: str | None = None,
@@ -313,6 +316,9 @@ def fit(
       augment: ``fn(key, x) -> x`` applied to each training batch inside the
         compiled step (never to validation data); see :mod:`annjax.augment`.
       track_gradients: record the profiler's per-layer measurements.
+      track_every: measure them in one step out of this many (every step
+        with 1); the steps between run untouched, which keeps the profiler's
+        cost to a few percent (see ``benchmarks/``).
       key: the random key for init, shuffling, dropout and augmentation;
         default ``jax.random.key(0)``, so runs are reproducible.
       progress: show a tqdm bar (only on a terminal).
@@ -341,6 +347,7 @@ def fit(
         augment=augment,
         track_gradients=track_gradients,
         eval_batch_size=eval_batch_size,
+        track_every=track_every,
     )
     key = jax.random.key(0) if key is None else _checks.random_key("key", key)
     init_key, train_key = jax.random.split(key)
@@ -364,7 +371,7 @@ def fit(
     try:
         for epoch in range(done, done + epochs):
             ts, logs = compiled_epoch(
-                spec, ts, jax.random.fold_in(train_key, epoch), hyper, x, y, val
+                spec, ts, train_key, np.int32(epoch), hyper, x, y, val
             )
             logs = jax.device_get(logs)
             bad_step = int(logs.pop("first_non_finite_step"))
