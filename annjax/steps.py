@@ -29,6 +29,7 @@ import optax
 from annjax import data as _data
 from annjax import losses as _losses
 from annjax import metrics as _metrics
+from annjax import optim as _optim
 from annjax import profiler as _profiler
 from annjax import regularizers as _regularizers
 from annjax._types import Array, Key, Layer, Shape
@@ -138,7 +139,7 @@ def make_train_step(
     multiplier that can be traced (and vmapped over) too.
     """
     loss_fn = _losses.get(loss)
-    optimizer = optimizer if optimizer is not None else _default_optimizer()
+    optimizer = optimizer if optimizer is not None else default_optimizer()
     metric_fns = {name: _metrics.get(name) for name in metrics}
     to_metric = metric_input(loss)
     weighted = {name for name, fn in metric_fns.items() if _takes_weights(fn)}
@@ -241,10 +242,9 @@ def make_eval_step(
     return eval_step
 
 
-def _default_optimizer() -> optax.GradientTransformation:
-    from annjax.optim import sgd
-
-    return sgd(0.01)
+def default_optimizer() -> optax.GradientTransformation:
+    """Returns the optimizer used when none is given: ``ann.sgd(0.01)``."""
+    return _optim.sgd(0.01)
 
 
 # ------------------------------------------------------------- compiled epoch
@@ -262,7 +262,6 @@ class EpochSpec(NamedTuple):
     batch_size: int
     track_gradients: bool
     augment: Callable | None
-    regularizer_mask: Callable | None
     eval_batch_size: int
     track_every: int = 10
 
@@ -349,7 +348,6 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val
             metrics=spec.metrics,
             l1=hyper.get("l1"),
             l2=hyper.get("l2"),
-            regularizer_mask=spec.regularizer_mask,
             track_gradients=track,
             augment=spec.augment,
             lr_scale=hyper.get("lr_scale"),

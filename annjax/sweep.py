@@ -30,9 +30,10 @@ import numpy as np
 import optax
 
 from annjax import _checks
+from annjax._inputs import setup
 from annjax._types import Key, Layer
 from annjax.steps import TrainState, init_train_state, run_epoch
-from annjax.train import EarlyStopping, FitResult, _progress, setup
+from annjax.train import EarlyStopping, FitResult, _progress
 
 __all__ = ["ManyResult", "fit_many"]
 

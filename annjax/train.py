@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -35,10 +34,9 @@ import optax
 from annjax import _checks
 from annjax import losses as _losses
 from annjax import metrics as _metrics
-from annjax._inputs import as_arrays, fit_targets
+from annjax._inputs import as_arrays, fit_targets, metric_names, penalties, setup
 from annjax._types import Array, Key, Layer
 from annjax.steps import (
-    EpochSpec,
     TrainState,
     compiled_epoch,
     evaluate_arrays,
@@ -131,19 +129,6 @@ class FitResult(NamedTuple):
     epochs: int = 0
 
 
-def _optimizer(optimizer) -> optax.GradientTransformation:
-    if optimizer is None:
-        from annjax.optim import sgd
-
-        return sgd(0.01)
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise TypeError(
-            f"optimizer: expected an optax GradientTransformation (e.g. ann.sgd(0.1) "
-            f"or optax.adam(1e-3)), got {optimizer!r}."
-        )
-    return optimizer
-
-
 def _progress(enabled: bool, total: int, start: int):
     """Returns a tqdm bar over epochs, or None when off or not on a terminal."""
     if not enabled or not sys.stderr.isatty():
@@ -161,105 +146,6 @@ def _tracker_from_history(es: EarlyStopping, history: dict[str, list]) -> Tracke
     for epoch, value in enumerate(history.get(es.monitor, [])):
         tracker, _, _ = es.update(tracker, float(value), epoch)
     return tracker
-
-
-def _penalties(l1: float, l2: float) -> dict[str, Array]:
-    """Returns the dynamic hyper-parameters of the step: the penalties present."""
-    l1 = _checks.non_negative("l1", l1)
-    l2 = _checks.non_negative("l2", l2)
-    return {name: jnp.float32(v) for name, v in (("l1", l1), ("l2", l2)) if v > 0}
-
-
-def setup(
-    model: Layer,
-    train_data,
-    val_data,
-    *,
-    loss,
-    optimizer,
-    batch_size: int,
-    metrics: Sequence[str],
-    early_stopping: EarlyStopping | None,
-    augment: Callable | None,
-    track_gradients: bool,
-    eval_batch_size: int,
-    track_every: int = 10,
-):
-    """Returns ``(spec, x, y, val)``: every argument checked, data on the device.
-
-    Shared by :func:`fit` and :func:`annjax.sweep.fit_many`, so both refuse
-    the same bad input with the same message before anything compiles.
-    """
-    batch_size = _checks.integer("batch_size", batch_size, minimum=1)
-    eval_batch_size = _checks.integer("eval_batch_size", eval_batch_size, minimum=1)
-    _losses.get(loss)
-    metrics = _metric_names(metrics)
-    optimizer = _optimizer(optimizer)
-    if early_stopping is not None:
-        _check_early_stopping(early_stopping, metrics, val_data is not None)
-    x, y = as_arrays("train_data", train_data)
-    val = None
-    if val_data is not None:
-        xv, yv = as_arrays("val_data", val_data)
-        if xv.shape[1:] != x.shape[1:]:
-            raise ValueError(
-                f"val_data X: expected examples of shape {x.shape[1:]} like the "
-                f"training data, got {xv.shape[1:]}."
-            )
-        val = (xv, yv)
-    out_shape = output_shape(model, x.shape[1:])
-    y = fit_targets("train_data", y, loss, out_shape)
-    if val is not None:
-        val = jax.device_put((val[0], fit_targets("val_data", val[1], loss, out_shape)))
-    spec = EpochSpec(
-        model,
-        loss,
-        optimizer,
-        metrics,
-        min(batch_size, x.shape[0]),
-        bool(track_gradients),
-        augment,
-        None,
-        eval_batch_size,
-        _checks.integer("track_every", track_every, minimum=1),
-    )
-    return spec, jax.device_put(x), jax.device_put(y), val
-
-
-def _metric_names(metrics: Sequence[str]) -> tuple[str, ...]:
-    """Returns the metric names after checking each is a registered name."""
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    for name in metrics:
-        if not isinstance(name, str):
-            raise TypeError(
-                f"metrics: expected names from ann.metrics.names() (they key the "
-                f"history), got {name!r}."
-            )
-        _metrics.get(name)
-    return tuple(metrics)
-
-
-def _check_early_stopping(es: EarlyStopping, metrics, has_val: bool) -> None:
-    es.validate()
-    monitor = es.monitor.removeprefix("val_")
-    if monitor != "loss" and monitor not in metrics:
-        raise _checks.fail(
-            "EarlyStopping monitor",
-            "loss, val_loss or a (val_) metric listed in metrics=",
-            es.monitor,
-        )
-    if es.monitor.startswith("val_") and not has_val:
-        raise ValueError(
-            f"EarlyStopping monitors {es.monitor!r} but no val_data was given. "
-            "Pass val_data=(X_val, y_val) (see ann.data.split)."
-        )
-    if monitor != "loss" and es.mode == "min" and _metrics.mode(monitor) == "max":
-        warnings.warn(
-            f"EarlyStopping mode='min' on {es.monitor}, which is better when "
-            "larger; pass mode='max' or 'auto'.",
-            stacklevel=3,
-        )
 
 
 def fit(
@@ -334,7 +220,7 @@ def fit(
       ValueError: for any invalid argument or data, before anything compiles.
     """
     epochs = _checks.integer("epochs", epochs, minimum=0)
-    hyper = _penalties(l1, l2)
+    hyper = penalties(l1, l2)
     spec, x, y, val = setup(
         model,
         train_data,
@@ -473,7 +359,7 @@ def evaluate(
     """
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     _losses.get(loss)
-    metrics = _metric_names(metrics)
+    metrics = metric_names(metrics)
     x, y = as_arrays("data", data)
     y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]))
     logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y)
