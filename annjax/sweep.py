@@ -260,8 +260,8 @@ def _train(spec, ts, train_keys, hyper, x, y, val, epochs, es, progress, n):
                             f"epoch {trackers[i].best_epoch})"
                         )
                 if best is not None and improved.any():
+                    # jnp.where writes new buffers, so best survives ts's donation
                     best = _select(improved, (ts.params, ts.state), best)
-                    best = jax.tree_util.tree_map(jnp.copy, best)  # ts is donated
             if not active.any():
                 break
     finally:
