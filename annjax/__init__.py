@@ -1,46 +1,68 @@
 """annjax: the ANN lecture as pure, compiled JAX functions, with a profiler.
 
-The functional API (see the README and ``shared/DESIGN.md``)::
+The functional API (see the README and ``docs/architecture.md``)::
 
     import annjax as ann
     model = ann.mlp([256, 256, 10], activation="relu")
     result = ann.fit(model, (X, y), val_data=(Xv, yv), optimizer=ann.sgd(0.1))
     print(ann.diagnose(result.history))
+
+The package tree is the architecture: the lecture's math at the top
+(``activations``, ``losses``, ``initializers``, ``perceptron``,
+``regularizers``, ``optim``), then ``metrics/``, ``nn/`` (layers),
+``data/``, ``datasets/``, ``training/`` (the engine) and ``analysis/``
+(profiler, diagnose, plots).
 """
 
 from annjax import (
     activations,
-    augment,
-    combinators,
+    analysis,
     data,
     datasets,
-    diagnostics,
     initializers,
-    layers,
     losses,
     metrics,
+    nn,
     optim,
     perceptron,
-    plot,
-    profiler,
     regularizers,
-    steps,
-    sweep,
-    train,
+    training,
 )
 from annjax._types import Layer
-from annjax.checkpoint import load, save
-from annjax.combinators import mlp, residual, serial
-from annjax.diagnostics import Finding, diagnose
-from annjax.flax_bridge import from_flax
-from annjax.layers import activation, batch_norm, dense, dropout, flatten
+from annjax.analysis import plot, profiler
+from annjax.analysis.diagnose import diagnose
+from annjax.analysis.findings import Finding
+from annjax.analysis.profiler import gradient_flow
+from annjax.data import augment
+from annjax.nn import (
+    activation,
+    batch_norm,
+    dense,
+    dropout,
+    flatten,
+    from_flax,
+    mlp,
+    residual,
+    serial,
+)
 from annjax.optim import adam, adamw, sgd
-from annjax.profiler import gradient_flow
-from annjax.steps import TrainState, init_train_state, make_eval_step, make_train_step
-from annjax.sweep import ManyResult, fit_many
-from annjax.train import EarlyStopping, FitResult, evaluate, fit, predict
+from annjax.training import (
+    EarlyStopping,
+    FitResult,
+    ManyResult,
+    TrainState,
+    evaluate,
+    fit,
+    fit_many,
+    init_train_state,
+    load,
+    make_eval_step,
+    make_train_step,
+    predict,
+    save,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "EarlyStopping",
@@ -54,14 +76,13 @@ __all__ = [
     "activations",
     "adam",
     "adamw",
+    "analysis",
     "augment",
     "batch_norm",
-    "combinators",
     "data",
     "datasets",
     "dense",
     "diagnose",
-    "diagnostics",
     "dropout",
     "evaluate",
     "fit",
@@ -71,13 +92,13 @@ __all__ = [
     "gradient_flow",
     "init_train_state",
     "initializers",
-    "layers",
     "load",
     "losses",
     "make_eval_step",
     "make_train_step",
     "metrics",
     "mlp",
+    "nn",
     "optim",
     "perceptron",
     "plot",
@@ -88,7 +109,5 @@ __all__ = [
     "save",
     "serial",
     "sgd",
-    "steps",
-    "sweep",
-    "train",
+    "training",
 ]

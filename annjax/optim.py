@@ -30,12 +30,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import jax
 import optax
 
 from annjax import _checks
 from annjax.regularizers import default_mask
 
-__all__ = ["adam", "adamw", "sgd"]
+__all__ = ["adam", "adamw", "learning_rate", "scale_learning_rate", "sgd"]
 
 LearningRate = float | Callable[[int], float]
 
@@ -73,6 +74,80 @@ def _memoized(factory: Callable) -> Callable:
     return build
 
 
+def _step_size(learning_rate: LearningRate) -> optax.GradientTransformation:
+    """Returns the last link, −α · update, with α injected into the state.
+
+    ``optax.inject_hyperparams`` keeps α in the optimizer state, so the
+    history can record it (:func:`learning_rate`) and ``fit_many`` can give
+    every model its own (:func:`scale_learning_rate`).
+    """
+    return optax.inject_hyperparams(optax.scale_by_learning_rate)(
+        learning_rate=learning_rate
+    )
+
+
+_KINDS = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
+def _injected(opt_state) -> list:
+    """Returns the ``inject_hyperparams`` states holding a learning rate."""
+    nodes = jax.tree_util.tree_leaves(
+        opt_state, is_leaf=lambda n: isinstance(n, _KINDS)
+    )
+    return [
+        n for n in nodes if isinstance(n, _KINDS) and "learning_rate" in n.hyperparams
+    ]
+
+
+def learning_rate(opt_state) -> jax.Array | None:
+    """Returns the learning rate of the last step held in ``opt_state``, or None.
+
+    Found in the state of any ``optax.inject_hyperparams`` link with a
+    ``learning_rate`` (every annjax optimizer has one); for a schedule, the
+    value it gave the last step. None when no link injects it.
+    """
+    found = _injected(opt_state)
+    return found[0].hyperparams["learning_rate"] if found else None
+
+
+def scale_learning_rate(opt_state, scale):
+    """Returns ``opt_state`` with every injected constant learning rate × ``scale``.
+
+    Exact for any optimizer whose learning rate is injected with
+    ``optax.inject_hyperparams`` (every annjax optimizer, or
+    ``optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)``): the optimizer
+    then steps with α·scale, whatever it does with α.
+
+    Raises:
+      ValueError: when no constant learning rate is injected (a plain optax
+        optimizer, or a schedule, which recomputes α every step).
+    """
+    found = [
+        n
+        for n in _injected(opt_state)
+        if "learning_rate" not in getattr(n, "hyperparams_states", {})
+    ]
+    if not found:
+        raise ValueError(
+            "lr_scale: expected an optimizer with a constant learning rate injected "
+            "into its state (ann.sgd/adam/adamw with a number, or "
+            "optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)), got one "
+            "without, or with a schedule. Pass one optimizer per learning rate "
+            "instead, or drop lr_scale."
+        )
+
+    def rescale(node):
+        if any(node is n for n in found):
+            hp = dict(node.hyperparams)
+            hp["learning_rate"] = hp["learning_rate"] * scale
+            return node._replace(hyperparams=hp)
+        return node
+
+    return jax.tree_util.tree_map(
+        rescale, opt_state, is_leaf=lambda n: isinstance(n, _KINDS)
+    )
+
+
 def _decay(weight_decay: float, mask) -> list:
     weight_decay = _checks.non_negative("weight_decay", weight_decay)
     if weight_decay == 0.0:
@@ -83,6 +158,7 @@ def _decay(weight_decay: float, mask) -> list:
 @_memoized
 def sgd(
     learning_rate: LearningRate,
+    *,
     momentum: float = 0.0,
     nesterov: bool = False,
     weight_decay: float = 0.0,
@@ -120,13 +196,14 @@ def sgd(
         *_clip(clip_norm, clip_value),
         *direction,
         *_decay(weight_decay, decay_mask),
-        optax.scale_by_learning_rate(learning_rate),
+        _step_size(learning_rate),
     )
 
 
 @_memoized
 def adam(
     learning_rate: LearningRate = 1e-3,
+    *,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
@@ -156,13 +233,14 @@ def adam(
         *_clip(clip_norm, clip_value),
         optax.scale_by_adam(b1=b1, b2=b2, eps=_checks.positive("eps", eps)),
         *_decay(weight_decay, decay_mask),
-        optax.scale_by_learning_rate(learning_rate),
+        _step_size(learning_rate),
     )
 
 
 @_memoized
 def adamw(
     learning_rate: LearningRate = 1e-3,
+    *,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
@@ -181,7 +259,14 @@ def adamw(
       ValueError: as :func:`adam`.
     """
     return adam(
-        learning_rate, b1, b2, eps, weight_decay, clip_norm, clip_value, decay_mask
+        learning_rate,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        weight_decay=weight_decay,
+        clip_norm=clip_norm,
+        clip_value=clip_value,
+        decay_mask=decay_mask,
     )
 
 

@@ -30,7 +30,7 @@ import _common
 import jax
 
 import annjax as ann
-from annjax.diagnostics import diagnose
+from annjax.analysis.diagnose import diagnose
 
 RATES = (0.0, 0.2, 0.5)
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from annjax import augment
+from annjax.data import augment
 
 KEY = jax.random.key(0)
 

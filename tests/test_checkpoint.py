@@ -16,8 +16,8 @@ import optax
 import pytest
 
 import annjax as ann
-import annjax.train as train_module
-from annjax.checkpoint import restore_train_state
+from annjax.training import loop
+from annjax.training.checkpoint import restore_train_state
 
 FEATURES = 3
 MODEL = ann.mlp([4, 2], batch_norm=True)  # params, batch-norm state, an empty {}
@@ -164,9 +164,10 @@ def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
 # --- refusals ----------------------------------------------------------------
 
 
-def test_save_rejects_what_is_not_a_fit_result(tmp_path):
-    with pytest.raises(TypeError, match="FitResult"):
-        ann.save(tmp_path / "run.ckpt", {"params": {}})
+def test_save_rejects_what_is_not_arrays(tmp_path):
+    with pytest.raises(TypeError, match="expected a FitResult, a ManyResult"):
+        ann.save(tmp_path / "run.ckpt", {"params": {"w": object()}})
+    assert not (tmp_path / "run.ckpt").exists()
 
 
 def test_load_of_a_missing_file(tmp_path):
@@ -207,7 +208,7 @@ def no_training(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("fit trained before rejecting the checkpoint")
 
-    monkeypatch.setattr(train_module, "compiled_epoch", forbidden)
+    monkeypatch.setattr(loop.Engine, "epoch", forbidden)
 
 
 X = np.zeros((4, FEATURES), np.float32)

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from annjax import combinators, layers
+from annjax import nn as layers
 from annjax._types import Layer, Tap
+from annjax.nn import combinators
 
 KEY = jax.random.key(0)
 pytestmark = pytest.mark.usefixtures("strict_promotion")

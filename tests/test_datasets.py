@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annjax import _fetch, _mnist, datasets
+from annjax import datasets
+from annjax.datasets import _fetch, _mnist
 
 # ---------------------------------------------------------------- fixtures
 

@@ -9,8 +9,9 @@ import types
 import numpy as np
 import pytest
 
-from annjax import diagnostics
-from annjax.diagnostics import Finding, Findings, diagnose
+from annjax.analysis import findings as diagnostics
+from annjax.analysis.diagnose import diagnose
+from annjax.analysis.findings import Finding, Findings
 
 EPOCHS = 8
 LAYERS = ("dense_0", "dense_2", "dense_4")

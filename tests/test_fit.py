@@ -114,7 +114,7 @@ def test_mlp_learns_xor(xor):
 
 def test_history_has_one_entry_per_epoch(xor):
     result = xor.first
-    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     for name, values in result.history.items():
         assert isinstance(values, np.ndarray), name
         assert values.shape == (EPOCHS,), name

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import annjax as ann
-from annjax import diagnostics
+from annjax.analysis import findings as diagnostics
+from annjax.analysis.diagnose import diagnose
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
@@ -45,7 +46,7 @@ def train(
         key=jax.random.key(0),
         **fit,
     )
-    findings = diagnostics.diagnose(result.history)
+    findings = diagnose(result.history)
     print(findings)  # shown by pytest -s, and on failure
     return result.history, findings
 

@@ -14,7 +14,8 @@ import optax
 import pytest
 
 import annjax as ann
-import annjax.train as train_module
+from annjax.training import fitting as fit_module
+from annjax.training import loop
 
 N = 6
 X = np.arange(N * 3, dtype=np.float32).reshape(N, 3) / 10
@@ -155,9 +156,9 @@ def forbid(monkeypatch):
     """Returns ``forbid(init=...)``: makes training (and init) fail the test."""
 
     def setup(init: bool) -> None:
-        monkeypatch.setattr(train_module, "compiled_epoch", _forbidden)
+        monkeypatch.setattr(loop.Engine, "epoch", _forbidden)
         if init:
-            monkeypatch.setattr(train_module, "init_train_state", _forbidden)
+            monkeypatch.setattr(fit_module, "init_train_state", _forbidden)
 
     return setup
 
@@ -204,10 +205,19 @@ def test_any_optax_transformation_passes_the_checks(forbid):
         ann.fit(MODEL, (X, Y), optimizer=optax.adam(1e-3), progress=False)
 
 
-def test_minimising_a_maximised_metric_warns(forbid):
+@pytest.mark.parametrize(
+    ("monitor", "mode", "want"),
+    [
+        ("val_accuracy", "min", "'max' or 'auto'"),
+        ("val_loss", "max", "'min' or 'auto'"),
+    ],
+)
+def test_early_stopping_against_the_metric_direction_raises(
+    forbid, monitor, mode, want
+):
     forbid(init=True)
-    es = ann.EarlyStopping(monitor="val_accuracy", mode="min")
-    with pytest.warns(UserWarning, match="mode"), pytest.raises(Started):
+    es = ann.EarlyStopping(monitor=monitor, mode=mode)
+    with pytest.raises(ValueError, match=f"EarlyStopping mode: expected {want}"):
         ann.fit(
             MODEL, (X, Y), val_data=(X, Y), metrics=("accuracy",), early_stopping=es
         )

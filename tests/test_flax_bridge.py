@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from annjax import combinators, flax_bridge, layers
+from annjax import nn as layers
 from annjax._types import Layer
+from annjax.nn import combinators, flax_bridge
 
 KEY = jax.random.key(0)
 pytestmark = pytest.mark.usefixtures("strict_promotion")

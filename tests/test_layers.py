@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from annjax import layers
+from annjax import nn as layers
 from annjax._types import Layer
 
 KEY = jax.random.key(0)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import annjax as ann
-from annjax import profiler
 from annjax._types import Tap
+from annjax.analysis import profiler
 
 
 def init(model, key, shape):
@@ -223,7 +223,7 @@ def test_fit_history_keys(key, model, layers, taps):
         key=key,
     )
     h = result.history
-    expected = {"loss", "val_loss", *taps}
+    expected = {"loss", "val_loss", "lr", *taps}  # lr: the injected rate
     for kind in ("grad_norm", "param_norm", "update_ratio"):
         expected |= {f"{kind}/{layer}" for layer in layers}
     expected |= {k.replace("/", "_max/", 1) for k in expected if "/" in k}

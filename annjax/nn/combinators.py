@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 import jax
 
 from annjax import _checks, activations, initializers
-from annjax import layers as _layers
 from annjax._types import COMBINATOR_KINDS, Array, Key, Layer, Params, Shape, State, Tap
+from annjax.nn import layers as _layers
+from annjax.nn.normalization import batch_norm as _batch_norm
 
 __all__ = ["mlp", "residual", "serial"]
 
@@ -207,7 +208,7 @@ def mlp(
     def block(width: int) -> list[Layer]:
         parts = [_layers.dense(width, w_init=hidden_init)]
         if batch_norm:
-            parts.append(_layers.batch_norm())
+            parts.append(_batch_norm())
         parts.append(_layers.activation(activation))
         if dropout > 0:
             parts.append(_layers.dropout(dropout))

@@ -29,7 +29,7 @@ import numpy as np
 
 from annjax import activations as _activations
 from annjax import metrics as _metrics
-from annjax.diagnostics import per_layer
+from annjax.analysis.findings import per_layer
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from annjax import _checks, _fetch
-from annjax._idx import read_idx
+from annjax import _checks
+from annjax.datasets import _fetch
+from annjax.datasets._idx import read_idx
 
 __all__ = ["MIRRORS", "read_mnist"]
 

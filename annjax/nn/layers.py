@@ -4,7 +4,7 @@ Each factory returns a :class:`annjax.Layer`. ``init(key, input_shape)`` takes
 the shape of ONE example and returns ``(output_shape, params, state)``;
 ``apply(params, state, x, *, key=None, train=False)`` takes a batch and returns
 ``(y, state)``. The math sits in small module-level functions (``_dense``,
-``_batch_stats``, ``_normalize``, ``_dropout``); the factories only wire
+``_dropout``); the factories only wire
 shapes, parameters and state around them.
 
 Examples:
@@ -31,10 +31,10 @@ import jax.numpy as jnp
 from annjax import _checks, activations, initializers
 from annjax._types import Array, Key, Layer, Params, Shape, State
 
-__all__ = ["activation", "batch_norm", "dense", "dropout", "flatten"]
+__all__ = ["activation", "dense", "dropout", "flatten", "input_shape_of"]
 
 
-def _input_shape(name: str, input_shape) -> Shape:
+def input_shape_of(name: str, input_shape) -> Shape:
     """Returns ``input_shape`` as a tuple of positive ints, or raises ValueError."""
     try:
         shape = tuple(int(d) for d in input_shape)
@@ -99,7 +99,7 @@ def dense(
     b_init_fn = initializers.get(b_init)
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
-        shape = _input_shape("dense", input_shape)
+        shape = input_shape_of("dense", input_shape)
         if not shape:
             raise _checks.fail("dense input_shape", "at least one axis", shape)
         w_key, b_key = jax.random.split(key)
@@ -145,7 +145,7 @@ def activation(fn: str | Callable[..., Array], **kwargs) -> Layer:
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         del key
-        return _input_shape(name, input_shape), {}, {}
+        return input_shape_of(name, input_shape), {}, {}
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
@@ -159,7 +159,7 @@ def flatten() -> Layer:
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         del key
-        return (math.prod(_input_shape("flatten", input_shape)),), {}, {}
+        return (math.prod(input_shape_of("flatten", input_shape)),), {}, {}
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
@@ -210,7 +210,7 @@ def dropout(rate: float) -> Layer:
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         del key
-        return _input_shape("dropout", input_shape), {}, {}
+        return input_shape_of("dropout", input_shape), {}, {}
 
     def apply(params, state, x, *, key=None, train=False):
         del params
@@ -224,96 +224,3 @@ def dropout(rate: float) -> Layer:
         return _dropout(key, x, rate), state
 
     return Layer(init, apply, "dropout")
-
-
-# ----------------------------------------------------------------------- batch norm
-
-
-def _batch_stats(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
-    r"""Returns the batch mean μ and the biased variance σ² over ``axes``."""
-    mean = jnp.mean(x, axis=axes)
-    var = jnp.mean(jnp.square(x - jnp.expand_dims(mean, axes)), axis=axes)
-    return mean, var
-
-
-def _normalize(x, mean, var, scale, bias, eps: float) -> Array:
-    r"""Returns γ (x − μ) / √(σ² + ε) + β, broadcasting over the last axis."""
-    return (x - mean) * (scale * jax.lax.rsqrt(var + eps)) + bias
-
-
-def batch_norm(momentum: float = 0.99, eps: float = 1e-5, axis: int = -1) -> Layer:
-    r"""Returns a batch-normalisation layer with learnable scale γ and shift β.
-
-    .. math::
-       \hat{x} = \frac{x - \mu_B}{\sqrt{\sigma_B^2 + \varepsilon}}, \qquad
-       y = \gamma \hat{x} + \beta
-
-    In training, μ_B and σ²_B are the statistics of the batch (over every axis
-    but the feature axis) and the running statistics are updated as
-    ``running = momentum · running + (1 − momentum) · batch``; in evaluation the
-    running ones are used. Works on (batch, features) and (batch, H, W, C).
-    The conventions (momentum, biased variance) match ``flax.linen.BatchNorm``.
-
-    Args:
-      momentum: the decay of the running statistics, in [0, 1).
-      eps: ε > 0, added to the variance.
-      axis: the feature axis of the batch (−1: the last).
-
-    Returns:
-      A Layer with params ``{"scale", "bias"}`` and state ``{"mean", "var"}``,
-      each of shape (features,).
-
-    Examples:
-      >>> bn = ann.batch_norm()
-      >>> _, params, state = bn.init(jax.random.key(0), (16,))
-      >>> y, state = bn.apply(params, state, x, train=True)    # updates state
-      >>> y, _ = bn.apply(params, state, x_test)                # running stats
-    """
-    momentum = _checks.number("batch_norm momentum", momentum)
-    if not 0.0 <= momentum < 1.0:
-        raise _checks.fail("batch_norm momentum", "a number in [0, 1)", momentum)
-    eps = _checks.positive("batch_norm eps", eps)
-    axis = _checks.integer("batch_norm axis", axis)
-    if axis == 0:
-        raise _checks.fail("batch_norm axis", "a feature axis (not 0, the batch)", 0)
-
-    def feature_axis(ndim: int) -> int:
-        # `axis` counts the axes of the batch, so axis 0 (the batch) is invalid.
-        if not -ndim <= axis < ndim or axis % ndim == 0:
-            raise _checks.fail(
-                "batch_norm axis",
-                f"a feature axis of a rank-{ndim} batch (not 0)",
-                axis,
-            )
-        return axis % ndim
-
-    def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
-        del key
-        shape = _input_shape("batch_norm", input_shape)
-        n = shape[feature_axis(len(shape) + 1) - 1]
-        params = {"scale": jnp.ones((n,)), "bias": jnp.zeros((n,))}
-        state = {"mean": jnp.zeros((n,)), "var": jnp.ones((n,))}
-        return shape, params, state
-
-    def apply(params, state, x, *, key=None, train=False):
-        del key
-        fa = feature_axis(x.ndim)
-        # Move features last so the (features,) vectors broadcast.
-        x_last = jnp.moveaxis(x, fa, -1)
-        if x_last.shape[-1] != params["scale"].shape[0]:
-            raise ValueError(
-                f"batch_norm: expected {params['scale'].shape[0]} features on axis "
-                f"{axis}, got x of shape {tuple(x.shape)}."
-            )
-        if train:
-            mean, var = _batch_stats(x_last, tuple(range(x.ndim - 1)))
-            state = {
-                "mean": momentum * state["mean"] + (1.0 - momentum) * mean,
-                "var": momentum * state["var"] + (1.0 - momentum) * var,
-            }
-        else:
-            mean, var = state["mean"], state["var"]
-        y = _normalize(x_last, mean, var, params["scale"], params["bias"], eps)
-        return jnp.moveaxis(y, -1, fa), state
-
-    return Layer(init, apply, "batch_norm")

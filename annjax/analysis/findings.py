@@ -1,0 +1,223 @@
+"""The vocabulary of :func:`annjax.diagnose`: kinds, remedies, findings, thresholds.
+
+Also the readers of a history that the plots share: :func:`per_layer` and
+:func:`network_order`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from annjax import _checks
+
+__all__ = [
+    "KINDS",
+    "REMEDIES",
+    "Finding",
+    "Findings",
+    "Thresholds",
+    "network_order",
+    "per_layer",
+]
+
+#: The kinds of finding, most severe first; :func:`diagnose` orders by it.
+KINDS = (
+    "non_finite",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "dead_units",
+    "saturation",
+    "underfitting",
+    "overfitting",
+)
+
+#: The lecture's remedy for each kind.
+REMEDIES = {
+    "non_finite": "lower the learning rate, clip gradients (ann.sgd(lr, "
+    "clip_norm=1.0)), standardise the inputs and check them for NaN/inf",
+    "exploding_gradients": "clip gradients (ann.sgd(lr, clip_norm=1.0)), lower "
+    "the learning rate, Xavier/He initialisation instead of large weights, "
+    "batch normalisation (ann.mlp(..., batch_norm=True))",
+    "vanishing_gradients": "ReLU or Leaky ReLU instead of sigmoid/tanh, "
+    "Xavier/He initialisation, residual connections (ann.mlp(..., "
+    "residual=True)), batch normalisation (batch_norm=True)",
+    "dead_units": "Leaky ReLU, a lower learning rate, He initialisation, "
+    "batch normalisation before the activation",
+    "saturation": "standardise the inputs, Xavier initialisation (smaller "
+    "weights), batch normalisation, or ReLU/Leaky ReLU",
+    "underfitting": "more capacity (wider or more layers), more training (more "
+    "epochs, a tuned learning rate), less regularisation (smaller l1/l2, dropout)",
+    "overfitting": "more data (or augmentation), dropout, L1/L2 penalties (l1=, "
+    "l2=), early stopping (ann.EarlyStopping(patience=...))",
+}
+
+_ACCURACY = ("accuracy", "binary_accuracy")
+_LOSS_NAMES = {"loss": "training", "val_loss": "validation"}
+
+
+class Finding(NamedTuple):
+    """One diagnosis: what, where, when, the numbers, and what to do.
+
+    Attributes:
+      kind: one of :data:`KINDS`.
+      layer: the layer's path (``dense_0``, ``residual_3/relu_2``), or None
+        for a finding about the whole model.
+      epoch: the 0-based epoch where it is first seen (for ``overfitting``:
+        where the validation loss turned).
+      message: the evidence, with its numbers.
+      remedy: the lecture's remedy.
+    """
+
+    kind: str
+    layer: str | None
+    epoch: int
+    message: str
+    remedy: str
+
+    def __str__(self) -> str:
+        where = f"{self.layer}, " if self.layer else ""
+        return (
+            f"{self.kind} ({where}epoch {self.epoch}): {self.message}\n"
+            f"    remedy: {self.remedy}"
+        )
+
+
+class Findings(list):
+    """A list of :class:`Finding` that prints one finding per line with its
+    remedy, or ``healthy: no finding`` when empty (an empty list is falsy)."""
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self)) if self else "healthy: no finding"
+
+    __repr__ = __str__
+
+
+def network_order(layer: str) -> tuple:
+    """Returns a sort key that puts layer paths in network order.
+
+    Each path part ``<kind>_<i>`` sorts by ``i``, so ``dense_2`` comes before
+    ``dense_10`` and ``residual_3/dense_0`` between ``dense_2`` and
+    ``dense_4`` (flax's ``Dense_0`` likewise); parts without an index
+    (``shortcut``) come last among their siblings.
+    """
+    key = []
+    for part in layer.split("/"):
+        base, _, index = part.rpartition("_")
+        key.append((int(index), base) if base and index.isdigit() else (math.inf, part))
+    return tuple(key)
+
+
+def per_layer(history: Mapping[str, Any], measure: str = "grad_norm") -> dict:
+    """Returns ``{layer: per-epoch values}`` of one measure, in network order.
+
+    ``measure`` is a history prefix: ``grad_norm``, ``grad_norm_max``,
+    ``param_norm``, ``update_ratio``, ``dead_fraction``, ``saturation``.
+    """
+    prefix = measure + "/"
+    found = {
+        name[len(prefix) :]: np.asarray(values, np.float64)
+        for name, values in history.items()
+        if name.startswith(prefix)
+    }
+    return {layer: found[layer] for layer in sorted(found, key=network_order)}
+
+
+def _as_history(history) -> dict[str, np.ndarray]:
+    history = getattr(history, "history", history)  # a FitResult works too
+    if not isinstance(history, Mapping):
+        raise TypeError(
+            "history: expected a mapping name → per-epoch values (FitResult."
+            f"history), got {type(history).__name__}."
+        )
+    out = {}
+    for name, values in history.items():
+        out[name] = np.asarray(values, np.float64)
+        if out[name].ndim != 1:
+            raise _checks.fail(
+                f"history[{name!r}]",
+                "one value per epoch (a 1-d array)",
+                f"shape {out[name].shape}",
+                "For fit_many's (epochs, models) history, diagnose one model: "
+                "{k: v[:, i] for k, v in history.items()}.",
+            )
+    return out
+
+
+class Thresholds(NamedTuple):
+    r"""The thresholds of :func:`diagnose`, their defaults and the reasons.
+
+    Attributes:
+      vanishing_ratio: vanishing when ‖g_first‖ / ‖g_last‖, the first layer's
+        gradient norm over the last (output) layer's, falls below it. 1e-3:
+        far beyond what layer sizes explain (‖g‖ grows as √(weights)); healthy
+        ReLU/He or residual networks stay within ~10× either way.
+      vanishing_floor: vanishing also when ‖g_first‖ is below this absolute
+        norm. 0 (off): an absolute norm depends on the loss's scale, and a
+        converged model has small gradients for good reason. (A gradient of
+        exactly 0 is a path blocked by dead ReLUs, not a vanishing one.)
+      exploding_ratio: exploding when ‖g_first‖ / ‖g_last‖ exceeds it; 1e3,
+        the mirror image of ``vanishing_ratio``.
+      exploding_growth: exploding when the model's gradient norm √(Σ_l ‖g_l‖²)
+        grows past this multiple of its epoch-0 value. 100: gradients shrink
+        as training proceeds; 100× is the feedback loop of growing weights.
+      exploding_update_ratio: exploding when a step changes a layer by more
+        than this fraction of its weights, ‖Δθ‖ / ‖θ‖ (epoch mean; epoch 0,
+        where a zero-initialised layer has ratio ∞, is skipped). 1: a step as
+        large as the weights, 1000× the ~1e-3 of healthy training. Clipping
+        bounds this ratio, not the raw gradient: a clipped run passes.
+      exploding_norm: exploding when a layer's gradient norm (max over an
+        epoch's steps) exceeds it. ∞ (off), as ``vanishing_floor``.
+      dead_fraction: dead units when at least this fraction of a ReLU layer's
+        units outputs ≤ 0 on whole batches from some epoch to the last. 0.5:
+        half the layer no longer learns; dead ReLUs do not come back, so the
+        fraction must hold to the end.
+      saturated_fraction: saturation when at least this fraction of a sigmoid
+        or tanh layer's activations has a derivative below 5% of its maximum
+        (:data:`annjax.profiler.SATURATION_THRESHOLD`) from some epoch to the
+        last. 0.5, as for dead units.
+      overfit_patience: over-fitting needs the validation loss's minimum at
+        least this many epochs before the end. 3: a run stopped early by
+        ``EarlyStopping(patience≥3)`` still shows it.
+      overfit_rise: … and the last validation loss at least this fraction
+        above that minimum, with the training loss lower than there. 0.1:
+        well above the epoch-to-epoch noise of a validation loss on a few
+        hundred examples (~1–2%).
+      underfit_improvement: without an accuracy in the history, under-fitting
+        when the best training loss is less than this fraction below the
+        epoch-0 loss, (L₀ − min L) / L₀. 0.5: a model that can fit its data
+        at least halves its first epoch's loss.
+      underfit_accuracy: with ``accuracy`` (or ``binary_accuracy``) in the
+        history, under-fitting when the best training accuracy stays below
+        it (accuracy is scale-free, the loss is not). 0.6: a model of enough
+        capacity fits most of the examples it is trained on.
+      underfit_gap: under-fitting also needs the validation loss, at the epoch
+        judged, within this fraction of the training loss. 0.25: high bias
+        shows on both; a wider gap is variance.
+    """
+
+    vanishing_ratio: float = 1e-3
+    vanishing_floor: float = 0.0
+    exploding_ratio: float = 1e3
+    exploding_growth: float = 1e2
+    exploding_update_ratio: float = 1.0
+    exploding_norm: float = math.inf
+    dead_fraction: float = 0.5
+    saturated_fraction: float = 0.5
+    overfit_patience: int = 3
+    overfit_rise: float = 0.1
+    underfit_improvement: float = 0.5
+    underfit_accuracy: float = 0.6
+    underfit_gap: float = 0.25
+
+    def validate(self) -> Thresholds:
+        """Returns self, or raises TypeError/ValueError for a bad threshold."""
+        for name, value in self._asdict().items():
+            _checks.non_negative(name, value)
+        for name in ("dead_fraction", "saturated_fraction", "underfit_accuracy"):
+            _checks.probability(name, getattr(self, name))
+        _checks.integer("overfit_patience", self.overfit_patience, minimum=1)
+        return self

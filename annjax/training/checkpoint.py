@@ -1,0 +1,321 @@
+"""Atomic, checksummed checkpoints of results, train states and pytrees.
+
+``save`` writes to a temporary file in the target's folder, flushes and
+fsyncs it, then renames it over the target (``os.replace`` is atomic on POSIX
+and Windows), so a crash mid-save leaves the previous checkpoint intact. The
+file is a ``flax.serialization`` msgpack holding the payload's bytes and
+their SHA-256, so a flipped bit is an error on ``load``, never altered
+weights.
+
+Examples:
+  >>> result = ann.fit(model, (X, y), epochs=5, checkpoint="run.ckpt")
+  >>> more = ann.fit(model, (X, y), epochs=5, resume="run.ckpt")  # epochs 5–9
+  >>> ann.load("run.ckpt").history["loss"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from annjax import metrics as _metrics
+from annjax.training import loop as _loop
+from annjax.training.types import FitResult, ManyResult, TrainState
+
+__all__ = ["load", "restore_train_state", "save"]
+
+_FORMAT = 2
+_KINDS = ("FitResult", "ManyResult", "TrainState", "pytree")
+
+
+def _host(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def _device(tree):
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+
+
+def _train_state_dict(ts: TrainState | None):
+    if ts is None:
+        return None
+    return {
+        "params": _host(ts.params),
+        "state": _host(ts.state),
+        "opt_state": _host(serialization.to_state_dict(ts.opt_state)),
+        "step": np.asarray(ts.step),
+    }
+
+
+def _body(obj) -> tuple[str, dict]:
+    """Returns the kind of ``obj`` and its fields as plain msgpack-able data."""
+    if isinstance(obj, FitResult | ManyResult):
+        fields = obj._asdict()
+        fields["train_state"] = _train_state_dict(obj.train_state)
+        for name in ("params", "state"):
+            fields[name] = _host(fields[name])
+        fields["history"] = {k: np.asarray(v) for k, v in obj.history.items()}
+        return type(obj).__name__, {k: v for k, v in fields.items() if v is not None}
+    if isinstance(obj, TrainState):
+        return "TrainState", _train_state_dict(obj)
+    tree = serialization.to_state_dict(obj)
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if not isinstance(leaf, jax.Array | np.ndarray | np.generic | int | float):
+            raise TypeError(
+                "save: expected a FitResult, a ManyResult, a TrainState or a "
+                f"pytree of arrays, got a pytree with a leaf {leaf!r}."
+            )
+    return "pytree", {"tree": _host(tree)}
+
+
+def save(path: str | os.PathLike, result: Any) -> Path:
+    """Returns the path after writing ``result`` there atomically.
+
+    ``result`` is a :class:`FitResult`, a :class:`ManyResult`, a
+    :class:`TrainState` or any pytree of arrays (params, say).
+    """
+    path = Path(path)
+    kind, body = _body(result)
+    data = serialization.msgpack_serialize(body)
+    payload = {
+        "format": _FORMAT,
+        "kind": kind,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "body": data,
+    }
+    _write_atomic(path, serialization.msgpack_serialize(payload))
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _read(path: Path) -> tuple[str, dict]:
+    """Returns the kind and fields stored at ``path``, checksum verified."""
+    if not path.is_file():
+        raise FileNotFoundError(f"load: no checkpoint at {str(path)!r}.")
+    not_ours = ValueError(
+        f"load: expected an annjax checkpoint (format {_FORMAT}, written by "
+        f"ann.save or fit(checkpoint=...)) at {str(path)!r}, got another file."
+    )
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+    except Exception as exc:
+        raise not_ours from exc
+    if (
+        not isinstance(payload, dict)
+        or set(payload) != {"format", "kind", "sha256", "body"}
+        or payload["kind"] not in _KINDS
+    ):
+        raise not_ours
+    if payload["format"] != _FORMAT:
+        raise ValueError(
+            f"load: {str(path)!r} is an annjax checkpoint of format "
+            f"{payload['format']}; this version reads format {_FORMAT}."
+        )
+    data = bytes(payload["body"])
+    if hashlib.sha256(data).hexdigest() != payload["sha256"]:
+        raise ValueError(
+            f"load: {str(path)!r} is corrupted: its contents do not match the "
+            "checksum written with them. Use an earlier copy."
+        )
+    return payload["kind"], serialization.msgpack_restore(data)
+
+
+def _train_state(raw) -> TrainState | None:
+    if raw is None:
+        return None
+    return TrainState(
+        _device(raw["params"]),
+        _device(raw["state"]),
+        raw["opt_state"],
+        jnp.asarray(raw["step"], jnp.int32),
+    )
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Returns what :func:`save` wrote at ``path``, as the same kind of object.
+
+    ``train_state.opt_state`` comes back as a raw state dict: its optax
+    structure is restored by :func:`restore_train_state` (``fit(resume=…)``
+    does it) against the optimizer's fresh state. A plain pytree comes back
+    as nested dicts (``flax.serialization.from_state_dict`` gives it its
+    structure again).
+
+    Raises:
+      FileNotFoundError: if there is no file. ValueError: if it is not an
+        annjax checkpoint, or its checksum does not match (a corrupted file).
+    """
+    path = Path(path)
+    kind, body = _read(path)
+    if kind == "pytree":
+        return _device(body["tree"])
+    if kind == "TrainState":
+        return _train_state(body)
+    cls = FitResult if kind == "FitResult" else ManyResult
+    fields = dict(body)
+    fields["params"], fields["state"] = _device(body["params"]), _device(body["state"])
+    fields["train_state"] = _train_state(body.get("train_state"))
+    fields["history"] = {k: np.asarray(v) for k, v in body["history"].items()}
+    if cls is FitResult:
+        for name in ("best_epoch", "epochs", "params_epoch"):
+            fields[name] = int(fields[name])
+        fields["stop_reason"] = str(fields["stop_reason"])
+    else:
+        fields["stop_reason"] = [str(r) for r in _as_list(fields["stop_reason"])]
+        fields["epochs"] = int(fields["epochs"])
+        fields["hyper"] = {k: np.asarray(v) for k, v in fields["hyper"].items()}
+    return cls(**{k: v for k, v in fields.items() if k in cls._fields})
+
+
+def _as_list(value) -> list:
+    if isinstance(value, dict):  # msgpack keeps lists as {"0": …, "1": …}
+        return [value[k] for k in sorted(value, key=int)]
+    return list(value)
+
+
+def restore_train_state(saved: TrainState | None, fresh: TrainState) -> TrainState:
+    """Returns ``saved`` with its optimizer state in the structure of ``fresh``'s.
+
+    Raises:
+      ValueError: if the checkpoint has no train state, or its params do not
+        match the model's (another architecture), or its optimizer state does
+        not match the optimizer's (another optimizer).
+    """
+    if saved is None:
+        raise ValueError("resume: the checkpoint holds no train state to resume from.")
+    want = jax.tree_util.tree_map(jnp.shape, fresh.params)
+    got = jax.tree_util.tree_map(jnp.shape, saved.params)
+    if want != got:
+        raise ValueError(
+            "resume: expected a checkpoint of the same model, got params of "
+            f"another structure ({got} instead of {want})."
+        )
+    try:
+        opt_state = serialization.from_state_dict(fresh.opt_state, saved.opt_state)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            "resume: expected a checkpoint written with the same optimizer, got "
+            f"an optimizer state of another structure ({exc}). Resume with the "
+            "optimizer of the first run."
+        ) from exc
+    opt_state = _device(opt_state)
+    return TrainState(saved.params, saved.state, opt_state, saved.step)
+
+
+# ------------------------------------------------------------------ resume
+
+
+def _expected_keys(engine, ts: TrainState) -> set[str]:
+    """Returns the history names (profiler's aside) this training will record."""
+    spec = engine.spec
+    names = {"loss", *(_metrics.name_of(m) for m in spec.metrics)}
+    if engine.val is not None:
+        names |= {f"val_{k}" for k in names}
+    if _loop.learning_rate_logged(ts):
+        names.add("lr")
+    if spec.log_steps:
+        names.add("step_loss")
+    return names
+
+
+def _check_history(history: dict, engine, ts: TrainState) -> None:
+    got = {k for k in history if "/" not in k}
+    want = _expected_keys(engine, ts)
+    if got != want:
+        raise ValueError(
+            "resume: expected a checkpoint recording the same history as this run "
+            f"(same metrics, validation data, optimizer and log_steps), got one "
+            f"that lacks {sorted(want - got) or 'nothing'} and has "
+            f"{sorted(got - want) or 'nothing'} more. Resume with the arguments "
+            "of the first run."
+        )
+    profiled = any("/" in k for k in history)
+    if history and profiled != engine.spec.track_gradients:
+        raise ValueError(
+            f"resume: the checkpoint was written with track_gradients={profiled}; "
+            f"resume with the same (got {engine.spec.track_gradients})."
+        )
+
+
+def resume_progress(path, fresh: TrainState, engine, es, n: int):
+    """Returns ``(train_state, progress)`` to continue the run saved at ``path``.
+
+    Raises:
+      ValueError: for a checkpoint of the other kind of run (fit/fit_many),
+        another model, optimizer or history, or when early stopping must
+        restore a best epoch whose params the checkpoint does not hold.
+    """
+    previous = load(path)
+    want = ManyResult if engine.many else FitResult
+    if not isinstance(previous, want):
+        raise ValueError(
+            f"resume: expected a checkpoint of {want.__name__} (written by "
+            f"{'fit_many' if engine.many else 'fit'}), got a {type(previous).__name__}."
+        )
+    ts = restore_train_state(previous.train_state, fresh)
+    _check_history(previous.history, engine, ts)
+    history = {}
+    for k, v in previous.history.items():
+        v = np.asarray(v, np.float32).reshape(len(v), n)
+        history[k] = [v] if k == "step_loss" else list(v)
+    done = int(previous.epochs)
+    ran = np.full(n, done) if not engine.many else np.asarray(previous.model_epochs)
+    at = np.atleast_1d(np.asarray(previous.params_epoch)).astype(int)
+    best = None
+    if es is not None and es.restore_best:
+        best = _previous_best(previous, history, es, at, n, ts)
+    progress = _loop.Progress(
+        history,
+        done,
+        best,
+        np.ones(n, bool),
+        ["completed"] * n,
+        ran.copy(),
+        np.full(n, done - 1),
+    )
+    return ts, progress
+
+
+def _previous_best(previous, history, es, at, n, ts):
+    """Returns the best epoch's (params, state) per model, from the checkpoint."""
+    values = np.asarray(history.get(es.monitor, []), np.float32).reshape(-1, n)
+    for i in range(n):
+        b = es.replay(values[:, i]).best_epoch
+        if b >= 0 and b != at[i]:
+            raise ValueError(
+                f"resume: EarlyStopping(restore_best=True) needs the params of the "
+                f"best epoch so far of {es.monitor} (epoch {b}), but the checkpoint "
+                f"holds those of epoch {at[i]} (the first run did not restore its "
+                "best). Resume with EarlyStopping(..., restore_best=False), or "
+                "start again with restore_best=True."
+            )
+    if (at < 0).all():
+        return jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state))
+    return jax.tree_util.tree_map(jnp.copy, (previous.params, previous.state))

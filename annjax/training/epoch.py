@@ -1,0 +1,297 @@
+"""The compiled epoch: shuffle, ``lax.scan`` over the steps, guard, validate.
+
+An epoch is three pure functions: :func:`plan` draws its order of batches and
+its step keys, :func:`run_steps` scans the train step over some of them, and
+:func:`finish` combines the steps' logs into the epoch's values, applies the
+NaN guard and evaluates the validation data. :func:`run_epoch` is the three in
+ONE compiled call (the default); with ``steps_per_call=k`` the loop calls them
+separately, ``k`` steps per call, on the same keys and order, so the results
+are the same. For ``fit_many`` each is ``jax.vmap``-ed over a leading model
+axis of the train state, the keys and the hyper-parameters
+(:data:`MODEL_AXES`), the data staying unbatched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from annjax import metrics as _metrics
+from annjax import optim as _optim
+from annjax._types import Array, Key, Layer
+from annjax.data.batching import epoch_batches
+from annjax.training.step import (
+    losses_and_metrics,
+    train_step_with_stats,
+    weighted_mean,
+)
+from annjax.training.types import TrainState
+
+__all__ = ["EpochSpec", "evaluate_arrays", "predict_batched", "run_epoch"]
+
+
+class EpochSpec(NamedTuple):
+    """The static (hashable) description of a compiled epoch; equal specs share
+    one compiled function, so a second ``fit`` on the same model, optimizer and
+    shapes compiles nothing."""
+
+    model: Layer
+    loss: str | Callable
+    optimizer: optax.GradientTransformation
+    metrics: tuple[str | Callable, ...]
+    batch_size: int
+    track_gradients: bool
+    augment: Callable | None
+    eval_batch_size: int
+    track_every: int = 10
+    log_steps: bool = False
+
+
+class Plan(NamedTuple):
+    """One epoch's batches: example indices and weights (steps, B), step keys."""
+
+    idx: Array
+    weights: Array
+    keys: Key
+
+
+def plan(spec: EpochSpec, key: Key, epoch, n: int) -> Plan:
+    """Returns the epoch's order of batches and one key per step.
+
+    The epoch's key is ``fold_in(key, epoch)`` (``epoch`` is traced, so every
+    epoch shares the compiled call); from it a fresh permutation is drawn.
+    """
+    perm_key, step_key = jax.random.split(jax.random.fold_in(key, epoch))
+    idx, weights = epoch_batches(perm_key, n, spec.batch_size)
+    return Plan(idx, weights, jax.random.split(step_key, idx.shape[0]))
+
+
+def run_steps(spec: EpochSpec, ts: TrainState, hyper, x, y, steps: Plan):
+    """Returns ``(train_state, logs)`` after the train step on each planned batch.
+
+    ``hyper`` holds the dynamic hyper-parameters (``"l1"``, ``"l2"`` when
+    present); ``logs`` are stacked per step (the profiler's only for the
+    measured steps, see :func:`_tracked_scan`).
+    """
+
+    def body_of(track: bool):
+        step = train_step_with_stats(
+            spec.model,
+            spec.loss,
+            spec.optimizer,
+            metrics=spec.metrics,
+            l1=hyper.get("l1"),
+            l2=hyper.get("l2"),
+            track_gradients=track,
+            augment=spec.augment,
+        )
+
+        def body(carry, inputs):
+            i, w, k = inputs
+            return step(carry, (x[i], y[i], w), k)
+
+        return body
+
+    if not spec.track_gradients:
+        return jax.lax.scan(body_of(False), ts, tuple(steps))
+    return _tracked_scan(body_of, ts, tuple(steps), spec.track_every)
+
+
+def _all_finite(tree) -> Array:
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array]:
+    """Returns the epoch's values from the per-step logs of all its steps.
+
+    The loss is the mean weighted by each batch's real examples; a registered
+    metric is the finish of its statistics summed over the steps (the metric
+    of the epoch's predictions, padding excluded); a custom metric sees the
+    epoch's first ``n`` predictions (the padding comes last). Profiler
+    measurements: the mean over the measured steps under their own name and
+    the maximum under ``<kind>_max/<layer>``.
+    """
+    out = {"loss": weighted_mean(logs["loss"], logs["weight"])}
+    for metric in spec.metrics:
+        name = _metrics.name_of(metric)
+        s = _metrics.streaming(name)
+        if s is not None:
+            out[name] = s.finish(s.reduce(logs["stats"][name]))
+        else:
+            y, pred = (
+                logs[k].reshape(-1, *logs[k].shape[2:])[:n] for k in ("y", "pred")
+            )
+            out[name] = jnp.asarray(_metrics.get(metric)(y, pred), jnp.float32)
+    for name, values in logs.items():
+        if "/" in name:
+            kind, layer = name.split("/", 1)
+            out[name] = jnp.mean(values)
+            out[f"{kind}_max/{layer}"] = jnp.max(values)
+    if spec.log_steps:
+        out["step_loss"] = logs["loss"]
+    return out
+
+
+def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, val):
+    """Returns ``(train_state, out)``: the epoch's values, guarded and validated.
+
+    The NaN guard: when the epoch's loss, or any parameter or state value
+    after its last step, is not finite (or ``hyper["active"]`` is False, a
+    model that has stopped), the incoming state ``old`` is kept. ``out``
+    holds ``finite`` (the guard's verdict), ``first_non_finite_step``, the
+    injected learning rate as ``lr`` (see :func:`annjax.optim.learning_rate`)
+    and, with ``val``, every ``val_`` value, evaluated in the same call.
+    """
+    out = _aggregate(spec, logs, n)
+    finite = jnp.isfinite(out["loss"]) & _all_finite((new.params, new.state))
+    steps_finite = jnp.isfinite(logs["loss"])
+    out["finite"] = finite
+    out["first_non_finite_step"] = jnp.where(
+        jnp.all(steps_finite), -1, jnp.argmin(steps_finite)
+    ).astype(jnp.int32)
+    keep = finite & hyper["active"]
+    new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+    lr = _optim.learning_rate(new.opt_state)
+    if lr is not None:
+        out["lr"] = jnp.asarray(lr, jnp.float32)
+    if val is not None:
+        val_logs = evaluate_arrays(
+            spec.model,
+            spec.loss,
+            spec.metrics,
+            spec.eval_batch_size,
+            new.params,
+            new.state,
+            *val,
+        )
+        out.update({f"val_{name}": value for name, value in val_logs.items()})
+    return new, out
+
+
+def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val):
+    """Returns ``(train_state, logs)`` after one whole epoch; ONE compiled call."""
+    steps = plan(spec, key, epoch, x.shape[0])
+    new, logs = run_steps(spec, ts, hyper, x, y, steps)
+    return finish(spec, new, ts, hyper, logs, x.shape[0], val)
+
+
+def _tracked_scan(body_of, ts, inputs, every: int):
+    """Returns ``lax.scan`` over the steps, measuring the profiler every ``every``.
+
+    The steps run in groups of ``every``: ``every − 1`` plain steps (a scan),
+    then one step that also measures the profiler's quantities; the steps left
+    over after the last whole group run plain. Measuring reads the gradients
+    and updates a second time, which in every step costs about a third of a
+    step on a CPU; one step in ten keeps the overhead to a few percent. The
+    loss and metric logs of all steps come back in step order; the profiler's
+    only for the measured steps.
+    """
+    n = inputs[0].shape[0]
+    every = max(1, min(every, n))
+    groups = n // every
+    head = jax.tree_util.tree_map(
+        lambda a: a[: groups * every].reshape(groups, every, *a.shape[1:]), inputs
+    )
+    tail = jax.tree_util.tree_map(lambda a: a[groups * every :], inputs)
+    plain, tracked = body_of(False), body_of(True)
+
+    def group(carry, chunk):
+        first = jax.tree_util.tree_map(lambda a: a[:-1], chunk)
+        last = jax.tree_util.tree_map(lambda a: a[-1], chunk)
+        carry, plain_logs = jax.lax.scan(plain, carry, first)
+        carry, tracked_logs = tracked(carry, last)
+        return carry, (plain_logs, tracked_logs)
+
+    ts, (plain_logs, tracked_logs) = jax.lax.scan(group, ts, head)
+    ts, tail_logs = jax.lax.scan(plain, ts, tail)
+
+    def in_order(per_group_plain, tracked_one, tail_part):
+        per_group = jnp.concatenate([per_group_plain, tracked_one[:, None]], axis=1)
+        return jnp.concatenate([per_group.reshape(-1, *per_group.shape[2:]), tail_part])
+
+    logs = {}
+    for name, values in tracked_logs.items():
+        if name in plain_logs:  # loss, weight, metrics: every step, in order
+            logs[name] = jax.tree_util.tree_map(
+                in_order, plain_logs[name], values, tail_logs[name]
+            )
+        else:  # the profiler's: the measured steps
+            logs[name] = values
+    return ts, logs
+
+
+def concat_logs(parts: list[dict], axis: int) -> dict:
+    """Returns per-step logs of consecutive calls joined along the step axis."""
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=axis), *parts)
+
+
+# ------------------------------------------------------------ prediction
+
+
+def predict_batched(model: Layer, params, state, x: Array, batch_size: int) -> Array:
+    """Returns the model's evaluation-mode outputs on ``x``, ``batch_size`` at a time.
+
+    ``jax.lax.map`` with ``batch_size`` runs the batches one after another (the
+    remainder as one smaller batch); traceable (call it inside jit).
+    """
+    bs = max(1, min(batch_size, x.shape[0]))
+
+    def one(xi):
+        return model.apply(params, state, xi[None], train=False)[0][0]
+
+    return jax.lax.map(one, x, batch_size=bs)
+
+
+def evaluate_arrays(
+    model: Layer, loss, metrics: tuple, batch_size: int, params, state, x, y
+) -> dict[str, Array]:
+    """Returns the loss and metrics of the whole of ``(x, y)``; traceable.
+
+    Metrics see every prediction at once, so F1, R² and the like are exact,
+    not averages of per-batch values.
+    """
+    pred = predict_batched(model, params, state, x, batch_size)
+    return losses_and_metrics(loss, metrics, y, pred)
+
+
+# ---------------------------------------------------------- compiled forms
+
+#: Which arguments of each epoch function carry the model axis under
+#: ``fit_many``'s ``jax.vmap`` (None: shared by every model). The whole
+#: ``hyper`` dict is one entry, so a new sweepable hyper-parameter is only a
+#: new key in it.
+MODEL_AXES = {
+    "run_epoch": (None, 0, 0, None, 0, None, None, None),
+    "plan": (None, 0, None, None),
+    "run_steps": (None, 0, 0, None, None, 0),
+    "finish": (None, 0, 0, 0, 0, None, None),
+}
+
+_FUNCTIONS = {
+    "run_epoch": run_epoch,
+    "plan": plan,
+    "run_steps": run_steps,
+    "finish": finish,
+}
+_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0,), "finish": (0, 5)}
+_DONATE = {"run_epoch": (1,), "plan": (), "run_steps": (1,), "finish": (1, 2)}
+
+
+def _compile(name: str, many: bool) -> Callable:
+    fn = _FUNCTIONS[name]
+    if many:  # static arguments pass through vmap with axis None
+        fn = jax.vmap(fn, in_axes=MODEL_AXES[name])
+    return jax.jit(fn, static_argnums=_STATIC[name], donate_argnums=_DONATE[name])
+
+
+COMPILED = {
+    (name, many): _compile(name, many) for name in _FUNCTIONS for many in (False, True)
+}
+"""The jitted epoch functions: ``COMPILED[name, many]``."""

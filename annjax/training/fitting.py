@@ -1,0 +1,300 @@
+"""``fit`` and ``fit_many``: the lecture's training, one model or many at once.
+
+Train on the training set, tune on the validation set, judge once on the
+test set, W ← W − α ∂L/∂W. Both check every argument (:mod:`.arguments`),
+initialise, and hand over to the ONE loop of :mod:`.loop`; ``fit`` is its
+one-model case, ``fit_many`` ``jax.vmap``s the same compiled epoch over a
+leading model axis (keys and hyper-parameters per model, the data shared).
+
+Examples:
+  >>> import jax, annjax as ann
+  >>> d = ann.datasets.load_digits()
+  >>> s = ann.data.split(d.X, d.y, val=0.1, test=0.2, key=jax.random.key(0))
+  >>> model = ann.mlp([64, 10])
+  >>> result = ann.fit(
+  ...     model, s.train, val_data=s.val,
+  ...     loss="softmax_cross_entropy", optimizer=ann.adam(1e-3),
+  ...     epochs=20, batch_size=64, metrics=("accuracy",),
+  ...     early_stopping=ann.EarlyStopping(patience=3), key=jax.random.key(1))
+  >>> result.history["val_accuracy"][result.best_epoch]
+  >>> ann.evaluate(model, result.params, result.state, s.test, metrics=("accuracy",))
+  >>> many = ann.fit_many(model, s.train, val_data=s.val,
+  ...     keys=jax.random.split(jax.random.key(0), 4), l2=[0, 1e-4, 1e-3, 1e-2])
+  >>> many.history["val_loss"].shape                   # (epochs, models)
+  (20, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from annjax import _checks
+from annjax import optim as _optim
+from annjax._types import Key, Layer
+from annjax.training import checkpoint as _ckpt
+from annjax.training import loop as _loop
+from annjax.training.arguments import (
+    callbacks_of,
+    checkpoint_path,
+    penalties,
+    per_model,
+    setup,
+    steps_per_call_of,
+)
+from annjax.training.step import init_train_state
+from annjax.training.types import EarlyStopping, FitResult, ManyResult
+
+__all__ = ["fit", "fit_many"]
+
+
+def fit(
+    model: Layer,
+    train_data: tuple[Any, Any],
+    val_data: tuple[Any, Any] | None = None,
+    *,
+    loss: str | Callable = "softmax_cross_entropy",
+    optimizer: optax.GradientTransformation | None = None,
+    epochs: int = 20,
+    batch_size: int = 128,
+    metrics: Sequence[str | Callable] = (),
+    l1: float = 0.0,
+    l2: float = 0.0,
+    early_stopping: EarlyStopping | None = None,
+    augment: Callable | None = None,
+    track_gradients: bool = False,
+    track_every: int = 10,
+    key: Key | None = None,
+    progress: bool = True,
+    resume: str | None = None,
+    checkpoint: str | None = None,
+    eval_batch_size: int = 1024,
+    steps_per_call: int | None = None,
+    callbacks: Sequence[Callable] = (),
+    log_steps: bool = False,
+) -> FitResult:
+    r"""Returns the trained model and its history; each epoch is ONE compiled call.
+
+    Minimises the mean ``loss`` (+ λ₁Σ|W| + λ₂ΣW² when ``l1``/``l2`` are set;
+    the history's ``loss`` is the data loss alone, comparable to ``val_loss``)
+    with ``optimizer`` over mini-batches of a fresh permutation every epoch.
+    The data goes to the device once; shuffling, the steps, the NaN guard and
+    the validation pass all run inside one jitted call per epoch, compiled
+    once per (model, optimizer, loss, shapes), so a second ``fit`` reuses it.
+
+    The last batch of an epoch is filled up with examples from the start of
+    the permutation, weighted 0, so every example counts exactly once per
+    epoch and every step has the same shape. ``batch_size`` larger than the
+    data is reduced to it. History metrics are those of the epoch's
+    (training-mode) predictions, computed from statistics summed over its
+    steps, padding excluded: the same value as the metric on all of them.
+
+    The NaN guard: an epoch whose loss, or whose params or state after its
+    last step, are not finite is undone, and training stops with
+    ``stop_reason`` saying so; the params returned are the last finite ones.
+
+    Args:
+      model: an annjax Layer (``ann.mlp``, ``ann.serial``, ``ann.from_flax``).
+      train_data: ``(X, y)``; X of shape (n, *input_shape); y integer labels,
+        one-hot rows, or targets of the model's output shape ((n,) is taken as
+        (n, 1) for a one-output model).
+      val_data: ``(X_val, y_val)``, evaluated after every epoch.
+      loss: a name from :func:`annjax.losses.get` or a function
+        ``(y_true, y_pred, reduction)``. A custom loss gets ``y`` as given:
+        integer labels of shape (n, *output[:-1]) stay int32, other targets
+        are float32 of the output's shape.
+      optimizer: any optax transformation; default ``ann.sgd(0.01)``.
+      epochs: epochs to run in this call (on resume: more epochs).
+      batch_size: examples per step.
+      metrics: names from :func:`annjax.metrics.names` or functions
+        ``(y_true, y_pred) -> scalar`` (keyed by ``__name__``; in the training
+        history they see all of the epoch's predictions at once).
+      l1, l2: penalty strengths λ ≥ 0 on the weights (biases and norm params
+        spared); ``weight_decay`` in the optimizer is the decoupled form.
+      early_stopping: an :class:`EarlyStopping`, or None.
+      augment: ``fn(key, x) -> x`` applied to each training batch inside the
+        compiled step (never to validation data); see :mod:`annjax.augment`.
+      track_gradients: record the profiler's per-layer measurements.
+      track_every: measure them in one step out of this many (every step
+        with 1); the steps between run untouched, which keeps the profiler's
+        cost to a few percent (see ``benchmarks/``).
+      key: the random key for init, shuffling, dropout and augmentation;
+        default ``jax.random.key(0)``, so runs are reproducible.
+      progress: show a tqdm bar (only on a terminal).
+      resume: a checkpoint path written by :func:`annjax.save` or
+        ``checkpoint=``; training continues from its last state, with the
+        same metrics, validation data and profiler setting (else ValueError).
+      checkpoint: a path to save the result to (atomically) after every epoch.
+      eval_batch_size: batch size of the validation pass.
+      steps_per_call: None runs each epoch as one compiled call; an integer k
+        runs k steps per call (1: one jitted step per batch), on the same
+        batches and keys, so the results are the same.
+      callbacks: functions ``callback(epoch, logs) -> None | bool`` called
+        on the host after every epoch, after early stopping and before the
+        checkpoint; True stops training (``stop_reason`` names it). An
+        exception in one is re-raised after the checkpoint is written.
+      log_steps: record every step's training loss as ``step_loss``.
+
+    Returns:
+      A :class:`FitResult`.
+
+    Raises:
+      ValueError, TypeError: for any invalid argument or data, before
+        anything compiles.
+    """
+    epochs = _checks.integer("epochs", epochs, minimum=0)
+    hyper = penalties(l1, l2)
+    options = _options(checkpoint, steps_per_call, callbacks)
+    spec, x, y, val = setup(
+        model,
+        train_data,
+        val_data,
+        loss=loss,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        augment=augment,
+        track_gradients=track_gradients,
+        eval_batch_size=eval_batch_size,
+        track_every=track_every,
+        log_steps=log_steps,
+    )
+    key = jax.random.key(0) if key is None else _checks.random_key("key", key)
+    init_key, train_key = jax.random.split(key)
+    ts, _ = init_train_state(model, spec.optimizer, init_key, x.shape[1:])
+    engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, options[1])
+
+    def finish(ts, progress):
+        return _loop.fit_result(ts, progress, early_stopping)
+
+    return _run(engine, ts, epochs, early_stopping, progress, resume, options, finish)
+
+
+def fit_many(
+    model: Layer,
+    train_data: tuple[Any, Any],
+    val_data: tuple[Any, Any] | None = None,
+    *,
+    keys: Key | Sequence[Key] | None = None,
+    l1: float | Sequence[float] = 0.0,
+    l2: float | Sequence[float] = 0.0,
+    lr_scale: float | Sequence[float] = 1.0,
+    loss: str | Callable = "softmax_cross_entropy",
+    optimizer: optax.GradientTransformation | None = None,
+    epochs: int = 20,
+    batch_size: int = 128,
+    metrics: Sequence[str | Callable] = (),
+    early_stopping: EarlyStopping | None = None,
+    augment: Callable | None = None,
+    track_gradients: bool = False,
+    track_every: int = 10,
+    progress: bool = True,
+    resume: str | None = None,
+    checkpoint: str | None = None,
+    eval_batch_size: int = 1024,
+    steps_per_call: int | None = None,
+    callbacks: Sequence[Callable] = (),
+    log_steps: bool = False,
+) -> ManyResult:
+    """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
+
+    The number of models is the length of ``keys`` or of any sequence among
+    ``l1``, ``l2``, ``lr_scale`` (numbers broadcast to every model; sequences
+    must agree in length). Build grids with ``itertools.product`` or
+    ``np.meshgrid`` and pass the flattened columns.
+
+    Each model trains exactly as ``fit`` would with the same key and
+    hyper-parameters (same permutations, same dropout masks), through the
+    same loop, so a sweep's model i equals a separate ``fit`` of it (best
+    epoch and params included) up to floating-point reassociation. A model
+    that stops (early stopping, a non-finite epoch) is frozen: its later
+    epochs leave it unchanged and their history entries are NaN; training
+    ends when every model has stopped.
+
+    Args:
+      keys: a key array of shape (models,) or a list of keys; default: split
+        from ``jax.random.key(0)``.
+      l1, l2: penalty strengths, one per model or one for all (≥ 0).
+      lr_scale: multiplies the learning rate, one per model or one for all
+        (> 0): with ``optimizer=ann.sgd(0.1)``, ``lr_scale=[0.1, 1, 10]``
+        trains at learning rates 0.01, 0.1 and 1. Exact for any optimizer
+        whose constant learning rate is injected with
+        ``optax.inject_hyperparams`` (every annjax optimizer is); others
+        raise ValueError when a scale is not 1.
+      callbacks: as :func:`fit`'s; their logs hold one value per model.
+      The other arguments are those of :func:`fit`.
+
+    Raises:
+      ValueError: as ``fit``, and for per-model sequences of different lengths.
+    """
+    epochs = _checks.integer("epochs", epochs, minimum=0)
+    keys, l1s, l2s, scales = per_model(keys, l1, l2, lr_scale)
+
+    options = _options(checkpoint, steps_per_call, callbacks)
+    spec, x, y, val = setup(
+        model,
+        train_data,
+        val_data,
+        loss=loss,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        augment=augment,
+        track_gradients=track_gradients,
+        eval_batch_size=eval_batch_size,
+        track_every=track_every,
+        log_steps=log_steps,
+    )
+    split = jax.vmap(jax.random.split)(keys)  # as fit: (init key, train key)
+    ts = jax.vmap(lambda k: init_train_state(model, spec.optimizer, k, x.shape[1:])[0])(
+        split[:, 0]
+    )
+    if (scales != 1).any():
+        ts = ts._replace(
+            opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
+        )
+    hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
+    engine = _loop.Engine(spec, split[:, 1], hyper, x, y, val, True, options[1])
+    swept = {"l1": l1s, "l2": l2s, "lr_scale": scales}
+
+    def finish(ts, progress):
+        return _loop.many_result(ts, progress, early_stopping, swept)
+
+    return _run(engine, ts, epochs, early_stopping, progress, resume, options, finish)
+
+
+def _options(checkpoint, steps_per_call, callbacks):
+    """Returns the loop's options, each checked before anything compiles."""
+    return (
+        checkpoint_path("checkpoint", checkpoint),
+        steps_per_call_of(steps_per_call),
+        callbacks_of(callbacks),
+    )
+
+
+def _run(engine, ts, epochs, es, show_progress, resume, options, finish):
+    """Returns the result of the loop, from scratch or from ``resume``."""
+    path, _, callbacks = options
+    n = 1 if not engine.many else len(engine.keys)
+    if resume is None:
+        progress = _loop.start(n, ts, es)
+    else:
+        ts, progress = _ckpt.resume_progress(resume, ts, engine, es, n)
+    save = None if path is None else (lambda result: _ckpt.save(path, result))
+    return _loop.train(
+        engine,
+        ts,
+        progress,
+        epochs=epochs,
+        early_stopping=es,
+        callbacks=callbacks,
+        show_progress=show_progress,
+        save=save,
+        finish=finish,
+    )

@@ -1,0 +1,363 @@
+"""The ONE training loop, for one model (``fit``) or many (``fit_many``).
+
+Everything ``fit`` decides between epochs lives here, once, for any number
+of models: the history, the progress bar, the NaN guard's verdict, early
+stopping, the best epoch and its params, callbacks and checkpoints. A model
+that stops (early stopping, a non-finite epoch) is frozen while the others
+go on: its later epochs leave it unchanged (the compiled epoch keeps its
+state) and its history entries are NaN. ``fit`` is the case of one model
+whose arrays carry no model axis.
+
+Per epoch, in this order: the compiled epoch runs (:class:`Engine`); its
+values join the history; the NaN guard stops the models whose epoch was not
+finite; early stopping updates each model's tracker and copies the params
+of improved ones; callbacks run (any may stop training); the checkpoint is
+written; the progress bar moves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from annjax import optim as _optim
+from annjax._types import Key
+from annjax.training.epoch import COMPILED, EpochSpec, Plan, concat_logs
+from annjax.training.types import EarlyStopping, FitResult, ManyResult, TrainState
+
+
+class Engine(NamedTuple):
+    """How each epoch of one training runs: the compiled epoch and its inputs.
+
+    Attributes:
+      spec: the static description of the compiled epoch.
+      keys: the training key (one model) or keys (models,).
+      hyper: the dynamic hyper-parameters (``l1``, ``l2``), per model when many.
+      x, y, val: the data on the device.
+      many: whether the train state carries a leading model axis.
+      steps_per_call: None (the whole epoch in one call) or k steps per call.
+    """
+
+    spec: EpochSpec
+    keys: Key
+    hyper: dict[str, Any]
+    x: Any
+    y: Any
+    val: Any
+    many: bool
+    steps_per_call: int | None = None
+
+    def epoch(self, ts: TrainState, epoch: int, active: np.ndarray):
+        """Returns ``(train_state, logs)`` of one epoch, logs on the host."""
+        hyper = dict(self.hyper)
+        hyper["active"] = jnp.asarray(active if self.many else active[0])
+        index = np.int32(epoch)
+        n = self.x.shape[0]
+        if self.steps_per_call is None:
+            run = COMPILED["run_epoch", self.many]
+            ts, logs = run(
+                self.spec, ts, self.keys, index, hyper, self.x, self.y, self.val
+            )
+            return ts, jax.device_get(logs)
+        steps = COMPILED["plan", self.many](self.spec, self.keys, index, n)
+        old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
+        axis = 1 if self.many else 0
+        total, k = steps.idx.shape[axis], self.steps_per_call
+        parts = []
+        for start in range(0, total, k):
+            chunk = Plan(
+                *(
+                    jax.lax.slice_in_dim(a, start, min(start + k, total), axis=axis)
+                    for a in steps
+                )
+            )
+            ts, part = COMPILED["run_steps", self.many](
+                self.spec, ts, hyper, self.x, self.y, chunk
+            )
+            parts.append(part)
+        logs = concat_logs(parts, axis)
+        ts, out = COMPILED["finish", self.many](
+            self.spec, ts, old, hyper, logs, n, self.val
+        )
+        return ts, jax.device_get(out)
+
+
+class Progress(NamedTuple):
+    """Where a training stands between epochs (restored on resume)."""
+
+    history: dict[str, list]
+    done: int
+    best: Any  # (params, state) of each model's best epoch, or None
+    active: np.ndarray
+    reasons: list[str]
+    ran: np.ndarray
+    kept_epoch: np.ndarray
+
+
+def start(n: int, ts: TrainState, es: EarlyStopping | None) -> Progress:
+    """Returns the progress before the first epoch."""
+    best = None
+    if es is not None and es.restore_best:  # a copy: ts is donated to each epoch
+        best = jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state))
+    return Progress(
+        {},
+        0,
+        best,
+        np.ones(n, bool),
+        ["completed"] * n,
+        np.zeros(n, int),
+        np.full(n, -1),
+    )
+
+
+def _select(mask: np.ndarray, new, old, many: bool):
+    """Returns per model ``new`` where ``mask`` else ``old``, as fresh buffers."""
+    if not many:
+        return jax.tree_util.tree_map(jnp.copy, new if mask[0] else old)
+
+    def pick(a, b):
+        m = jnp.asarray(mask).reshape((-1,) + (1,) * (a.ndim - 1))
+        return jnp.where(m, a, b)
+
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+def _progress_bar(enabled: bool, total: int, initial: int):
+    """Returns a tqdm bar over epochs, or None (off, or not on a terminal)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="epoch", leave=False)
+
+
+def _non_finite_reason(logs, i: int, epoch: int) -> str:
+    loss = float(np.atleast_1d(logs["loss"])[i])
+    step = int(np.atleast_1d(logs["first_non_finite_step"])[i])
+    kept = f"epoch {epoch - 1}" if epoch > 0 else "initialisation"
+    what = (
+        f"the training loss became {loss} in epoch {epoch} (step {step})"
+        if not np.isfinite(loss)
+        else f"the parameters became non-finite in epoch {epoch} (its last "
+        f"updates overflowed; the mean loss was still {loss:.6g})"
+    )
+    return f"non_finite: {what}; returned the params of {kept}"
+
+
+def _row(value, active: np.ndarray, many: bool) -> np.ndarray:
+    """Returns an epoch's value per model (NaN for the stopped ones)."""
+    arr = np.asarray(value, np.float32)
+    arr = arr.T if many else arr[..., None]  # step_loss: (steps, models)
+    return np.where(active, arr, np.nan)
+
+
+def _callback_name(cb: Callable) -> str:
+    return getattr(cb, "__name__", None) or type(cb).__name__
+
+
+class _Run:
+    """The loop's mutable bookkeeping between epochs (one entry per model)."""
+
+    def __init__(self, progress: Progress, es: EarlyStopping | None, many: bool):
+        self.history, self.done, self.best = progress[:3]
+        self.active, self.ran, self.kept = (
+            progress.active.copy(),
+            progress.ran.copy(),
+            progress.kept_epoch.copy(),
+        )
+        self.reasons = list(progress.reasons)
+        self.es, self.many = es, many
+        self.trackers = None
+        if es is not None:
+            values = np.asarray(self.history.get(es.monitor, []), np.float32)
+            values = values.reshape(-1, len(self.active))
+            self.trackers = [es.replay(values[:, i]) for i in range(len(self.active))]
+
+    def progress(self) -> Progress:
+        return Progress(
+            self.history,
+            self.done,
+            self.best,
+            self.active,
+            self.reasons,
+            self.ran,
+            self.kept,
+        )
+
+    def record(self, epoch: int, logs: dict) -> None:
+        """Adds the epoch to the history and applies the NaN guard's verdict."""
+        was_active = self.active.copy()
+        finite = np.atleast_1d(logs.pop("finite"))
+        bad_step = logs.pop("first_non_finite_step")
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(_row(value, was_active, self.many))
+        self.done = epoch + 1
+        self.ran += was_active
+        for i in np.flatnonzero(was_active & ~finite):
+            self.reasons[i] = _non_finite_reason(
+                {**logs, "first_non_finite_step": bad_step}, i, epoch
+            )
+        self.active &= finite
+        self.kept[self.active] = epoch
+
+    def early_stopping(self, epoch: int, logs: dict, ts: TrainState) -> None:
+        """Updates each running model's tracker; keeps the params that improved."""
+        es = self.es
+        if es is None:
+            return
+        improved = np.zeros(len(self.active), bool)
+        for i in np.flatnonzero(self.active):
+            value = float(np.atleast_1d(logs[es.monitor])[i])
+            tracker, improved[i], stop = es.update(self.trackers[i], value, epoch)
+            self.trackers[i] = tracker
+            if stop:
+                self.active[i] = False
+                self.reasons[i] = (
+                    f"early_stopping: {es.monitor} did not improve for "
+                    f"{es.patience} epochs (best {tracker.best:.6g} at epoch "
+                    f"{tracker.best_epoch})"
+                )
+        if self.best is not None and improved.any():
+            self.best = _select(improved, (ts.params, ts.state), self.best, self.many)
+
+    def callbacks(self, callbacks, epoch: int, logs: dict, save_now) -> None:
+        """Calls each callback; True from one stops every model."""
+        for cb in callbacks:
+            try:
+                stop = cb(epoch, logs)
+            except Exception as exc:
+                save_now()
+                exc.add_note(
+                    f"annjax: raised by the callback {_callback_name(cb)} after "
+                    f"epoch {epoch}; the progress up to it was kept (and saved "
+                    "when checkpoint= was given)."
+                )
+                raise
+            if stop is True:
+                for i in np.flatnonzero(self.active):
+                    self.reasons[i] = (
+                        f"callback: {_callback_name(cb)} stopped training after "
+                        f"epoch {epoch}"
+                    )
+                self.active[:] = False
+
+
+def train(
+    engine: Engine,
+    ts: TrainState,
+    progress: Progress,
+    *,
+    epochs: int,
+    early_stopping: EarlyStopping | None,
+    callbacks: Sequence[Callable] = (),
+    show_progress: bool = True,
+    save: Callable[[Any], None] | None = None,
+    finish: Callable[[TrainState, Progress], Any],
+) -> Any:
+    """Returns ``finish(ts, progress)`` after up to ``epochs`` more epochs.
+
+    ``save(result)``, when given, receives ``finish(...)`` after every epoch
+    (the checkpoint). An exception in a callback saves the progress first,
+    then propagates with the epoch named.
+    """
+    run = _Run(progress, early_stopping, engine.many)
+    bar = _progress_bar(show_progress, run.done + epochs, run.done)
+    current = [ts]
+
+    def save_now():
+        if save is not None:
+            save(finish(current[0], run.progress()))
+
+    try:
+        for epoch in range(run.done, run.done + epochs):
+            ts, logs = engine.epoch(ts, epoch, run.active)
+            current[0] = ts
+            run.record(epoch, logs)
+            run.early_stopping(epoch, logs, ts)
+            run.callbacks(callbacks, epoch, logs, save_now)
+            save_now()
+            if bar is not None:
+                bar.update(1)
+                loss = np.nanmin(np.atleast_1d(logs["loss"]))
+                bar.set_postfix(loss=f"{loss:.4g}")
+            if not run.active.any():
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return finish(ts, run.progress())
+
+
+# -------------------------------------------------------------- the results
+
+
+def best_epochs(history, es: EarlyStopping | None, n: int) -> np.ndarray:
+    """Returns each model's best epoch of the monitored value (−1: none)."""
+    monitor = (
+        es.monitor
+        if es is not None
+        else ("val_loss" if "val_loss" in history else "loss")
+    )
+    values = np.asarray(history.get(monitor, []), np.float32).reshape(-1, n)
+    if es is not None:  # the tracker's epoch (min_delta included)
+        return np.array([es.replay(values[:, i]).best_epoch for i in range(n)], int)
+    values = np.where(np.isfinite(values), values, np.nan)
+    return np.array(
+        [int(np.nanargmin(c)) if not np.isnan(c).all() else -1 for c in values.T], int
+    )
+
+
+def stacked_history(history: dict[str, list]) -> dict[str, np.ndarray]:
+    """Returns name → (epochs, models) arrays; ``step_loss`` → (steps, models)."""
+    return {
+        k: np.concatenate(v) if k == "step_loss" else np.stack(v)
+        for k, v in history.items()
+    }
+
+
+def fit_result(ts, p: Progress, es: EarlyStopping | None) -> FitResult:
+    """Returns one model's :class:`FitResult` from the loop's progress."""
+    hist = {k: v[:, 0] for k, v in stacked_history(p.history).items()}
+    params, state = p.best if p.best is not None else (ts.params, ts.state)
+    best = best_epochs(p.history, es, 1)
+    at = _params_epoch(p, best)
+    return FitResult(
+        params, state, hist, int(best[0]), p.reasons[0], ts, p.done, int(at[0])
+    )
+
+
+def many_result(ts, p: Progress, es, hyper) -> ManyResult:
+    """Returns ``fit_many``'s :class:`ManyResult` from the loop's progress."""
+    n = len(p.active)
+    params, state = p.best if p.best is not None else (ts.params, ts.state)
+    swept = {k: np.asarray(v) for k, v in hyper.items()}
+    best = best_epochs(p.history, es, n)
+    return ManyResult(
+        params,
+        state,
+        stacked_history(p.history),
+        best,
+        list(p.reasons),
+        swept,
+        ts,
+        p.done,
+        p.ran.copy(),
+        _params_epoch(p, best),
+    )
+
+
+def _params_epoch(p: Progress, best: np.ndarray) -> np.ndarray:
+    """Returns the epoch of each model's returned params: best, or last kept."""
+    if p.best is None:
+        return p.kept_epoch.copy()
+    return np.where(best >= 0, best, -1)
+
+
+def learning_rate_logged(ts: TrainState) -> bool:
+    """Returns whether the history will hold ``lr`` (an injected learning rate)."""
+    return _optim.learning_rate(ts.opt_state) is not None

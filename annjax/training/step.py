@@ -1,0 +1,271 @@
+"""The pure training and evaluation steps, and the train state they carry.
+
+The step is a pure function of ``(train_state, batch, key)``; everything else
+(the compiled epoch of :mod:`annjax.training.epoch`, many models at once with
+``jax.vmap``, a mesh of devices) reuses it unchanged. Users who write their
+own loop take :func:`make_train_step` and :func:`make_eval_step` and jit them
+as they like.
+
+Examples:
+  >>> model = ann.mlp([64, 10])
+  >>> opt = ann.adam(1e-3)
+  >>> ts, out_shape = ann.init_train_state(model, opt, jax.random.key(0), (784,))
+  >>> step = jax.jit(ann.make_train_step(model, "softmax_cross_entropy", opt))
+  >>> for i, (xb, yb) in enumerate(ann.data.batches(X, y, 128)):
+  ...     ts, logs = step(ts, (xb, yb), jax.random.key(i))
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from annjax import losses as _losses
+from annjax import metrics as _metrics
+from annjax import optim as _optim
+from annjax import regularizers as _regularizers
+from annjax._types import Array, Key, Layer, Shape
+from annjax.analysis import profiler as _profiler
+from annjax.training.types import TrainState
+
+__all__ = [
+    "TrainState",
+    "init_train_state",
+    "make_eval_step",
+    "make_train_step",
+]
+
+
+def init_train_state(
+    model: Layer,
+    optimizer: optax.GradientTransformation,
+    key: Key,
+    input_shape: Shape,
+) -> tuple[TrainState, Shape]:
+    """Returns a fresh ``TrainState`` and the model's output shape (one example).
+
+    ``model.init`` runs under one ``jax.jit``: a single compilation instead of
+    one per random draw and layer, which on CPU is several times faster.
+    """
+    init, out_shape = _jitted_init(model.init, tuple(input_shape))
+    params, state = init(key)
+    ts = TrainState(params, state, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return ts, out_shape
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_init(init: Callable, input_shape: Shape) -> tuple[Callable, Shape]:
+    """Returns ``model.init`` jitted for ``input_shape``, and the output shape.
+
+    Cached per (init function, shape), so a second ``fit`` of the same model
+    compiles nothing.
+    """
+    shapes = []
+
+    def params_and_state(key):
+        out_shape, params, state = init(key, input_shape)
+        shapes.append(tuple(int(d) for d in out_shape))  # static, read at trace
+        return params, state
+
+    jitted = jax.jit(params_and_state)
+    jax.eval_shape(jitted, jax.random.key(0))
+    return jitted, shapes[0]
+
+
+def output_shape(model: Layer, input_shape: Shape) -> Shape:
+    """Returns the model's output shape for one example of ``input_shape``."""
+    return _jitted_init(model.init, tuple(input_shape))[1]
+
+
+def weighted_mean(values: Array, weight: Array) -> Array:
+    """Returns Σ wᵢ vᵢ / Σ wᵢ (0 when every weight is 0)."""
+    return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def default_optimizer() -> optax.GradientTransformation:
+    """Returns the optimizer used when none is given: ``ann.sgd(0.01)``."""
+    return _optim.sgd(0.01)
+
+
+def metric_input(loss: str | Callable) -> Callable[[Array], Array]:
+    """Returns the map from model outputs to what the metrics read.
+
+    A model trained with ``sigmoid_binary_cross_entropy`` outputs logits; the
+    metrics threshold probabilities at 0.5, so they see σ(z). Softmax logits
+    need nothing (argmax is the same), nor do other losses.
+    """
+    if _losses.name_of(loss) == "sigmoid_binary_cross_entropy":
+        return jax.nn.sigmoid
+    return lambda pred: pred
+
+
+def _active(strength) -> bool:
+    """Returns whether a penalty strength is present (traced values always are)."""
+    return strength is not None and not (
+        isinstance(strength, float | int) and strength == 0
+    )
+
+
+def train_step_with_stats(
+    model: Layer,
+    loss: str | Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    metrics: Sequence[str | Callable] = (),
+    l1=None,
+    l2=None,
+    track_gradients: bool = False,
+    augment: Callable | None = None,
+) -> Callable:
+    """Returns the step behind :func:`make_train_step`, logging statistics.
+
+    Its logs hold ``loss`` and ``weight`` as :func:`make_train_step`'s, the
+    summable statistics of every registered metric under ``stats`` (see
+    :func:`annjax.metrics.streaming`), and, for custom metric functions, the
+    batch's ``y`` and metric input ``pred``; the compiled epoch combines them
+    into the epoch's exact metrics.
+    """
+    loss_fn = _losses.get(loss)
+    streams = {
+        _metrics.name_of(m): _metrics.streaming(_metrics.name_of(m)) for m in metrics
+    }
+    custom = any(s is None for s in streams.values())
+    to_metric = metric_input(loss)
+
+    def objective(params, state, x, y, w, key):
+        if track_gradients:
+            pred, new_state, probe = _profiler.probe_apply(
+                model, params, state, x, key=key, train=True
+            )
+        else:
+            pred, new_state = model.apply(params, state, x, key=key, train=True)
+            probe = {}
+        data_loss = weighted_mean(loss_fn(y, pred, reduction="none"), w)
+        total = data_loss
+        if _active(l1):
+            total = total + _regularizers.l1(params, l1)
+        if _active(l2):
+            total = total + _regularizers.l2(params, l2)
+        health = _profiler.activation_stats(probe) if track_gradients else {}
+        return total, (data_loss, pred, new_state, health)
+
+    def step(ts: TrainState, batch, key: Key):
+        x, y, *rest = batch
+        w = rest[0] if rest else jnp.ones((x.shape[0],), jnp.float32)
+        aug_key, model_key = jax.random.split(key)
+        if augment is not None:
+            x = augment(aug_key, x)
+        grad_fn = jax.value_and_grad(objective, has_aux=True)
+        (_, (data_loss, pred, new_state, health)), grads = grad_fn(
+            ts.params, ts.state, x, y, w, model_key
+        )
+        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+        params = optax.apply_updates(ts.params, updates)
+        m_pred = to_metric(pred)
+        logs = {
+            "loss": data_loss,
+            "weight": jnp.sum(w),
+            "stats": {
+                name: s.stats(y, m_pred, w)
+                for name, s in streams.items()
+                if s is not None
+            },
+        }
+        if custom:
+            logs["y"], logs["pred"] = y, m_pred
+        if track_gradients:
+            # the new params: reading the old ones would keep a copy alive
+            logs.update(_profiler.layer_stats(grads, params, updates))
+            logs.update(health)
+        return TrainState(params, new_state, opt_state, ts.step + 1), logs
+
+    return step
+
+
+def make_train_step(
+    model: Layer,
+    loss: str | Callable = "softmax_cross_entropy",
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    metrics: Sequence[str | Callable] = (),
+    l1: float | Array | None = None,
+    l2: float | Array | None = None,
+    track_gradients: bool = False,
+    augment: Callable | None = None,
+) -> Callable:
+    r"""Returns ``step(train_state, batch, key) -> (train_state, logs)``, pure.
+
+    One step of the lecture's gradient descent on the regularised objective
+
+    .. math:: J(\theta) = \frac{\sum_i w_i L(y_i, f_\theta(x_i))}{\sum_i w_i}
+              + \lambda_1 \sum |W| + \lambda_2 \sum W^2,
+              \qquad \theta \leftarrow \text{optimizer}(\nabla_\theta J)
+
+    ``batch`` is ``(x, y)`` or ``(x, y, w)`` with per-example weights ``w``
+    (0 for padding, so a short last batch counts each example once). ``key``
+    feeds dropout and ``augment`` (applied to ``x`` only). ``logs`` holds the
+    data loss (without the penalty) as ``loss``, the batch's total weight as
+    ``weight``, each metric on the training-mode outputs (names or
+    ``(y_true, y_pred)`` functions, keyed by name), and, with
+    ``track_gradients``, the per-layer measurements of
+    :mod:`annjax.analysis.profiler`.
+
+    ``l1`` and ``l2`` may be traced arrays, so hyper-parameter sweeps vmap over
+    them; None or a Python 0 leaves the penalty out of the compiled step.
+    """
+    optimizer = optimizer if optimizer is not None else default_optimizer()
+    inner = train_step_with_stats(
+        model,
+        loss,
+        optimizer,
+        metrics=metrics,
+        l1=l1,
+        l2=l2,
+        track_gradients=track_gradients,
+        augment=augment,
+    )
+    fns = {_metrics.name_of(m): _metrics.get(m) for m in metrics}
+
+    def step(ts: TrainState, batch, key: Key):
+        ts, logs = inner(ts, batch, key)
+        stats = logs.pop("stats")
+        y, pred = logs.pop("y", None), logs.pop("pred", None)
+        for name, fn in fns.items():
+            s = _metrics.streaming(name)
+            logs[name] = fn(y, pred) if s is None else s.finish(stats[name])
+        return ts, logs
+
+    return step
+
+
+def make_eval_step(
+    model: Layer,
+    loss: str | Callable = "softmax_cross_entropy",
+    *,
+    metrics: Sequence[str | Callable] = (),
+) -> Callable:
+    """Returns ``eval_step(params, state, batch) -> logs``: loss and metrics, pure.
+
+    The model runs in evaluation mode (no dropout, running batch-norm
+    statistics); ``logs`` holds ``loss`` and each metric over the whole batch.
+    """
+
+    def eval_step(params, state, batch):
+        x, y = batch[0], batch[1]
+        pred, _ = model.apply(params, state, x, train=False)
+        return losses_and_metrics(loss, metrics, y, pred)
+
+    return eval_step
+
+
+def losses_and_metrics(loss, metrics, y, pred) -> dict[str, Array]:
+    """Returns the mean ``loss`` and every metric of predictions ``pred`` on ``y``."""
+    out = {"loss": _losses.get(loss)(y, pred)}
+    m_pred = metric_input(loss)(pred)
+    for m in metrics:
+        out[_metrics.name_of(m)] = _metrics.get(m)(y, m_pred)
+    return out

@@ -1,0 +1,206 @@
+"""The data types of training: the train state, early stopping, the results.
+
+They live apart from the loop so that the loop, the argument checks and the
+checkpoints all import them without importing each other.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from annjax import _checks
+from annjax import metrics as _metrics
+from annjax._types import Array
+
+__all__ = ["EarlyStopping", "FitResult", "ManyResult", "Tracker", "TrainState"]
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training, as one pytree.
+
+    Attributes:
+      params: the model's parameters.
+      state: the model's state (batch-norm running statistics).
+      opt_state: the optimizer's state.
+      step: the number of optimizer steps taken (int32 scalar).
+    """
+
+    params: Any
+    state: Any
+    opt_state: Any
+    step: Array
+
+
+class Tracker(NamedTuple):
+    """Early stopping's state: the best value so far, its epoch, epochs since."""
+
+    best: float
+    best_epoch: int
+    wait: int
+
+
+class EarlyStopping(NamedTuple):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    Pure state: :meth:`update` maps a :class:`Tracker` and the epoch's value to
+    a new tracker and the decision; the training loop only calls it.
+
+    Attributes:
+      monitor: a history name, e.g. ``"val_loss"``, ``"val_accuracy"``,
+        ``"loss"``, or ``"val_<name>"`` of a custom metric function.
+      patience: epochs without improvement before stopping (≥ 1).
+      min_delta: the least change that counts as an improvement (≥ 0).
+      mode: ``"auto"`` (default: the metric's own direction, as Keras),
+        ``"min"`` or ``"max"``. A custom metric has no known direction: give
+        ``"min"`` or ``"max"``.
+      restore_best: return the params of the best epoch, not the last.
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    mode: str = "auto"
+    restore_best: bool = True
+
+    def direction(self) -> str:
+        """Returns ``"min"`` or ``"max"``, resolving ``"auto"`` from the metric."""
+        if self.mode != "auto":
+            return self.mode
+        name = self.monitor.removeprefix("val_")
+        if name == "loss":
+            return "min"
+        if name not in _metrics.names():
+            raise _checks.fail(
+                "EarlyStopping mode",
+                f"'min' or 'max' for the custom metric {name!r} ('auto' knows "
+                "only the registered metrics)",
+                self.mode,
+            )
+        return _metrics.mode(name)
+
+    def validate(self) -> EarlyStopping:
+        """Returns self, or raises ValueError for an invalid field."""
+        if not isinstance(self.monitor, str):
+            raise TypeError(
+                f"EarlyStopping monitor: expected a history name such as "
+                f"'val_loss', got {self.monitor!r}."
+            )
+        _checks.integer("EarlyStopping patience", self.patience, minimum=1)
+        _checks.non_negative("EarlyStopping min_delta", self.min_delta)
+        _checks.one_of("EarlyStopping mode", self.mode, ("min", "max", "auto"))
+        return self
+
+    def start(self) -> Tracker:
+        """Returns the tracker before the first epoch."""
+        return Tracker(math.inf if self.direction() == "min" else -math.inf, -1, 0)
+
+    def update(self, tracker: Tracker, value: float, epoch: int):
+        """Returns ``(tracker, improved, stop)`` after an epoch's ``value``."""
+        sign = 1.0 if self.direction() == "min" else -1.0
+        improved = bool(sign * (tracker.best - value) > self.min_delta)
+        if improved:
+            return Tracker(float(value), epoch, 0), True, False
+        tracker = tracker._replace(wait=tracker.wait + 1)
+        return tracker, False, tracker.wait >= self.patience
+
+    def replay(self, values) -> Tracker:
+        """Returns the tracker after the given per-epoch values (NaN: not run)."""
+        tracker = self.start()
+        for epoch, value in enumerate(values):
+            if np.isfinite(value):
+                tracker, _, _ = self.update(tracker, float(value), epoch)
+        return tracker
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns.
+
+    Attributes:
+      params, state: the trained model (the best epoch's when early stopping
+        restores it, else the last finite epoch's).
+      history: name → per-epoch ``np.ndarray`` (``loss``, ``val_loss``, each
+        metric and ``val_`` metric, ``lr`` when the optimizer's learning rate
+        is injected, the profiler's measurements; ``step_loss`` with
+        ``log_steps=True`` has one value per step).
+      best_epoch: the index into the history arrays of the best epoch of the
+        monitored value (early stopping's, else ``val_loss``, else ``loss``).
+      stop_reason: ``"completed"``, or why training stopped.
+      train_state: the last finite epoch's full state (optimizer included),
+        from which ``fit(resume=...)`` continues.
+      epochs: the number of epochs run in all (resumed ones included).
+      params_epoch: the epoch whose params ``params`` are (−1: the
+        initialisation); ``fit(resume=...)`` reads it to restore the best.
+    """
+
+    params: Any
+    state: Any
+    history: dict[str, np.ndarray]
+    best_epoch: int
+    stop_reason: str
+    train_state: TrainState | None = None
+    epochs: int = 0
+    params_epoch: int = -1
+
+
+class ManyResult(NamedTuple):
+    """What ``fit_many`` returns; every array has a model axis.
+
+    Attributes:
+      params, state: stacked along a leading model axis (``params[..][i]`` is
+        model i); the best epoch's per model when early stopping restores it.
+      history: name → array of shape (epochs, models) (NaN after a model
+        stopped).
+      best_epoch: (models,) index of each model's best epoch of the monitored
+        value (early stopping's, else ``val_loss``, else ``loss``).
+      stop_reason: one string per model.
+      hyper: the per-model hyper-parameters, name → (models,) array.
+      train_state: the stacked last state of every model.
+      epochs: epochs run.
+      model_epochs: (models,) epochs each model ran before it stopped.
+      params_epoch: (models,) the epoch whose params each model's are.
+    """
+
+    params: Any
+    state: Any
+    history: dict[str, np.ndarray]
+    best_epoch: np.ndarray
+    stop_reason: list[str]
+    hyper: dict[str, np.ndarray]
+    train_state: TrainState
+    epochs: int
+    model_epochs: np.ndarray | None = None
+    params_epoch: np.ndarray | None = None
+
+    def select(self, i: int) -> FitResult:
+        """Returns model ``i`` as the FitResult a separate ``fit`` would give.
+
+        Its history is cut at the epochs the model actually ran.
+        """
+        n = len(self.stop_reason)
+        i = _checks.integer("select i", i)
+        if not -n <= i < n:
+            raise _checks.fail("select i", f"a model index in [-{n}, {n})", i)
+        ran = self.epochs if self.model_epochs is None else int(self.model_epochs[i])
+
+        def take(tree):
+            return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+        steps = len(self.history.get("step_loss", ())) // max(self.epochs, 1)
+        history = {
+            k: v[: ran * steps if k == "step_loss" else ran, i]
+            for k, v in self.history.items()
+        }
+        return FitResult(
+            take(self.params),
+            take(self.state),
+            history,
+            int(self.best_epoch[i]),
+            self.stop_reason[i],
+            take(self.train_state),
+            ran,
+            -1 if self.params_epoch is None else int(self.params_epoch[i]),
+        )
