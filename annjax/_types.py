@@ -29,6 +29,12 @@ class Layer(NamedTuple):
       activation: the name of the activation applied last inside the layer (or
         None); the gradient-flow profiler reads it to measure dead and saturated
         units.
+      config: a hashable description of the layer's structure (its factory's
+        name and arguments; a combinator's children), or None. Two layers
+        with equal configs are equal and hash alike, so every compiled
+        function keyed by the model (init, epoch, predict) is shared by equal
+        models built separately; without a config a layer is equal only to
+        itself.
 
     Combinators (``serial``, ``residual``) also accept ``probe=``, a dict that
     collects the outputs of activation layers while the step is traced; see
@@ -39,6 +45,23 @@ class Layer(NamedTuple):
     apply: Callable[..., tuple[Array, State]]
     kind: str = "layer"
     activation: str | None = None
+    config: tuple | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Layer):
+            return NotImplemented
+        if self.config is not None and other.config is not None:
+            return (self.kind, self.config) == (other.kind, other.config)
+        return self is other or tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        if self.config is not None:
+            return hash((self.kind, self.config))
+        return tuple.__hash__(self)
 
 
 COMBINATOR_KINDS = frozenset({"serial", "residual"})

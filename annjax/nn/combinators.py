@@ -94,7 +94,7 @@ def serial(*layers: Layer) -> Layer:
             )
         return x, new_state
 
-    return Layer(init, apply, "serial")
+    return Layer(init, apply, "serial", None, ("serial", layers))
 
 
 def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
@@ -165,7 +165,7 @@ def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
         )
         return px + fx, {**new_state, "shortcut": p_state}
 
-    return Layer(init, apply, "residual")
+    return Layer(init, apply, "residual", None, ("residual", block, projection))
 
 
 _residual = residual  # mlp's `residual` flag shadows the function inside mlp

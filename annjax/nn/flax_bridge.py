@@ -122,4 +122,9 @@ def from_flax(module, *, train_arg: str | bool | None = False, name: str | None 
                 ) from exc
             raise
 
-    return Layer(init, apply, kind)
+    try:  # flax modules are frozen dataclasses: equal fields, equal modules
+        config = ("flax", module, arg)
+        hash(config)
+    except TypeError:
+        config = None
+    return Layer(init, apply, kind, None, config)

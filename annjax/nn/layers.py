@@ -121,7 +121,13 @@ def dense(
         z = _dense(params["w"], params.get("b"), x)
         return (z if f is None else f(z)), state
 
-    return Layer(init, apply, "dense", act_name)
+    return Layer(
+        init,
+        apply,
+        "dense",
+        act_name,
+        ("dense", units, activation, w_init, use_bias, b_init),
+    )
 
 
 # ----------------------------------------------------------------------- activation
@@ -151,7 +157,9 @@ def activation(fn: str | Callable[..., Array], **kwargs) -> Layer:
         del params, key, train
         return f(x), state
 
-    return Layer(init, apply, name, name)
+    return Layer(
+        init, apply, name, name, ("activation", fn, tuple(sorted(kwargs.items())))
+    )
 
 
 def flatten() -> Layer:
@@ -165,7 +173,7 @@ def flatten() -> Layer:
         del params, key, train
         return jnp.reshape(x, (x.shape[0], -1)), state
 
-    return Layer(init, apply, "flatten")
+    return Layer(init, apply, "flatten", None, ("flatten",))
 
 
 # -------------------------------------------------------------------------- dropout
@@ -223,4 +231,4 @@ def dropout(rate: float) -> Layer:
             )
         return _dropout(key, x, rate), state
 
-    return Layer(init, apply, "dropout")
+    return Layer(init, apply, "dropout", None, ("dropout", rate))

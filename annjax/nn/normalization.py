@@ -103,4 +103,4 @@ def batch_norm(momentum: float = 0.99, eps: float = 1e-5, axis: int = -1) -> Lay
         y = _normalize(x_last, mean, var, params["scale"], params["bias"], eps)
         return jnp.moveaxis(y, -1, fa), state
 
-    return Layer(init, apply, "batch_norm")
+    return Layer(init, apply, "batch_norm", None, ("batch_norm", momentum, eps, axis))

@@ -51,20 +51,22 @@ def init_train_state(
     ``model.init`` runs under one ``jax.jit``: a single compilation instead of
     one per random draw and layer, which on CPU is several times faster.
     """
-    init, out_shape = _jitted_init(model.init, tuple(input_shape))
+    init, out_shape = _jitted_init(model, tuple(input_shape))
     params, state = init(key)
     ts = TrainState(params, state, optimizer.init(params), jnp.zeros((), jnp.int32))
     return ts, out_shape
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_init(init: Callable, input_shape: Shape) -> tuple[Callable, Shape]:
+def _jitted_init(model: Layer, input_shape: Shape) -> tuple[Callable, Shape]:
     """Returns ``model.init`` jitted for ``input_shape``, and the output shape.
 
-    Cached per (init function, shape), so a second ``fit`` of the same model
-    compiles nothing.
+    Cached per (model, shape); equal models (equal ``Layer.config``) share
+    the entry, so a second ``fit`` of the same or an equal model compiles
+    nothing.
     """
     shapes = []
+    init = model.init
 
     def params_and_state(key):
         out_shape, params, state = init(key, input_shape)
@@ -78,7 +80,7 @@ def _jitted_init(init: Callable, input_shape: Shape) -> tuple[Callable, Shape]:
 
 def output_shape(model: Layer, input_shape: Shape) -> Shape:
     """Returns the model's output shape for one example of ``input_shape``."""
-    return _jitted_init(model.init, tuple(input_shape))[1]
+    return _jitted_init(model, tuple(input_shape))[1]
 
 
 def weighted_mean(values: Array, weight: Array) -> Array:
