@@ -6,6 +6,7 @@ names the argument, what was expected, what came, and the fix.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,17 +20,22 @@ from annjax import _checks
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
+from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
 from annjax.training.step import default_optimizer, output_shape
 from annjax.training.types import EarlyStopping
 
 
 def as_arrays(name: str, data) -> tuple[np.ndarray, np.ndarray]:
-    """Returns ``(X, y)`` as host arrays after checking them, or raises ValueError."""
+    """Returns ``(X, y)`` as host arrays after checking them, or raises ValueError.
+
+    An array already spread over several devices (sharded by the user, or
+    over several hosts) is checked where it lies and returned as is.
+    """
     if not isinstance(data, tuple | list) or len(data) != 2:
         raise _checks.fail(name, "a pair (X, y)", type(data).__name__)
     x, y = (
-        np.asarray(_checks.numeric_array(f"{name} {p}", a))
+        _host_or_spread(_checks.numeric_array(f"{name} {p}", a))
         for p, a in zip("Xy", data, strict=True)
     )
     if x.ndim < 1 or x.shape[0] == 0:
@@ -40,8 +46,9 @@ def as_arrays(name: str, data) -> tuple[np.ndarray, np.ndarray]:
             f"shape {x.shape} and y of shape {y.shape}."
         )
     for part, arr in (("X", x), ("y", y)):
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            bad = int(np.size(arr) - np.isfinite(arr).sum())
+        xp = jnp if _mesh.is_spread(arr) else np
+        if np.issubdtype(arr.dtype, np.floating) and not xp.isfinite(arr).all():
+            bad = int(np.size(arr) - xp.isfinite(arr).sum())
             raise ValueError(
                 f"{name} {part}: expected finite values, got {bad} NaN or inf. "
                 "Impute or drop them first (see annjax.datasets.Imputer)."
@@ -52,6 +59,11 @@ def as_arrays(name: str, data) -> tuple[np.ndarray, np.ndarray]:
     else:
         y = y.astype(np.float32)
     return x, y
+
+
+def _host_or_spread(a):
+    """Returns ``a`` as a NumPy array, or as is when spread over devices."""
+    return a if _mesh.is_spread(a) else np.asarray(a)
 
 
 def _batch_of(shape) -> str:
@@ -124,11 +136,13 @@ def setup(
     eval_batch_size: int,
     track_every: int = 10,
     log_steps: bool = False,
+    mesh=None,
 ):
     """Returns ``(spec, x, y, val)``: every argument checked, data on the device.
 
     Shared by :func:`fit` and :func:`fit_many`, so both refuse the same bad
-    input with the same message before anything compiles.
+    input with the same message before anything compiles. ``mesh`` (checked
+    by the caller) places the data (see :func:`annjax.training.mesh.place_data`).
     """
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     eval_batch_size = _checks.integer("eval_batch_size", eval_batch_size, minimum=1)
@@ -150,7 +164,12 @@ def setup(
     out_shape = output_shape(model, x.shape[1:])
     y = fit_targets("train_data", y, loss, out_shape)
     if val is not None:
-        val = jax.device_put((val[0], fit_targets("val_data", val[1], loss, out_shape)))
+        val = (val[0], fit_targets("val_data", val[1], loss, out_shape))
+        val = tuple(
+            _mesh.place_data(f"val_data {p}", a, mesh)
+            for p, a in zip("Xy", val, strict=True)
+        )
+    _mesh.check_batch("batch_size", min(batch_size, x.shape[0]), mesh)
     spec = EpochSpec(
         model,
         loss,
@@ -162,8 +181,13 @@ def setup(
         eval_batch_size,
         _checks.integer("track_every", track_every, minimum=1),
         bool(log_steps),
+        mesh,
     )
-    return spec, jax.device_put(x), jax.device_put(y), val
+    x, y = (
+        _mesh.place_data(f"train_data {p}", a, mesh)
+        for p, a in zip("Xy", (x, y), strict=True)
+    )
+    return spec, x, y, val
 
 
 def metric_names(metrics: Sequence[str | Callable]) -> tuple[str | Callable, ...]:
@@ -332,11 +356,55 @@ def per_model(keys, l1, l2, lr_scale):
     return keys, *(np.broadcast_to(v, (n,)).copy() for v in (l1s, l2s, scales))
 
 
-def steps_per_call_of(value) -> int | None:
-    """Returns ``steps_per_call``: None (the whole epoch) or an int ≥ 1."""
+def steps_per_call_of(value) -> int | str | None:
+    """Returns ``steps_per_call``: ``"auto"``, None (the whole epoch) or an int ≥ 1."""
+    if isinstance(value, str):
+        return _checks.one_of("steps_per_call", value, ("auto",))
     return (
         None if value is None else _checks.integer("steps_per_call", value, minimum=1)
     )
+
+
+def steps_per_call_for(value, model: Layer, input_shape, mesh) -> int | None:
+    """Returns the steps per compiled call: ``value``, or the ``"auto"`` rule.
+
+    The one default rule: one step per call for a model with a convolution
+    on the CPU, where XLA runs a convolution inside the epoch's loop about
+    30× slower than in straight code (``benchmarks/conv_steps.py``: a CNN's
+    epoch of 4 steps took 24 s as one scan, 0.9 s one step per call); the
+    whole epoch in one call (None) for every other model and on GPU/TPU.
+    """
+    if value != "auto":
+        return value
+    device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
+    if device.platform == "cpu" and _convolves(model, tuple(input_shape)):
+        return 1
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _convolves(model: Layer, input_shape) -> bool:
+    """Returns whether the model's training forward pass holds a convolution."""
+
+    def forward(key, x):
+        _, params, state = model.init(key, input_shape)
+        return model.apply(params, state, x, key=key, train=True)[0]
+
+    x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+    return _has_primitive(jax.make_jaxpr(forward)(jax.random.key(0), x).jaxpr)
+
+
+def _has_primitive(jaxpr, name: str = "conv_general_dilated") -> bool:
+    """Returns whether ``jaxpr`` or any jaxpr nested in it applies ``name``."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == name:
+            return True
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple | list) else (param,):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                if hasattr(sub, "eqns") and _has_primitive(sub, name):
+                    return True
+    return False
 
 
 def callbacks_of(callbacks) -> tuple[Callable, ...]:

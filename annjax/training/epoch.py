@@ -24,6 +24,7 @@ from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax._types import Array, Key, Layer
 from annjax.data.batching import epoch_batches
+from annjax.training import mesh as _mesh
 from annjax.training.step import (
     losses_and_metrics,
     train_step_with_stats,
@@ -49,6 +50,7 @@ class EpochSpec(NamedTuple):
     eval_batch_size: int
     track_every: int = 10
     log_steps: bool = False
+    mesh: Any = None  # a jax.sharding.Mesh: batches split over its "data" axis
 
 
 class Plan(NamedTuple):
@@ -70,12 +72,21 @@ def plan(spec: EpochSpec, key: Key, epoch, n: int) -> Plan:
     return Plan(idx, weights, jax.random.split(step_key, idx.shape[0]))
 
 
-def run_steps(spec: EpochSpec, ts: TrainState, hyper, x, y, steps: Plan):
+def run_steps(
+    spec: EpochSpec, ts: TrainState, hyper, x, y, steps: Plan, track=None, unroll=False
+):
     """Returns ``(train_state, logs)`` after the train step on each planned batch.
 
     ``hyper`` holds the dynamic hyper-parameters (``"l1"``, ``"l2"`` when
     present); ``logs`` are stacked per step (the profiler's only for the
-    measured steps, see :func:`_tracked_scan`).
+    measured steps, see :func:`_tracked_scan`). ``track`` is None for a
+    whole epoch, else ``(every, first)`` for a part of one (static). On a
+    mesh each batch is split along its batch axis over ``"data"``.
+
+    ``unroll`` (static) unrolls the steps instead of looping over them:
+    XLA:CPU runs a convolution inside a loop many times slower than outside
+    one (see :func:`_scan`), so ``steps_per_call=k`` runs its k steps
+    unrolled.
     """
 
     def body_of(track: bool):
@@ -92,13 +103,14 @@ def run_steps(spec: EpochSpec, ts: TrainState, hyper, x, y, steps: Plan):
 
         def body(carry, inputs):
             i, w, k = inputs
-            return step(carry, (x[i], y[i], w), k)
+            return step(carry, _mesh.constrain_batch((x[i], y[i], w), spec.mesh), k)
 
         return body
 
     if not spec.track_gradients:
-        return jax.lax.scan(body_of(False), ts, tuple(steps))
-    return _tracked_scan(body_of, ts, tuple(steps), spec.track_every)
+        return _scan(body_of(False), ts, tuple(steps), unroll)
+    every, first = (spec.track_every, None) if track is None else track
+    return _tracked_scan(body_of, ts, tuple(steps), every, first, unroll)
 
 
 def _all_finite(tree) -> Array:
@@ -168,6 +180,7 @@ def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, va
             new.params,
             new.state,
             *val,
+            mesh=spec.mesh,
         )
         out.update({f"val_{name}": value for name, value in val_logs.items()})
     return new, out
@@ -180,7 +193,24 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val
     return finish(spec, new, ts, hyper, logs, x.shape[0], val)
 
 
-def _tracked_scan(body_of, ts, inputs, every: int):
+def _scan(f, carry, xs, unroll: bool):
+    """Returns ``jax.lax.scan(f, carry, xs)``; with ``unroll`` as straight code.
+
+    Unrolled, no while loop is left: ``lax.scan(unroll=True)`` of ONE step
+    still emits one, and XLA:CPU runs a convolution's gradient inside a loop
+    about 30× slower than outside (``benchmarks/conv_steps.py``).
+    """
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if not unroll or n == 0:
+        return jax.lax.scan(f, carry, xs)
+    ys = []
+    for i in range(n):
+        carry, y = f(carry, jax.tree_util.tree_map(lambda a, i=i: a[i], xs))
+        ys.append(y)
+    return carry, jax.tree_util.tree_map(lambda *a: jnp.stack(a), *ys)
+
+
+def _tracked_scan(body_of, ts, inputs, every: int, first=None, unroll=False):
     """Returns ``lax.scan`` over the steps, measuring the profiler every ``every``.
 
     The steps run in groups of ``every``: ``every − 1`` plain steps (a scan),
@@ -190,57 +220,109 @@ def _tracked_scan(body_of, ts, inputs, every: int):
     step on a CPU; one step in ten keeps the overhead to a few percent. The
     loss and metric logs of all steps come back in step order; the profiler's
     only for the measured steps.
+
+    So the epoch's step ``s`` is measured when ``(s + 1) % every == 0``
+    (``every`` at most the epoch's steps). A part of an epoch
+    (``steps_per_call``) gives ``first``, the index in ``inputs`` of its
+    first measured step: the steps up to it form a shorter first group, and
+    the same steps are measured as in one call.
     """
     n = inputs[0].shape[0]
-    every = max(1, min(every, n))
+    if first is None:
+        every = max(1, min(every, n))
+    elif first < every - 1:
+        lead, rest = (
+            jax.tree_util.tree_map(lambda a, s=s: a[s], inputs)
+            for s in (slice(None, first + 1), slice(first + 1, None))
+        )
+        ts, (lead_plain, lead_tracked) = _group(body_of, ts, lead, unroll)
+        ts, logs = _tracked_scan(body_of, ts, rest, every, every - 1, unroll)
+        one = jax.tree_util.tree_map(lambda a: a[None], lead_tracked)
+        return ts, _in_order(lead_plain, one, logs, True)
     groups = n // every
     head = jax.tree_util.tree_map(
         lambda a: a[: groups * every].reshape(groups, every, *a.shape[1:]), inputs
     )
     tail = jax.tree_util.tree_map(lambda a: a[groups * every :], inputs)
-    plain, tracked = body_of(False), body_of(True)
+    ts, (plain_logs, tracked_logs) = _scan(
+        lambda carry, chunk: _group(body_of, carry, chunk, unroll), ts, head, unroll
+    )
+    ts, tail_logs = _scan(body_of(False), ts, tail, unroll)
+    return ts, _in_order(plain_logs, tracked_logs, tail_logs, False)
 
-    def group(carry, chunk):
-        first = jax.tree_util.tree_map(lambda a: a[:-1], chunk)
-        last = jax.tree_util.tree_map(lambda a: a[-1], chunk)
-        carry, plain_logs = jax.lax.scan(plain, carry, first)
-        carry, tracked_logs = tracked(carry, last)
-        return carry, (plain_logs, tracked_logs)
 
-    ts, (plain_logs, tracked_logs) = jax.lax.scan(group, ts, head)
-    ts, tail_logs = jax.lax.scan(plain, ts, tail)
+def _group(body_of, carry, chunk, unroll=False):
+    """Returns ``(carry, (plain_logs, tracked_logs))``: plain steps, then one
+    measured step (the last of ``chunk``)."""
+    first = jax.tree_util.tree_map(lambda a: a[:-1], chunk)
+    last = jax.tree_util.tree_map(lambda a: a[-1], chunk)
+    carry, plain_logs = _scan(body_of(False), carry, first, unroll)
+    carry, tracked_logs = body_of(True)(carry, last)
+    return carry, (plain_logs, tracked_logs)
 
-    def in_order(per_group_plain, tracked_one, tail_part):
-        per_group = jnp.concatenate([per_group_plain, tracked_one[:, None]], axis=1)
-        return jnp.concatenate([per_group.reshape(-1, *per_group.shape[2:]), tail_part])
+
+def _in_order(plain_logs, tracked_logs, tail_logs, lead: bool) -> dict:
+    """Returns the logs of grouped steps in step order.
+
+    ``plain_logs`` and ``tracked_logs`` are per group (groups, every − 1) and
+    (groups,), or with ``lead`` one short first group followed by the logs
+    ``tail_logs`` of the steps after it (already in order).
+    """
+
+    def every_step(plain, tracked, tail):
+        if lead:
+            return jnp.concatenate([plain, tracked, tail])
+        per_group = jnp.concatenate([plain, tracked[:, None]], axis=1)
+        return jnp.concatenate([per_group.reshape(-1, *per_group.shape[2:]), tail])
 
     logs = {}
     for name, values in tracked_logs.items():
         if name in plain_logs:  # loss, weight, metrics: every step, in order
             logs[name] = jax.tree_util.tree_map(
-                in_order, plain_logs[name], values, tail_logs[name]
+                every_step, plain_logs[name], values, tail_logs[name]
             )
-        else:  # the profiler's: the measured steps
+        elif lead:  # the profiler's: the measured steps
+            logs[name] = jnp.concatenate([values, tail_logs[name]])
+        else:
             logs[name] = values
-    return ts, logs
+    return logs
 
 
 def concat_logs(parts: list[dict], axis: int) -> dict:
-    """Returns per-step logs of consecutive calls joined along the step axis."""
+    """Returns per-step logs of consecutive calls joined along the step axis.
+
+    A part without a measured step lacks the profiler's entries; each entry
+    joins the parts that have it.
+    """
     if len(parts) == 1:
         return parts[0]
-    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=axis), *parts)
+    names = dict.fromkeys(name for part in parts for name in part)
+    return {
+        name: jax.tree_util.tree_map(
+            lambda *a: jnp.concatenate(a, axis=axis),
+            *(part[name] for part in parts if name in part),
+        )
+        for name in names
+    }
 
 
 # ------------------------------------------------------------ prediction
 
 
-def predict_batched(model: Layer, params, state, x: Array, batch_size: int) -> Array:
+def predict_batched(
+    model: Layer, params, state, x: Array, batch_size: int, mesh=None
+) -> Array:
     """Returns the model's evaluation-mode outputs on ``x``, ``batch_size`` at a time.
 
     ``jax.lax.map`` with ``batch_size`` runs the batches one after another (the
-    remainder as one smaller batch); traceable (call it inside jit).
+    remainder as one smaller batch); traceable (call it inside jit). On a
+    ``mesh`` with a ``"data"`` axis of D devices each batch is split over
+    them: the batch size is rounded up to a multiple of D and ``x`` padded
+    with zeros to whole batches (the padding's outputs are dropped).
     """
+    d = _mesh.size(mesh, _mesh.DATA)
+    if d > 1:
+        return _predict_split(model, params, state, x, batch_size, mesh, d)
     bs = max(1, min(batch_size, x.shape[0]))
 
     def one(xi):
@@ -249,15 +331,31 @@ def predict_batched(model: Layer, params, state, x: Array, batch_size: int) -> A
     return jax.lax.map(one, x, batch_size=bs)
 
 
+def _predict_split(model: Layer, params, state, x, batch_size: int, mesh, d: int):
+    """Returns :func:`predict_batched` on a mesh: batches split over ``"data"``."""
+    n = x.shape[0]
+    bs = -(-max(1, min(batch_size, n)) // d) * d
+    pad = -n % bs
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+
+    def one(batch):
+        batch = _mesh.constrain_batch(batch, mesh)
+        return model.apply(params, state, batch, train=False)[0]
+
+    out = jax.lax.map(one, x.reshape(-1, bs, *x.shape[1:]))
+    return out.reshape(-1, *out.shape[2:])[:n]
+
+
 def evaluate_arrays(
-    model: Layer, loss, metrics: tuple, batch_size: int, params, state, x, y
+    model: Layer, loss, metrics: tuple, batch_size: int, params, state, x, y, mesh=None
 ) -> dict[str, Array]:
     """Returns the loss and metrics of the whole of ``(x, y)``; traceable.
 
     Metrics see every prediction at once, so F1, R² and the like are exact,
     not averages of per-batch values.
     """
-    pred = predict_batched(model, params, state, x, batch_size)
+    pred = predict_batched(model, params, state, x, batch_size, mesh)
     return losses_and_metrics(loss, metrics, y, pred)
 
 
@@ -270,7 +368,7 @@ def evaluate_arrays(
 MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None),
-    "run_steps": (None, 0, 0, None, None, 0),
+    "run_steps": (None, 0, 0, None, None, 0, None, None),
     "finish": (None, 0, 0, 0, 0, None, None),
 }
 
@@ -280,8 +378,15 @@ _FUNCTIONS = {
     "run_steps": run_steps,
     "finish": finish,
 }
-_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0,), "finish": (0, 5)}
-_DONATE = {"run_epoch": (1,), "plan": (), "run_steps": (1,), "finish": (1, 2)}
+_STATIC = {
+    "run_epoch": (0,),
+    "plan": (0, 3),
+    "run_steps": (0, 6, 7),
+    "finish": (0, 5),
+}
+# finish returns one train state: donating both it and the guard's fallback
+# leaves one set of buffers unusable (and a warning each compilation)
+_DONATE = {"run_epoch": (1,), "plan": (), "run_steps": (1,), "finish": (1,)}
 
 
 def _compile(name: str, many: bool) -> Callable:

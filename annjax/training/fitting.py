@@ -32,18 +32,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 
 from annjax import _checks
 from annjax import optim as _optim
 from annjax._types import Key, Layer
 from annjax.training import checkpoint as _ckpt
 from annjax.training import loop as _loop
+from annjax.training import mesh as _mesh
 from annjax.training.arguments import (
     callbacks_of,
     checkpoint_path,
     penalties,
     per_model,
     setup,
+    steps_per_call_for,
     steps_per_call_of,
 )
 from annjax.training.step import init_train_state
@@ -73,9 +76,10 @@ def fit(
     resume: str | None = None,
     checkpoint: str | None = None,
     eval_batch_size: int = 1024,
-    steps_per_call: int | None = None,
+    steps_per_call: int | str | None = "auto",
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     r"""Returns the trained model and its history; each epoch is ONE compiled call.
 
@@ -130,14 +134,29 @@ def fit(
         same metrics, validation data and profiler setting (else ValueError).
       checkpoint: a path to save the result to (atomically) after every epoch.
       eval_batch_size: batch size of the validation pass.
-      steps_per_call: None runs each epoch as one compiled call; an integer k
-        runs k steps per call (1: one jitted step per batch), on the same
-        batches and keys, so the results are the same.
+      steps_per_call: None runs each epoch as one compiled call (a
+        ``lax.scan`` over its steps); an integer k runs k steps per call (1:
+        one jitted step per batch, as Keras' ``steps_per_execution``), on
+        the same batches and keys, so the results are the same (up to float
+        rounding where XLA compiles the step otherwise). ``"auto"``
+        (default): 1 for a model with a convolution on the CPU, where XLA
+        runs it ~30× slower inside the epoch's loop, else None (see
+        :func:`annjax.training.arguments.steps_per_call_for`).
       callbacks: functions ``callback(epoch, logs) -> None | bool`` called
         on the host after every epoch, after early stopping and before the
         checkpoint; True stops training (``stop_reason`` names it). An
         exception in one is re-raised after the checkpoint is written.
       log_steps: record every step's training loss as ``step_loss``.
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis of D devices
+        for data parallelism (None: one device). Each batch is split along
+        its batch axis over the D devices; params, state and optimizer state
+        are replicated and XLA inserts the collectives, so batch-norm
+        statistics are those of the whole batch and the result equals one
+        device's up to float summation order. ``batch_size`` must be a
+        multiple of D. Data the user laid over the mesh (``jax.device_put``
+        with a ``NamedSharding``, or ``jax.make_array_from_process_local_data``
+        on several hosts) is used where it lies; other data is copied to
+        every device. See :mod:`annjax.training.mesh`.
 
     Returns:
       A :class:`FitResult`.
@@ -149,6 +168,7 @@ def fit(
     epochs = _checks.integer("epochs", epochs, minimum=0)
     hyper = penalties(l1, l2)
     options = _options(checkpoint, steps_per_call, callbacks)
+    mesh = _mesh.check(mesh, many=False)
     spec, x, y, val = setup(
         model,
         train_data,
@@ -163,11 +183,13 @@ def fit(
         eval_batch_size=eval_batch_size,
         track_every=track_every,
         log_steps=log_steps,
+        mesh=mesh,
     )
     key = jax.random.key(0) if key is None else _checks.random_key("key", key)
     init_key, train_key = jax.random.split(key)
     ts, _ = init_train_state(model, spec.optimizer, init_key, x.shape[1:])
-    engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, options[1])
+    k = steps_per_call_for(options[1], model, x.shape[1:], mesh)
+    engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, k)
 
     def finish(ts, progress):
         return _loop.fit_result(ts, progress, early_stopping)
@@ -197,9 +219,10 @@ def fit_many(
     resume: str | None = None,
     checkpoint: str | None = None,
     eval_batch_size: int = 1024,
-    steps_per_call: int | None = None,
+    steps_per_call: int | str | None = "auto",
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
+    mesh: Mesh | None = None,
 ) -> ManyResult:
     """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
 
@@ -227,6 +250,10 @@ def fit_many(
         ``optax.inject_hyperparams`` (every annjax optimizer is); others
         raise ValueError when a scale is not 1.
       callbacks: as :func:`fit`'s; their logs hold one value per model.
+      mesh: as :func:`fit`'s, and/or a ``"model"`` axis over which the
+        models are split (the number of models a multiple of its size): 8
+        models on a ``"model"`` axis of 8 devices each train on their own
+        device; with both axes each model's batches are split over ``"data"``.
       The other arguments are those of :func:`fit`.
 
     Raises:
@@ -236,6 +263,8 @@ def fit_many(
     keys, l1s, l2s, scales = per_model(keys, l1, l2, lr_scale)
 
     options = _options(checkpoint, steps_per_call, callbacks)
+    mesh = _mesh.check(mesh, many=True)
+    _mesh.check_models(len(keys), mesh)
     spec, x, y, val = setup(
         model,
         train_data,
@@ -250,6 +279,7 @@ def fit_many(
         eval_batch_size=eval_batch_size,
         track_every=track_every,
         log_steps=log_steps,
+        mesh=mesh,
     )
     split = jax.vmap(jax.random.split)(keys)  # as fit: (init key, train key)
     ts = jax.vmap(lambda k: init_train_state(model, spec.optimizer, k, x.shape[1:])[0])(
@@ -260,7 +290,8 @@ def fit_many(
             opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
         )
     hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
-    engine = _loop.Engine(spec, split[:, 1], hyper, x, y, val, True, options[1])
+    k = steps_per_call_for(options[1], model, x.shape[1:], mesh)
+    engine = _loop.Engine(spec, split[:, 1], hyper, x, y, val, True, k)
     swept = {"l1": l1s, "l2": l2s, "lr_scale": scales}
 
     def finish(ts, progress):
@@ -282,10 +313,20 @@ def _run(engine, ts, epochs, es, show_progress, resume, options, finish):
     """Returns the result of the loop, from scratch or from ``resume``."""
     path, _, callbacks = options
     n = 1 if not engine.many else len(engine.keys)
+    mesh = engine.spec.mesh
     if resume is None:
+        ts = _mesh.place_state(ts, mesh, engine.many)
         progress = _loop.start(n, ts, es)
     else:
         ts, progress = _ckpt.resume_progress(resume, ts, engine, es, n)
+        ts = _mesh.place_state(ts, mesh, engine.many)
+        progress = progress._replace(
+            best=_mesh.place_state(progress.best, mesh, engine.many)
+        )
+    engine = engine._replace(
+        keys=_mesh.place_state(engine.keys, mesh, engine.many),
+        hyper=_mesh.place_state(engine.hyper, mesh, engine.many),
+    )
     save = None if path is None else (lambda result: _ckpt.save(path, result))
     return _loop.train(
         engine,

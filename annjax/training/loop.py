@@ -27,6 +27,7 @@ import numpy as np
 
 from annjax import optim as _optim
 from annjax._types import Key
+from annjax.training import mesh as _mesh
 from annjax.training.epoch import COMPILED, EpochSpec, Plan, concat_logs
 from annjax.training.types import EarlyStopping, FitResult, ManyResult, TrainState
 
@@ -55,7 +56,9 @@ class Engine(NamedTuple):
     def epoch(self, ts: TrainState, epoch: int, active: np.ndarray):
         """Returns ``(train_state, logs)`` of one epoch, logs on the host."""
         hyper = dict(self.hyper)
-        hyper["active"] = jnp.asarray(active if self.many else active[0])
+        hyper["active"] = _mesh.place_state(
+            jnp.asarray(active if self.many else active[0]), self.spec.mesh, self.many
+        )
         index = np.int32(epoch)
         n = self.x.shape[0]
         if self.steps_per_call is None:
@@ -63,28 +66,47 @@ class Engine(NamedTuple):
             ts, logs = run(
                 self.spec, ts, self.keys, index, hyper, self.x, self.y, self.val
             )
-            return ts, jax.device_get(logs)
+            return ts, _mesh.to_host(logs)
         steps = COMPILED["plan", self.many](self.spec, self.keys, index, n)
         old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
-        axis = 1 if self.many else 0
-        total, k = steps.idx.shape[axis], self.steps_per_call
-        parts = []
-        for start in range(0, total, k):
-            chunk = Plan(
-                *(
-                    jax.lax.slice_in_dim(a, start, min(start + k, total), axis=axis)
-                    for a in steps
-                )
-            )
-            ts, part = COMPILED["run_steps", self.many](
-                self.spec, ts, hyper, self.x, self.y, chunk
-            )
-            parts.append(part)
-        logs = concat_logs(parts, axis)
+        ts, logs = self._chunks(ts, hyper, steps)
         ts, out = COMPILED["finish", self.many](
             self.spec, ts, old, hyper, logs, n, self.val
         )
-        return ts, jax.device_get(out)
+        return ts, _mesh.to_host(out)
+
+    def _chunks(self, ts: TrainState, hyper, steps: Plan):
+        """Returns ``(train_state, logs)`` after the planned steps, k per call.
+
+        With the profiler on, each call is told which of its steps the epoch
+        measures (``(s + 1) % every == 0``), so any k measures the same steps.
+        The k steps of a call are unrolled, not looped over (see
+        :func:`annjax.training.epoch.run_steps`).
+        """
+        axis = 1 if self.many else 0
+        total, k = steps.idx.shape[axis], self.steps_per_call
+        every = max(1, min(self.spec.track_every, total))
+        parts = []
+        for start in range(0, total, k):
+            length = min(k, total - start)
+            chunk = Plan(
+                *(
+                    jax.lax.slice_in_dim(a, start, start + length, axis=axis)
+                    for a in steps
+                )
+            )
+            spec, track = self.spec, None
+            if spec.track_gradients:
+                first = (every - 1 - start) % every
+                if first >= length:  # no measured step in this call
+                    spec = spec._replace(track_gradients=False)
+                else:  # one measured step: the same program for any `every`
+                    track = (every if first + every < length else length, first)
+            ts, part = COMPILED["run_steps", self.many](
+                spec, ts, hyper, self.x, self.y, chunk, track, True
+            )
+            parts.append(part)
+        return ts, concat_logs(parts, axis)
 
 
 class Progress(NamedTuple):

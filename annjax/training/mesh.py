@@ -1,0 +1,177 @@
+"""Placement on a device mesh: where data, train state and models live.
+
+JAX's SPMD partitioner is the engine; this module only tells it where each
+array lies, with a :class:`jax.sharding.Mesh` of up to two named axes:
+
+- ``"data"`` (data parallelism): every batch is split along its batch axis
+  over the devices of this axis; params, state and optimizer state are
+  replicated, and XLA inserts the all-reduces of the gradients and of the
+  batch-norm statistics, so every step computes the same numbers as on one
+  device (up to float summation order).
+- ``"model"`` (``fit_many`` only): the stacked leading model axis of the
+  train state, keys and hyper-parameters is split over its devices, so 8
+  models on a ``"model"`` axis of 8 devices each train on their own device.
+
+Without a mesh (``mesh=None``) every function here returns its input
+unchanged: one device, as before. The same code serves several hosts: after
+``jax.distributed.initialize()`` a mesh over ``jax.devices()`` spans them
+all, and each host feeds its own shard of the data (see the README,
+"Scaling out").
+
+Examples:
+  >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  >>> mesh = Mesh(np.array(jax.devices()), ("data",))
+  >>> result = ann.fit(model, (X, y), batch_size=128, mesh=mesh)
+  >>> X8 = jax.device_put(X, NamedSharding(mesh, P("data")))  # stays there
+  >>> result = ann.fit(model, (X8, y8), batch_size=128, mesh=mesh)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+__all__ = ["DATA", "MODEL", "check", "is_spread"]
+
+DATA = "data"
+MODEL = "model"
+
+
+def check(mesh: Any, *, many: bool) -> Mesh | None:
+    """Returns ``mesh`` after checking its axes, or raises before compiling.
+
+    ``fit`` uses a ``"data"`` axis; ``fit_many`` a ``"data"`` and/or a
+    ``"model"`` axis. Any other axis of more than one device would hold
+    copies doing the same work, so it is refused.
+    """
+    if mesh is None:
+        return None
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"mesh: expected a jax.sharding.Mesh (e.g. Mesh(np.array(jax.devices()),"
+            f" ('data',))), got {mesh!r}."
+        )
+    allowed = (DATA, MODEL) if many else (DATA,)
+    unused = [a for a, n in mesh.shape.items() if a not in allowed and n > 1]
+    if unused or not any(a in mesh.shape for a in allowed):
+        names = " and/or ".join(repr(a) for a in allowed)
+        fix = "" if many else " A 'model' axis is for fit_many."
+        raise ValueError(
+            f"mesh: expected axes named {names}, got {dict(mesh.shape)}.{fix}"
+        )
+    return mesh
+
+
+def size(mesh: Mesh | None, axis: str) -> int:
+    """Returns the number of devices along ``axis`` (1 without it or a mesh)."""
+    return 1 if mesh is None else int(mesh.shape.get(axis, 1))
+
+
+def check_batch(name: str, batch_size: int, mesh: Mesh | None) -> None:
+    """Raises ValueError unless ``batch_size`` splits evenly over ``"data"``."""
+    n = size(mesh, DATA)
+    if batch_size % n:
+        raise ValueError(
+            f"{name}: expected a multiple of the {n} devices of the mesh's "
+            f"'data' axis, got {batch_size}. Every device takes an equal part "
+            f"of each batch: use batch_size={n * max(1, round(batch_size / n))}."
+        )
+
+
+def check_models(n_models: int, mesh: Mesh | None) -> None:
+    """Raises ValueError unless the models split evenly over ``"model"``."""
+    n = size(mesh, MODEL)
+    if n_models % n:
+        raise ValueError(
+            f"fit_many: expected a number of models that is a multiple of the "
+            f"{n} devices of the mesh's 'model' axis, got {n_models} models."
+        )
+
+
+def is_spread(a: Any) -> bool:
+    """Returns whether ``a`` is a jax.Array laid over more than one device."""
+    return isinstance(a, jax.Array) and len(a.sharding.device_set) > 1
+
+
+def _put(a: Any, sharding: NamedSharding) -> Any:
+    """Returns ``a`` on ``sharding``; a host copy first when it spans hosts."""
+    if isinstance(a, jax.Array) and a.sharding == sharding:
+        return a
+    if not sharding.is_fully_addressable and isinstance(a, jax.Array):
+        # every process holds the same value; device_put takes it from the host
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            data = _put(np.asarray(jax.random.key_data(a)), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+        a = np.asarray(a)
+    return jax.device_put(a, sharding)
+
+
+def place_data(name: str, a: Any, mesh: Mesh | None) -> jax.Array:
+    """Returns a data array on the mesh: where it lies, or replicated.
+
+    An array the user already laid over the mesh's devices is used where it
+    lies (never gathered); any other is copied to every device, as without
+    a mesh the whole data set goes to the one device. Without a mesh it is
+    ``jax.device_put(a)``; an array spread over devices then needs one.
+    """
+    if mesh is None:
+        if is_spread(a):
+            raise ValueError(
+                f"{name}: expected the mesh its devices belong to, got an array "
+                f"spread over {len(a.sharding.device_set)} devices and mesh=None. "
+                "Pass the mesh it is laid out on: mesh=X.sharding.mesh."
+            )
+        return jax.device_put(a)
+    if is_spread(a) or (isinstance(a, jax.Array) and not a.is_fully_addressable):
+        if a.sharding.device_set != set(mesh.devices.flat):
+            raise ValueError(
+                f"{name}: expected an array on the mesh's {mesh.devices.size} "
+                f"devices, got one on {len(a.sharding.device_set)} other devices. "
+                "Lay it out with jax.device_put(X, NamedSharding(mesh, P('data')))."
+            )
+        return a
+    return _put(a, NamedSharding(mesh, P()))
+
+
+def place_state(tree: Any, mesh: Mesh | None, many: bool) -> Any:
+    """Returns ``tree`` replicated on the mesh; with ``many``, its leading model
+    axis split over ``"model"`` (replicated over ``"data"``)."""
+    if mesh is None:
+        return tree
+    spec = P(MODEL) if many and MODEL in mesh.shape else P()
+    sharding = NamedSharding(mesh, spec)
+    return jax.tree_util.tree_map(lambda a: _put(a, sharding), tree)
+
+
+def constrain_batch(tree: Any, mesh: Mesh | None) -> Any:
+    """Returns the batch ``tree`` split along its batch axis over ``"data"``.
+
+    Traceable (inside the compiled step). Under ``fit_many``'s ``vmap`` the
+    model axis is left to the partitioner, which takes it from the train
+    state (split over ``"model"``).
+    """
+    if mesh is None or DATA not in mesh.shape:
+        return tree
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(DATA)))
+
+
+def to_host(tree: Any) -> Any:
+    """Returns ``tree`` as NumPy values, also when its arrays span hosts.
+
+    An array split over other processes' devices (``fit_many``'s per-model
+    logs on a ``"model"`` axis spanning hosts) is replicated first.
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    if all(not isinstance(a, jax.Array) or a.is_fully_addressable for a in leaves):
+        return jax.device_get(tree)
+
+    def host(a):
+        if isinstance(a, jax.Array) and not a.is_fully_replicated:
+            a = jax.device_put(a, NamedSharding(a.sharding.mesh, P()))
+        return np.asarray(a)
+
+    return jax.tree_util.tree_map(host, tree)
