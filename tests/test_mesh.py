@@ -79,7 +79,8 @@ def _capture_epochs() -> dict:
             self.spec, ts, self.keys, np.int32(index), hyper, self.x, self.y, self.val
         )
         capture["hlo"] = compiled.compile().as_text()
-        capture["x_spec"] = str(tuple(self.x.sharding.spec))
+        spec = getattr(self.x.sharding, "spec", None)  # None: one device
+        capture["x_spec"] = None if spec is None else str(tuple(spec))
         return run(self, ts, index, active)
 
     _loop.Engine.epoch = epoch
