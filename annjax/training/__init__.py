@@ -6,8 +6,9 @@ epoch as one compiled call, or ``steps_per_call`` steps per call),
 :mod:`.loop` (the one loop for 1..N models: history, NaN guard, early
 stopping, best params, callbacks, checkpoints), :mod:`.arguments` (every
 argument checked before anything compiles), :mod:`.fitting` (``fit``,
-``fit_many``), :mod:`.evaluate` (``evaluate``, ``predict``) and
-:mod:`.checkpoint` (``save``, ``load``, resume).
+``fit_many``), :mod:`.evaluate` (``evaluate``, ``predict``),
+:mod:`.checkpoint` (``save``, ``load``, resume) and :mod:`.mesh` (where data,
+train state and models lie on a device mesh: ``fit(..., mesh=)``).
 """
 
 from annjax.training.checkpoint import load, save

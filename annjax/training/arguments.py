@@ -6,7 +6,6 @@ names the argument, what was expected, what came, and the fix.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from annjax import _checks
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
+from annjax.nn.tracing import primitives
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
 from annjax.training.step import default_optimizer, output_shape
@@ -377,34 +377,10 @@ def steps_per_call_for(value, model: Layer, input_shape, mesh) -> int | None:
     if value != "auto":
         return value
     device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
-    if device.platform == "cpu" and _convolves(model, tuple(input_shape)):
+    convolves = "conv_general_dilated" in primitives(model, tuple(input_shape))
+    if device.platform == "cpu" and convolves:
         return 1
     return None
-
-
-@functools.lru_cache(maxsize=64)
-def _convolves(model: Layer, input_shape) -> bool:
-    """Returns whether the model's training forward pass holds a convolution."""
-
-    def forward(key, x):
-        _, params, state = model.init(key, input_shape)
-        return model.apply(params, state, x, key=key, train=True)[0]
-
-    x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
-    return _has_primitive(jax.make_jaxpr(forward)(jax.random.key(0), x).jaxpr)
-
-
-def _has_primitive(jaxpr, name: str = "conv_general_dilated") -> bool:
-    """Returns whether ``jaxpr`` or any jaxpr nested in it applies ``name``."""
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == name:
-            return True
-        for param in eqn.params.values():
-            for sub in param if isinstance(param, tuple | list) else (param,):
-                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
-                if hasattr(sub, "eqns") and _has_primitive(sub, name):
-                    return True
-    return False
 
 
 def callbacks_of(callbacks) -> tuple[Callable, ...]:

@@ -252,8 +252,7 @@ def _tracked_scan(body_of, ts, inputs, every: int, first=None, unroll=False):
 
 
 def _group(body_of, carry, chunk, unroll=False):
-    """Returns ``(carry, (plain_logs, tracked_logs))``: plain steps, then one
-    measured step (the last of ``chunk``)."""
+    """Returns ``(carry, (plain, tracked logs))``: plain steps, one measured."""
     first = jax.tree_util.tree_map(lambda a: a[:-1], chunk)
     last = jax.tree_util.tree_map(lambda a: a[-1], chunk)
     carry, plain_logs = _scan(body_of(False), carry, first, unroll)
@@ -291,8 +290,7 @@ def _in_order(plain_logs, tracked_logs, tail_logs, lead: bool) -> dict:
 def concat_logs(parts: list[dict], axis: int) -> dict:
     """Returns per-step logs of consecutive calls joined along the step axis.
 
-    A part without a measured step lacks the profiler's entries; each entry
-    joins the parts that have it.
+    Each entry joins the parts that have it (the profiler's: those measured).
     """
     if len(parts) == 1:
         return parts[0]
