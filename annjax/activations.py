@@ -59,7 +59,8 @@ def heaviside(z: ArrayLike) -> Array:
     :func:`annjax.perceptron.delta_rule`).
     """
     z = jnp.asarray(z)
-    return jnp.where(z >= 0, 1, 0).astype(jnp.result_type(z, jnp.float32))
+    z = z.astype(jnp.result_type(z, jnp.float32))
+    return jnp.heaviside(z, jnp.ones((), z.dtype))
 
 
 @jax.jit

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from annjax import losses as _losses
 from annjax._types import COMBINATOR_KINDS, Array, Layer, Tap
@@ -45,18 +46,11 @@ _MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}
 _DEAD_BELOW_ZERO = frozenset({"relu"})
 
 
-def _key_name(entry) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
 def _groups(tree, root: str) -> dict[str, list[Array]]:
     """Returns the leaves of ``tree`` grouped by the path of their parent dict."""
     groups: dict[str, list[Array]] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        name = "/".join(_key_name(p) for p in path[:-1]) or root
+        name = jax.tree_util.keystr(path[:-1], simple=True, separator="/") or root
         groups.setdefault(name, []).append(leaf)
     return groups
 
@@ -64,7 +58,7 @@ def _groups(tree, root: str) -> dict[str, list[Array]]:
 def layer_norms(tree, root: str = "model") -> dict[str, Array]:
     r"""Returns the L2 norm of each layer's leaves, ‖θ_layer‖ = √(Σ θ²), by path."""
     return {
-        name: jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+        name: optax.tree_utils.tree_norm(leaves)
         for name, leaves in _groups(tree, root).items()
     }
 

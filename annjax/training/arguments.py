@@ -62,7 +62,13 @@ def _batch_of(shape) -> str:
 def fit_targets(
     name: str, y: np.ndarray, loss: str | Callable, out_shape
 ) -> np.ndarray:
-    """Returns y checked against the model's output, (n,) → (n, 1) for one output."""
+    """Returns y checked against the model's output, (n,) → (n, 1) for one output.
+
+    Integer labels of shape (n, *output[:-1]) go to the classification
+    losses and, for a model of more than one output, to a user's own loss
+    function as they are (int32); any other target must have the output's
+    shape.
+    """
     out_shape = tuple(out_shape)
     if _losses.name_of(loss) in _losses.CLASSIFICATION and np.issubdtype(
         y.dtype, np.integer
@@ -81,6 +87,10 @@ def fit_targets(
                 f"layer as wide as the number of classes."
             )
         return y
+    custom = _losses.name_of(loss) not in _losses.names()
+    labels = np.issubdtype(y.dtype, np.integer) and y.shape[1:] == out_shape[:-1]
+    if custom and labels and out_shape[-1] > 1:
+        return y  # class labels for the user's own loss, passed as they are
     if y.ndim == 1 and out_shape == (1,):
         y = y.reshape(-1, 1)
     if y.shape[1:] != out_shape:

@@ -112,6 +112,28 @@ def _active(strength) -> bool:
     )
 
 
+def _metric_logger(loss, metrics) -> Callable:
+    """Returns ``log(y, pred, w)``: the statistics of each registered metric
+    under ``stats``; with custom metric functions, also ``y`` and the metric
+    input ``pred`` (the epoch gives those functions all predictions at once)."""
+    streams = {
+        _metrics.name_of(m): _metrics.streaming(_metrics.name_of(m)) for m in metrics
+    }
+    custom = any(s is None for s in streams.values())
+    to_metric = metric_input(loss)
+
+    def log(y, pred, w):
+        m_pred = to_metric(pred)
+        out = {
+            "stats": {name: s.stats(y, m_pred, w) for name, s in streams.items() if s}
+        }
+        if custom:
+            out["y"], out["pred"] = y, m_pred
+        return out
+
+    return log
+
+
 def train_step_with_stats(
     model: Layer,
     loss: str | Callable,
@@ -132,11 +154,7 @@ def train_step_with_stats(
     into the epoch's exact metrics.
     """
     loss_fn = _losses.get(loss)
-    streams = {
-        _metrics.name_of(m): _metrics.streaming(_metrics.name_of(m)) for m in metrics
-    }
-    custom = any(s is None for s in streams.values())
-    to_metric = metric_input(loss)
+    log_metrics = _metric_logger(loss, metrics)
 
     def objective(params, state, x, y, w, key):
         if track_gradients:
@@ -167,18 +185,7 @@ def train_step_with_stats(
         )
         updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, updates)
-        m_pred = to_metric(pred)
-        logs = {
-            "loss": data_loss,
-            "weight": jnp.sum(w),
-            "stats": {
-                name: s.stats(y, m_pred, w)
-                for name, s in streams.items()
-                if s is not None
-            },
-        }
-        if custom:
-            logs["y"], logs["pred"] = y, m_pred
+        logs = {"loss": data_loss, "weight": jnp.sum(w), **log_metrics(y, pred, w)}
         if track_gradients:
             # the new params: reading the old ones would keep a copy alive
             logs.update(_profiler.layer_stats(grads, params, updates))
