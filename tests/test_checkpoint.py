@@ -1,4 +1,4 @@
-"""Tests of annjax.checkpoint: round trip, atomic writes, and refusals.
+"""Tests of annjax.training.checkpoint: round trip, atomic writes, and refusals.
 
 The results saved here are built by hand from ``init_train_state`` and one
 optimizer update, so no epoch is compiled; ``fit``'s own checkpoint/resume
