@@ -38,7 +38,7 @@ class Layer(NamedTuple):
 
     Combinators (``serial``, ``residual``) also accept ``probe=``, a dict that
     collects the outputs of activation layers while the step is traced; see
-    :mod:`annjax.combinators`.
+    :mod:`annjax.nn.combinators`.
     """
 
     init: Callable[..., tuple[Shape, Params, State]]

@@ -3,7 +3,7 @@
 These are the numbers the lecture's diagnosis of vanishing and exploding
 gradients rests on, computed per layer from the gradients, the parameters, the
 optimizer's updates and the outputs of the activation layers (collected by
-the combinators' ``probe``; see :mod:`annjax.combinators`). All functions are
+the combinators' ``probe``; see :mod:`annjax.nn.combinators`). All functions are
 pure and jittable; ``fit(track_gradients=True)`` calls them in every step and
 aggregates them per epoch, and :func:`gradient_flow` measures one batch.
 

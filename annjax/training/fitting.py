@@ -117,7 +117,7 @@ def fit(
         spared); ``weight_decay`` in the optimizer is the decoupled form.
       early_stopping: an :class:`EarlyStopping`, or None.
       augment: ``fn(key, x) -> x`` applied to each training batch inside the
-        compiled step (never to validation data); see :mod:`annjax.augment`.
+        compiled step (never to validation data); see :mod:`annjax.data.augment`.
       track_gradients: record the profiler's per-layer measurements.
       track_every: measure them in one step out of this many (every step
         with 1); the steps between run untouched, which keeps the profiler's
