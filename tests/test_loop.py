@@ -217,3 +217,27 @@ def test_a_custom_loss_gets_integer_labels(blobs):
     ref = ann.fit(MODEL, train, loss="softmax_cross_entropy", **kw)
     assert all(np.issubdtype(d, np.integer) for d in seen)
     chex.assert_trees_all_close(mine.params, ref.params, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_many_resumes_as_if_never_interrupted(blobs, tmp_path):
+    train, val = blobs
+    kw = dict(
+        val_data=val,
+        keys=KEYS,
+        l2=[0.0, 1e-3, 1e-2],
+        optimizer=ann.adam(0.02),
+        batch_size=32,
+        metrics=("accuracy",),
+        progress=False,
+    )
+    straight = ann.fit_many(MODEL, train, epochs=4, **kw)
+    path = tmp_path / "many.ckpt"
+    ann.fit_many(MODEL, train, epochs=2, checkpoint=path, **kw)
+    assert isinstance(ann.load(path), ann.ManyResult)
+    resumed = ann.fit_many(MODEL, train, epochs=2, resume=path, **kw)
+    assert resumed.epochs == 4
+    chex.assert_trees_all_equal(resumed.params, straight.params)
+    for name, values in straight.history.items():
+        np.testing.assert_array_equal(resumed.history[name], values, err_msg=name)
+    with pytest.raises(ValueError, match="expected a checkpoint of FitResult"):
+        ann.fit(MODEL, train, val_data=val, epochs=1, resume=path, progress=False)
