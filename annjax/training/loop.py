@@ -195,7 +195,10 @@ class _Run:
         finite = np.atleast_1d(logs.pop("finite"))
         bad_step = logs.pop("first_non_finite_step")
         for name, value in logs.items():
-            self.history.setdefault(name, []).append(_row(value, was_active, self.many))
+            row = _row(value, was_active, self.many)
+            self.history.setdefault(name, []).append(row)
+            if self.many:  # callbacks see what the history holds (NaN: stopped)
+                logs[name] = row.T
         self.done = epoch + 1
         self.ran += was_active
         for i in np.flatnonzero(was_active & ~finite):
@@ -225,11 +228,19 @@ class _Run:
         if self.best is not None and improved.any():
             self.best = _select(improved, (ts.params, ts.state), self.best, self.many)
 
-    def callbacks(self, callbacks, epoch: int, logs: dict, save_now) -> None:
-        """Calls each callback; True from one stops every model."""
+    def callbacks(self, callbacks, epoch: int, logs: dict, ts, save_now) -> None:
+        """Calls each callback; True from one stops every model.
+
+        A callback with a true attribute ``wants_train_state`` is called as
+        ``cb(epoch, logs, train_state)`` with the epoch's train state (read it
+        during the call: its buffers are donated to the next epoch).
+        """
         for cb in callbacks:
             try:
-                stop = cb(epoch, logs)
+                if getattr(cb, "wants_train_state", False):
+                    stop = cb(epoch, logs, ts)
+                else:
+                    stop = cb(epoch, logs)
             except Exception as exc:
                 save_now()
                 exc.add_note(
@@ -279,7 +290,7 @@ def train(
             current[0] = ts
             run.record(epoch, logs)
             run.early_stopping(epoch, logs, ts)
-            run.callbacks(callbacks, epoch, logs, save_now)
+            run.callbacks(callbacks, epoch, logs, ts, save_now)
             save_now()
             if bar is not None:
                 bar.update(1)
