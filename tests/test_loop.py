@@ -226,3 +226,36 @@ def test_lr_of_a_constant_and_of_lr_scale():
 
 def test_no_lr_without_an_injected_learning_rate():
     assert "lr" not in _fit(optimizer=optax.sgd(0.1), epochs=1).history
+
+
+def test_a_callback_that_wants_the_train_state_gets_the_epochs():
+    class Params:
+        wants_train_state = True
+
+        def __init__(self):
+            self.seen = []
+
+        def __call__(self, epoch, logs, train_state):
+            self.seen.append(jax.tree.map(np.array, train_state.params))
+
+    cb = Params()
+    result = _fit(callbacks=[cb], epochs=2)
+    assert len(cb.seen) == 2
+    for a, b in zip(
+        jax.tree.leaves(cb.seen[-1]), jax.tree.leaves(result.params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(cb.seen[0]["dense_0"]["w"], cb.seen[1]["dense_0"]["w"])
+
+
+def test_fit_many_callbacks_see_nan_for_a_stopped_model():
+    es = ann.EarlyStopping(monitor="loss", patience=1, min_delta=0.05)
+    seen = []
+    many = _fit_many(
+        lr_scale=[1.0, 0.001],
+        early_stopping=es,
+        callbacks=[lambda e, logs: seen.append(np.copy(logs["loss"]))],
+        epochs=6,
+    )
+    assert np.isnan(many.history["loss"]).any()
+    np.testing.assert_array_equal(np.stack(seen), many.history["loss"])
