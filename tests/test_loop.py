@@ -88,8 +88,19 @@ def test_callback_returning_true_stops_training_and_names_itself():
     )
 
 
-def test_callback_returning_a_truthy_non_bool_does_not_stop():
-    result = _fit(callbacks=[lambda epoch, logs: 1], epochs=3)
+def test_callback_returning_a_numpy_bool_stops():
+    """``logs["loss"] < x`` is a NumPy bool, not True: it must stop too."""
+
+    def low_loss(epoch, logs):
+        return logs["loss"] < np.float32(np.inf)
+
+    result = _fit(callbacks=[low_loss], epochs=3)
+    assert result.epochs == 1 and result.stop_reason.startswith("callback: low_loss")
+
+
+@pytest.mark.parametrize("value", [1, "yes", np.array([True, True]), np.int32(1)])
+def test_callback_returning_no_boolean_does_not_stop(value):
+    result = _fit(callbacks=[lambda epoch, logs: value], epochs=3)
     assert result.epochs == 3 and result.stop_reason == "completed"
 
 

@@ -135,7 +135,8 @@ def fit(
         batches and keys, so the results are the same.
       callbacks: functions ``callback(epoch, logs) -> None | bool`` called
         on the host after every epoch, after early stopping and before the
-        checkpoint; True stops training (``stop_reason`` names it). An
+        checkpoint; True (or a true NumPy/JAX bool scalar) stops training
+        (``stop_reason`` names it). An
         exception in one is re-raised after the checkpoint is written. One
         with ``wants_train_state = True`` is called ``callback(epoch, logs,
         train_state)`` (``ann.callbacks.TensorBoard`` reads the params so).

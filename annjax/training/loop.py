@@ -156,6 +156,19 @@ def _row(value, active: np.ndarray, many: bool) -> np.ndarray:
     return np.where(active, arr, np.nan)
 
 
+def _stops(value) -> bool:
+    """Returns whether a callback's return value stops training.
+
+    ``True``, and a NumPy or JAX boolean scalar that is true (what
+    ``logs["loss"] < 0.1`` gives); ``None``, ``False`` and anything else go on.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, np.generic | np.ndarray | jax.Array):
+        return np.ndim(value) == 0 and np.asarray(value).dtype == bool and bool(value)
+    return False
+
+
 def _callback_name(cb: Callable) -> str:
     return getattr(cb, "__name__", None) or type(cb).__name__
 
@@ -249,7 +262,7 @@ class _Run:
                     "when checkpoint= was given)."
                 )
                 raise
-            if stop is True:
+            if _stops(stop):
                 for i in np.flatnonzero(self.active):
                     self.reasons[i] = (
                         f"callback: {_callback_name(cb)} stopped training after "
