@@ -136,10 +136,10 @@ def fit(
       callbacks: functions ``callback(epoch, logs) -> None | bool`` called
         on the host after every epoch, after early stopping and before the
         checkpoint; True (or a true NumPy/JAX bool scalar) stops training
-        (``stop_reason`` names it). An
-        exception in one is re-raised after the checkpoint is written. One
-        with ``wants_train_state = True`` is called ``callback(epoch, logs,
-        train_state)`` (``ann.callbacks.TensorBoard`` reads the params so).
+        (``stop_reason`` names it). An exception in one is re-raised after
+        the checkpoint is written. One with ``wants_train_state = True`` is
+        called ``callback(epoch, logs, train_state)``
+        (``ann.callbacks.TensorBoard`` reads the params so).
       log_steps: record every step's training loss as ``step_loss``.
 
     Returns:
