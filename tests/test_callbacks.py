@@ -105,7 +105,7 @@ def test_csv_reads_back_equal_to_the_history(single):
 
 
 def test_fit_many_writes_one_run_per_model(tmp_path):
-    tb = ann.callbacks.TensorBoard(tmp_path / "sweep")
+    tb = ann.callbacks.TensorBoard(tmp_path / "sweep", histograms=True)
     log = ann.callbacks.CSVLogger(tmp_path / "sweep.csv")
     es = ann.EarlyStopping(monitor="loss", patience=1, min_delta=0.05)
     many = ann.fit_many(
@@ -134,6 +134,8 @@ def test_fit_many_writes_one_run_per_model(tmp_path):
             )
         _, steps = _scalars(acc, "step_loss")
         np.testing.assert_array_equal(steps, many.history["step_loss"][:, i])
+        first = acc.Histograms("params/dense_0/w")[0].histogram_value
+        assert first.num == 3 * 8  # one model's weights, not the stack
 
 
 def test_csv_appends_on_resume(tmp_path):
