@@ -270,3 +270,34 @@ def test_fit_many_callbacks_see_nan_for_a_stopped_model():
     )
     assert np.isnan(many.history["loss"]).any()
     np.testing.assert_array_equal(np.stack(seen), many.history["loss"])
+
+
+def test_log_steps_adds_no_computation_to_the_compiled_epoch():
+    """Counting, not timing: the per-step losses exist in the scan already;
+    ``log_steps`` only returns them (same FLOPs, one (steps,) output more)."""
+    from annjax.training.epoch import COMPILED, EpochSpec
+
+    opt = ann.adam(1e-3)
+    ts, _ = ann.init_train_state(MODEL, opt, jax.random.key(0), (FEATURES,))
+    costs, outputs = [], []
+    for log_steps in (False, True):
+        spec = EpochSpec(
+            MODEL,
+            "softmax_cross_entropy",
+            opt,
+            (),
+            BATCH,
+            False,
+            None,
+            64,
+            10,
+            log_steps,
+        )
+        args = (spec, ts, jax.random.key(1), np.int32(0), {"active": True}, X, Y, None)
+        compiled = COMPILED["run_epoch", False].lower(*args).compile()
+        cost = compiled.cost_analysis()
+        costs.append((cost[0] if isinstance(cost, list) else cost)["flops"])
+        outputs.append(jax.eval_shape(COMPILED["run_epoch", False], *args)[1])
+    assert costs[0] == costs[1] > 0
+    assert set(outputs[1]) - set(outputs[0]) == {"step_loss"}
+    assert outputs[1]["step_loss"].shape == (STEPS,)
