@@ -142,3 +142,15 @@ def test_load_exported_refuses_other_and_corrupted_files(trained, tmp_path):
         ann.load_exported(path)
     with pytest.raises(FileNotFoundError):
         ann.load_exported(tmp_path / "missing.annx")
+
+
+def test_calling_on_a_platform_not_exported_for_fails_clearly(trained, tmp_path):
+    if jax.default_backend() != "cpu":
+        pytest.skip("checks a CPU process")
+    path = tmp_path / "cuda.annx"
+    try:
+        ann.export(MODEL, trained.params, trained.state, (FEATURES,), path, "cuda")
+    except Exception as exc:  # no CUDA lowering rules in this jaxlib
+        pytest.skip(f"cannot lower for cuda here: {exc}")
+    with pytest.raises(ValueError, match="exported for platforms"):
+        ann.load_exported(path)(np.ones((2, FEATURES)))

@@ -89,7 +89,9 @@ def export(
       input_shape: the shape of one example, no batch axis.
       path: the file to write (atomically; its folder is created).
       platforms: where ``load_exported`` may run it: ``"cpu"``, ``"cuda"``,
-        ``"rocm"``, ``"tpu"``; one compiled module serves them all.
+        ``"rocm"``, ``"tpu"``; one file serves them all. Calling it where
+        the default device is another platform raises jax's ValueError
+        ("exported for platforms … but it is used on …").
 
     Raises:
       TypeError, ValueError: for an invalid argument, before tracing; and
