@@ -135,8 +135,11 @@ def fit(
         batches and keys, so the results are the same.
       callbacks: functions ``callback(epoch, logs) -> None | bool`` called
         on the host after every epoch, after early stopping and before the
-        checkpoint; True stops training (``stop_reason`` names it). An
-        exception in one is re-raised after the checkpoint is written.
+        checkpoint; True (or a true NumPy/JAX bool scalar) stops training
+        (``stop_reason`` names it). An exception in one is re-raised after
+        the checkpoint is written. One with ``wants_train_state = True`` is
+        called ``callback(epoch, logs, train_state)``
+        (``ann.callbacks.TensorBoard`` reads the params so).
       log_steps: record every step's training loss as ``step_loss``.
 
     Returns:
@@ -226,7 +229,8 @@ def fit_many(
         whose constant learning rate is injected with
         ``optax.inject_hyperparams`` (every annjax optimizer is); others
         raise ValueError when a scale is not 1.
-      callbacks: as :func:`fit`'s; their logs hold one value per model.
+      callbacks: as :func:`fit`'s; their logs hold one value per model
+        (NaN for a model that has stopped, as in the history).
       The other arguments are those of :func:`fit`.
 
     Raises:

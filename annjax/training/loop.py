@@ -156,6 +156,19 @@ def _row(value, active: np.ndarray, many: bool) -> np.ndarray:
     return np.where(active, arr, np.nan)
 
 
+def _stops(value) -> bool:
+    """Returns whether a callback's return value stops training.
+
+    ``True``, and a NumPy or JAX boolean scalar that is true (what
+    ``logs["loss"] < 0.1`` gives); ``None``, ``False`` and anything else go on.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, np.generic | np.ndarray | jax.Array):
+        return np.ndim(value) == 0 and np.asarray(value).dtype == bool and bool(value)
+    return False
+
+
 def _callback_name(cb: Callable) -> str:
     return getattr(cb, "__name__", None) or type(cb).__name__
 
@@ -195,7 +208,10 @@ class _Run:
         finite = np.atleast_1d(logs.pop("finite"))
         bad_step = logs.pop("first_non_finite_step")
         for name, value in logs.items():
-            self.history.setdefault(name, []).append(_row(value, was_active, self.many))
+            row = _row(value, was_active, self.many)
+            self.history.setdefault(name, []).append(row)
+            if self.many:  # callbacks see what the history holds (NaN: stopped)
+                logs[name] = row.T
         self.done = epoch + 1
         self.ran += was_active
         for i in np.flatnonzero(was_active & ~finite):
@@ -225,11 +241,19 @@ class _Run:
         if self.best is not None and improved.any():
             self.best = _select(improved, (ts.params, ts.state), self.best, self.many)
 
-    def callbacks(self, callbacks, epoch: int, logs: dict, save_now) -> None:
-        """Calls each callback; True from one stops every model."""
+    def callbacks(self, callbacks, epoch: int, logs: dict, ts, save_now) -> None:
+        """Calls each callback; True from one stops every model.
+
+        A callback with a true attribute ``wants_train_state`` is called as
+        ``cb(epoch, logs, train_state)`` with the epoch's train state (read it
+        during the call: its buffers are donated to the next epoch).
+        """
         for cb in callbacks:
             try:
-                stop = cb(epoch, logs)
+                if getattr(cb, "wants_train_state", False):
+                    stop = cb(epoch, logs, ts)
+                else:
+                    stop = cb(epoch, logs)
             except Exception as exc:
                 save_now()
                 exc.add_note(
@@ -238,7 +262,7 @@ class _Run:
                     "when checkpoint= was given)."
                 )
                 raise
-            if stop is True:
+            if _stops(stop):
                 for i in np.flatnonzero(self.active):
                     self.reasons[i] = (
                         f"callback: {_callback_name(cb)} stopped training after "
@@ -279,7 +303,7 @@ def train(
             current[0] = ts
             run.record(epoch, logs)
             run.early_stopping(epoch, logs, ts)
-            run.callbacks(callbacks, epoch, logs, save_now)
+            run.callbacks(callbacks, epoch, logs, ts, save_now)
             save_now()
             if bar is not None:
                 bar.update(1)
