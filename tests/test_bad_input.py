@@ -279,9 +279,21 @@ def test_case14_bfloat16_compute_with_float32_params():
     assert y.dtype == jnp.bfloat16
 
 
-def test_case14_bad_param_dtype_raises():
-    with pytest.raises(ValueError, match=r"dense param_dtype: expected a float dtype"):
-        ann.dense(2, param_dtype=jnp.int32)
+@pytest.mark.parametrize("layer", [ann.dense, ann.batch_norm])
+@pytest.mark.parametrize("arg", ["dtype", "param_dtype"])
+def test_case14_bad_dtypes_raise(layer, arg):
+    args = (2,) if layer is ann.dense else ()
+    with pytest.raises(ValueError, match=rf"{arg}: expected a float dtype"):
+        layer(*args, **{arg: jnp.int32})
+    with pytest.raises(TypeError, match=rf"{arg}: expected a float dtype"):
+        layer(*args, **{arg: "no such dtype"})
+
+
+def test_case14_batch_norm_in_bfloat16_keeps_float32_statistics():
+    bn = ann.batch_norm(dtype=jnp.bfloat16)
+    _, p, s = bn.init(jax.random.key(0), (4,))
+    y, s = bn.apply(p, s, jnp.asarray(X[:, :1].repeat(4, 1)), train=True)
+    assert y.dtype == jnp.bfloat16 and s["mean"].dtype == jnp.float32
 
 
 # ------------------------------------------ case 15: another model's params

@@ -145,6 +145,21 @@ def test_case08_weighted_statistics_of_images_count_every_pixel_of_real_examples
     np.testing.assert_allclose(s["mean"], x[:3].mean((0, 1, 2)), rtol=1e-5, atol=1e-6)
 
 
+def test_case08_combinators_forward_weights_only_to_children_that_take_them():
+    def plain_apply(params, state, x, *, key=None, train=False):  # no weights=
+        return 2.0 * x, state
+
+    plain = ann.Layer(lambda key, shape: (shape, {}, {}), plain_apply)
+    assert not ann.takes_weights(plain) and ann.takes_weights(ann.batch_norm())
+    model = ann.serial(plain, ann.residual(ann.serial(ann.batch_norm(momentum=0.0))))
+    _, p, s = model.init(jax.random.key(0), (3,))
+    x = np.concatenate([RNG.randn(4, 3), np.full((4, 3), 50.0)]).astype(np.float32)
+    w = np.r_[np.ones(4), np.zeros(4)].astype(np.float32)
+    _, s = model.apply(p, s, x, train=True, weights=w)
+    mean = s["residual_1"]["batch_norm_0"]["mean"]
+    np.testing.assert_allclose(mean, 2.0 * x[:4].mean(0), rtol=1e-5, atol=1e-6)
+
+
 def _weighted_stats(x, w):
     mean = np.average(x, axis=0, weights=w)
     return mean, np.average((x - mean) ** 2, axis=0, weights=w)

@@ -182,12 +182,7 @@ def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False, probe=None, weights=None):
         k_block, k_proj = _split(key, 2)
-        has_proj = projection is not None
-        if has_proj and not (isinstance(params, dict) and "shortcut" in params):
-            raise ValueError(
-                "residual: expected params with a 'shortcut' entry (the "
-                "projection's), got none. These params belong to another model."
-            )
+        has_proj = _has_shortcut(projection, params)
         b_params, b_state = params, state
         if has_proj:
             b_params = {k: v for k, v in params.items() if k != "shortcut"}
@@ -210,6 +205,18 @@ def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
         return px + fx, {**new_state, "shortcut": p_state}
 
     return Layer(init, apply, "residual", None, ("residual", block, projection))
+
+
+def _has_shortcut(projection, params) -> bool:
+    """Returns whether the residual has a projection; its params must hold it."""
+    if projection is None:
+        return False
+    if not (isinstance(params, dict) and "shortcut" in params):
+        raise ValueError(
+            "residual: expected params with a 'shortcut' entry (the "
+            "projection's), got none. These params belong to another model."
+        )
+    return True
 
 
 _residual = residual  # mlp's `residual` flag shadows the function inside mlp

@@ -75,6 +75,12 @@ def from_flax(module, *, train_arg: str | bool | None = False, name: str | None 
     In training, every non-``params`` collection is mutable and its update is
     returned as the new state; ``key`` becomes the ``dropout`` rng.
 
+    The layer does not take ``weights=`` (see :class:`annjax.Layer`): a flax
+    ``BatchNorm`` inside the module computes its statistics over the whole
+    batch, including the weight-0 rows that pad ``fit``'s last batch. Use
+    ``ann.batch_norm`` in an annjax model, or a batch size that divides the
+    number of examples, where that matters.
+
     Args:
       module: a ``flax.linen.Module`` instance.
       train_arg: False (detect, the default), an argument name, or None.

@@ -149,10 +149,7 @@ def batch_norm(
         if train:
             _check_batch(x_last)
             mean, var = _batch_stats(x_last, tuple(range(x.ndim - 1)), weights)
-            state = {  # the running statistics keep their dtype
-                k: (momentum * state[k] + (1.0 - momentum) * v).astype(state[k].dtype)
-                for k, v in (("mean", mean), ("var", var))
-            }
+            state = _running(state, mean, var, momentum)
         else:
             mean, var = state["mean"], state["var"]
         y = _normalize(x_last, mean, var, params["scale"], params["bias"], eps)
@@ -165,6 +162,14 @@ def batch_norm(
         None,
         ("batch_norm", momentum, eps, axis, dtype, param_dtype),
     )
+
+
+def _running(state: State, mean: Array, var: Array, momentum: float) -> State:
+    """Returns ``momentum · running + (1 − momentum) · batch``, in the state's dtype."""
+    return {
+        k: (momentum * state[k] + (1.0 - momentum) * v).astype(state[k].dtype)
+        for k, v in (("mean", mean), ("var", var))
+    }
 
 
 def _check_params(params, state) -> None:
