@@ -29,7 +29,7 @@ from annjax import (
     regularizers,
     training,
 )
-from annjax._types import Layer
+from annjax._types import Layer, takes_weights
 from annjax.analysis import plot, profiler
 from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import Finding
@@ -115,5 +115,6 @@ __all__ = [
     "save",
     "serial",
     "sgd",
+    "takes_weights",
     "training",
 ]

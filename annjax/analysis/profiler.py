@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from annjax import losses as _losses
-from annjax._types import COMBINATOR_KINDS, Array, Layer, Tap
+from annjax._types import COMBINATOR_KINDS, Array, Layer, Tap, weights_kwarg
 
 __all__ = [
     "SATURATION_THRESHOLD",
@@ -120,17 +120,21 @@ def activation_stats(
     return stats
 
 
-def probe_apply(model: Layer, params, state, x, *, key=None, train=False):
+def probe_apply(model: Layer, params, state, x, *, key=None, train=False, weights=None):
     """Returns ``(y, state, probe)``: the model's output and its activation taps.
 
     Combinator models record every activation layer; any other model records
-    its own output when it declares an activation.
+    its own output when it declares an activation. ``weights`` (per example)
+    reach the model if it takes them (see :func:`annjax._types.takes_weights`).
     """
+    extra = weights_kwarg(model, weights)
     if model.kind in COMBINATOR_KINDS:
         probe: dict = {}
-        y, state = model.apply(params, state, x, key=key, train=train, probe=probe)
+        y, state = model.apply(
+            params, state, x, key=key, train=train, probe=probe, **extra
+        )
         return y, state, probe
-    y, state = model.apply(params, state, x, key=key, train=train)
+    y, state = model.apply(params, state, x, key=key, train=train, **extra)
     # a bare layer's params are named "model" (see layer_norms); so is its tap
     probe = {"model": Tap(model.activation, y)} if model.activation else {}
     return y, state, probe

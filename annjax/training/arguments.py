@@ -20,6 +20,7 @@ from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
 from annjax.training.epoch import EpochSpec
+from annjax.training.inputs import check_targets, host_array
 from annjax.training.step import default_optimizer, output_shape
 from annjax.training.types import EarlyStopping
 
@@ -40,18 +41,28 @@ def as_arrays(name: str, data) -> tuple[np.ndarray, np.ndarray]:
             f"shape {x.shape} and y of shape {y.shape}."
         )
     for part, arr in (("X", x), ("y", y)):
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        inexact = jnp.issubdtype(arr.dtype, jnp.inexact)
+        if inexact and not np.isfinite(arr).all():
             bad = int(np.size(arr) - np.isfinite(arr).sum())
             raise ValueError(
                 f"{name} {part}: expected finite values, got {bad} NaN or inf. "
                 "Impute or drop them first (see annjax.datasets.Imputer)."
             )
-    x = x.astype(np.float32) if not np.issubdtype(x.dtype, np.float32) else x
-    if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
-        y = y.astype(np.int32)
-    else:
-        y = y.astype(np.float32)
-    return x, y
+    # the dtype rule of annjax.training.inputs: ints stay ints, float64 under x64
+    x = host_array(f"{name} X", x)
+    return x, host_array(f"{name} y", y, labels=True)
+
+
+def check_model(model) -> Layer:
+    """Returns ``model`` if it is an annjax Layer, or raises TypeError."""
+    if not isinstance(model, Layer):
+        raise TypeError(
+            f"model: expected an annjax Layer (e.g. ann.mlp([64, 10])), got "
+            f"{model!r}. Wrap a parameter-free function with ann.activation(fn), "
+            "a flax module with ann.from_flax(module), or build "
+            "ann.Layer(init, apply)."
+        )
+    return model
 
 
 def _batch_of(shape) -> str:
@@ -60,16 +71,18 @@ def _batch_of(shape) -> str:
 
 
 def fit_targets(
-    name: str, y: np.ndarray, loss: str | Callable, out_shape
+    name: str, y: np.ndarray, loss: str | Callable, out_shape, metrics=()
 ) -> np.ndarray:
     """Returns y checked against the model's output, (n,) → (n, 1) for one output.
 
     Integer labels of shape (n, *output[:-1]) go to the classification
     losses and, for a model of more than one output, to a user's own loss
     function as they are (int32); any other target must have the output's
-    shape.
+    shape. Also checks that y suits the loss and the ``metrics`` (see
+    :func:`annjax.training.inputs.check_targets`).
     """
     out_shape = tuple(out_shape)
+    check_targets(name, y, loss, out_shape, metrics)
     if _losses.name_of(loss) in _losses.CLASSIFICATION and np.issubdtype(
         y.dtype, np.integer
     ):
@@ -140,6 +153,7 @@ def setup(
     Shared by :func:`fit` and :func:`fit_many`, so both refuse the same bad
     input with the same message before anything compiles.
     """
+    check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     eval_batch_size = _checks.integer("eval_batch_size", eval_batch_size, minimum=1)
     _losses.get(loss)
@@ -158,9 +172,10 @@ def setup(
             )
         val = (xv, yv)
     out_shape = output_shape(model, x.shape[1:])
-    y = fit_targets("train_data", y, loss, out_shape)
+    y = fit_targets("train_data", y, loss, out_shape, metrics)
     if val is not None:
-        val = jax.device_put((val[0], fit_targets("val_data", val[1], loss, out_shape)))
+        yv = fit_targets("val_data", val[1], loss, out_shape, metrics)
+        val = jax.device_put((val[0], yv))
     spec = EpochSpec(
         model,
         loss,

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax._types import Array, Key, Layer
@@ -97,8 +98,23 @@ def run_steps(spec: EpochSpec, ts: TrainState, hyper, x, y, steps: Plan):
         return body
 
     if not spec.track_gradients:
-        return jax.lax.scan(body_of(False), ts, tuple(steps))
-    return _tracked_scan(body_of, ts, tuple(steps), spec.track_every)
+        ts, logs = jax.lax.scan(body_of(False), ts, tuple(steps))
+    else:
+        ts, logs = _tracked_scan(body_of, ts, tuple(steps), spec.track_every)
+    i, w = steps.idx[-1], steps.weights[-1]
+    logs["loss_after"] = _loss_after(spec, ts, x[i], y[i], w)[None]
+    return ts, logs
+
+
+def _loss_after(spec: EpochSpec, ts: TrainState, x, y, w) -> Array:
+    """Returns the loss of the params after the last update on the last batch.
+
+    Each step's loss is measured before its update, so only this shows that
+    the last update overflowed into params that are finite but give a
+    non-finite loss; the NaN guard reads it (one forward pass per call).
+    """
+    pred, _ = spec.model.apply(ts.params, ts.state, x, train=False)
+    return weighted_mean(_losses.get(spec.loss)(y, pred, reduction="none"), w)
 
 
 def _all_finite(tree) -> Array:
@@ -141,14 +157,19 @@ def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, va
     """Returns ``(train_state, out)``: the epoch's values, guarded and validated.
 
     The NaN guard: when the epoch's loss, or any parameter or state value
-    after its last step, is not finite (or ``hyper["active"]`` is False, a
+    after its last step, or the loss of those params on the last batch, is
+    not finite (or ``hyper["active"]`` is False, a
     model that has stopped), the incoming state ``old`` is kept. ``out``
     holds ``finite`` (the guard's verdict), ``first_non_finite_step``, the
     injected learning rate as ``lr`` (see :func:`annjax.optim.learning_rate`)
     and, with ``val``, every ``val_`` value, evaluated in the same call.
     """
     out = _aggregate(spec, logs, n)
-    finite = jnp.isfinite(out["loss"]) & _all_finite((new.params, new.state))
+    finite = (
+        jnp.isfinite(out["loss"])
+        & _all_finite((new.params, new.state))
+        & jnp.all(jnp.isfinite(logs["loss_after"]))
+    )
     steps_finite = jnp.isfinite(logs["loss"])
     out["finite"] = finite
     out["first_non_finite_step"] = jnp.where(

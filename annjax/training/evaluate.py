@@ -12,13 +12,21 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from annjax import _checks
 from annjax import losses as _losses
+from annjax import regularizers as _regularizers
 from annjax._types import Array, Layer
-from annjax.training.arguments import as_arrays, fit_targets, metric_names
+from annjax.training.arguments import (
+    as_arrays,
+    check_model,
+    fit_targets,
+    metric_names,
+)
 from annjax.training.epoch import evaluate_arrays, predict_batched
-from annjax.training.step import output_shape
+from annjax.training.inputs import host_array
+from annjax.training.step import _jitted_init, output_shape
 
 __all__ = ["evaluate", "predict"]
 
@@ -27,10 +35,71 @@ _evaluate = jax.jit(evaluate_arrays, static_argnums=(0, 1, 2, 3))
 
 
 def predict(model: Layer, params, state, x, batch_size: int = 1024) -> Array:
-    """Returns the model's outputs on ``x`` in evaluation mode, batched and jitted."""
+    """Returns the model's outputs on ``x`` in evaluation mode, batched and jitted.
+
+    ``x`` follows ``fit``'s dtype rule (:mod:`annjax.training.inputs`):
+    integers stay int32, float64 stays float64 under x64.
+
+    Raises:
+      TypeError: for a model that is not a Layer, or complex ``x``.
+      ValueError: for params or state of another model (the message names
+        the missing, extra or reshaped arrays), before anything compiles.
+    """
+    check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
-    x = jnp.asarray(_checks.numeric_array("x", x), jnp.float32)
+    x = _checks.numeric_array("x", x)
+    on_device = isinstance(x, jax.Array) and (
+        jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)
+    )  # already in a dtype of the rule: no copy to the host
+    x = jnp.asarray(x if on_device else host_array("x", np.asarray(x)))
+    if x.ndim < 1:
+        raise _checks.fail("x", "a batch (n, *input_shape)", x.shape)
+    check_params(model, x.shape[1:], params, state)
     return _predict(model, params, state, x, batch_size)
+
+
+def _named_shapes(tree) -> dict[str, tuple]:
+    """Returns ``{"dense_0/w": shape, "relu_1": "{}", …}`` for a params tree."""
+    # an empty dict is a leaf here: a layer without params still has a name
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda t: isinstance(t, dict) and not t
+    )[0]
+    return {
+        "/".join(_regularizers.key_name(e) for e in path): (
+            "{}" if isinstance(leaf, dict) else tuple(np.shape(leaf))
+        )
+        for path, leaf in leaves
+    }
+
+
+def check_params(model: Layer, input_shape, params, state) -> None:
+    """Raises ValueError unless params and state are shaped as ``model.init``'s.
+
+    Compares the trees' paths and shapes with ``jax.eval_shape`` of the
+    model's init (no compute), so another model's params are refused with the
+    layers they lack or add, not a bare KeyError from inside the trace.
+    """
+    init, _ = _jitted_init(model, tuple(input_shape))
+    want = jax.eval_shape(init, jax.random.key(0))
+    pairs = zip(("params", "state"), want, (params, state), strict=True)
+    for what, expected, got in pairs:
+        expected, got = _named_shapes(expected), _named_shapes(got)
+        if expected == got:
+            continue
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        reshaped = [
+            f"{k}: expected {expected[k]}, got {got[k]}"
+            for k in sorted(set(expected) & set(got))
+            if expected[k] != got[k]
+        ]
+        raise ValueError(
+            f"{what}: expected the {what} of this model for inputs of shape "
+            f"{tuple(input_shape)}, got {what} of another model: missing "
+            f"{missing or 'none'}, extra {extra or 'none'}, reshaped "
+            f"{reshaped or 'none'}. Pass the {what} that fit (or this model's "
+            "init) returned."
+        )
 
 
 def evaluate(
@@ -47,10 +116,12 @@ def evaluate(
     Metrics are computed on all predictions at once (exact F1, R²…); a
     metric function ``(y_true, y_pred) -> scalar`` is keyed by its name.
     """
+    check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     _losses.get(loss)
     metrics = metric_names(metrics)
     x, y = as_arrays("data", data)
-    y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]))
+    y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]), metrics)
+    check_params(model, x.shape[1:], params, state)
     logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y)
     return {k: float(v) for k, v in logs.items()}

@@ -46,6 +46,7 @@ from annjax.training.arguments import (
     setup,
     steps_per_call_of,
 )
+from annjax.training.inputs import params_dtype
 from annjax.training.step import init_train_state
 from annjax.training.types import EarlyStopping, FitResult, ManyResult
 
@@ -169,7 +170,9 @@ def fit(
     )
     key = jax.random.key(0) if key is None else _checks.random_key("key", key)
     init_key, train_key = jax.random.split(key)
-    ts, _ = init_train_state(model, spec.optimizer, init_key, x.shape[1:])
+    ts, _ = init_train_state(
+        model, spec.optimizer, init_key, x.shape[1:], dtype=params_dtype(x)
+    )
     engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, options[1])
 
     def finish(ts, progress):
@@ -256,9 +259,11 @@ def fit_many(
         log_steps=log_steps,
     )
     split = jax.vmap(jax.random.split)(keys)  # as fit: (init key, train key)
-    ts = jax.vmap(lambda k: init_train_state(model, spec.optimizer, k, x.shape[1:])[0])(
-        split[:, 0]
-    )
+    ts = jax.vmap(
+        lambda k: init_train_state(
+            model, spec.optimizer, k, x.shape[1:], dtype=params_dtype(x)
+        )[0]
+    )(split[:, 0])
     if (scales != 1).any():
         ts = ts._replace(
             opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)

@@ -143,8 +143,9 @@ def _non_finite_reason(logs, i: int, epoch: int) -> str:
     what = (
         f"the training loss became {loss} in epoch {epoch} (step {step})"
         if not np.isfinite(loss)
-        else f"the parameters became non-finite in epoch {epoch} (its last "
-        f"updates overflowed; the mean loss was still {loss:.6g})"
+        else f"the parameters became non-finite, or give a non-finite loss, in "
+        f"epoch {epoch} (its last updates overflowed; the mean loss was still "
+        f"{loss:.6g})"
     )
     return f"non_finite: {what}; returned the params of {kept}"
 
