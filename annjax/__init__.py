@@ -17,6 +17,7 @@ The package tree is the architecture: the lecture's math at the top
 from annjax import (
     activations,
     analysis,
+    callbacks,
     data,
     datasets,
     initializers,
@@ -28,7 +29,7 @@ from annjax import (
     regularizers,
     training,
 )
-from annjax._types import Layer
+from annjax._types import Layer, takes_weights
 from annjax.analysis import plot, profiler
 from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import Finding
@@ -52,10 +53,12 @@ from annjax.training import (
     ManyResult,
     TrainState,
     evaluate,
+    export,
     fit,
     fit_many,
     init_train_state,
     load,
+    load_exported,
     make_eval_step,
     make_train_step,
     predict,
@@ -79,12 +82,14 @@ __all__ = [
     "analysis",
     "augment",
     "batch_norm",
+    "callbacks",
     "data",
     "datasets",
     "dense",
     "diagnose",
     "dropout",
     "evaluate",
+    "export",
     "fit",
     "fit_many",
     "flatten",
@@ -93,6 +98,7 @@ __all__ = [
     "init_train_state",
     "initializers",
     "load",
+    "load_exported",
     "losses",
     "make_eval_step",
     "make_train_step",
@@ -109,5 +115,6 @@ __all__ = [
     "save",
     "serial",
     "sgd",
+    "takes_weights",
     "training",
 ]

@@ -88,7 +88,8 @@ def numeric_array(name: str, value: Any) -> np.ndarray | Any:
             raise TypeError(
                 f"{name}: expected a numeric array, got {value!r}."
             ) from exc
-    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
+    # jnp.issubdtype: bfloat16 (ml_dtypes) is a number to JAX, not to NumPy
+    if not (jax.numpy.issubdtype(dtype, jax.numpy.number) or dtype == np.bool_):
         raise TypeError(f"{name}: expected a numeric array, got dtype {dtype}.")
     return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,7 +39,14 @@ class Layer(NamedTuple):
 
     Combinators (``serial``, ``residual``) also accept ``probe=``, a dict that
     collects the outputs of activation layers while the step is traced; see
-    :mod:`annjax.combinators`.
+    :mod:`annjax.nn.combinators`.
+
+    Optional keyword ``weights=``: an ``apply`` that computes statistics over
+    the batch (``batch_norm``) accepts ``weights``, the per-example weights
+    of shape (batch,), and weights its statistics with them (0: padding that
+    must not count). Combinators accept it and forward it to the children
+    that accept it (:func:`takes_weights`); the train step passes its
+    example weights to a model that accepts it.
     """
 
     init: Callable[..., tuple[Shape, Params, State]]
@@ -65,6 +73,22 @@ class Layer(NamedTuple):
 
 
 COMBINATOR_KINDS = frozenset({"serial", "residual"})
+
+
+def takes_weights(layer: Layer) -> bool:
+    """Returns whether ``layer.apply`` accepts the keyword ``weights=``."""
+    try:
+        parameters = inspect.signature(layer.apply).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return "weights" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def weights_kwarg(layer: Layer, weights) -> dict:
+    """Returns ``{"weights": weights}`` for a layer that takes them, else ``{}``."""
+    return {} if weights is None or not takes_weights(layer) else {"weights": weights}
 
 
 class Tap(NamedTuple):

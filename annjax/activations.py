@@ -26,6 +26,7 @@ Array = jax.Array
 __all__ = [
     "RELU_FAMILY",
     "SATURATING",
+    "bipolar_step",
     "elu",
     "gelu",
     "get",
@@ -59,18 +60,34 @@ def heaviside(z: ArrayLike) -> Array:
     :func:`annjax.perceptron.delta_rule`).
     """
     z = jnp.asarray(z)
-    return jnp.where(z >= 0, 1, 0).astype(jnp.result_type(z, jnp.float32))
+    z = z.astype(jnp.result_type(z, jnp.float32))
+    return jnp.heaviside(z, jnp.ones((), z.dtype))
 
 
 @jax.jit
 def sign(z: ArrayLike) -> Array:
+    r"""Returns the sign function: −1 where z < 0, 0 where z = 0, +1 where z > 0.
+
+    .. math:: \operatorname{sgn}(z) = \begin{cases} -1 & z < 0 \\ 0 & z = 0
+              \\ 1 & z > 0 \end{cases}
+
+    The lecture's definition (as ``jnp.sign``). For the bipolar threshold unit
+    that never returns 0, use :func:`bipolar_step`.
+    """
+    z = jnp.asarray(z)
+    return jnp.sign(z).astype(jnp.result_type(z, jnp.float32))
+
+
+@jax.jit
+def bipolar_step(z: ArrayLike) -> Array:
     r"""Returns the bipolar step: +1 where z ≥ 0, −1 elsewhere.
 
     .. math:: f(z) = 1 \text{ if } z \ge 0 \text{ else } -1
 
-    Unlike ``jnp.sign`` it never returns 0, as the lecture's bipolar perceptron
-    requires. Like :func:`heaviside`, its derivative is zero almost everywhere;
-    the perceptron rule trains it from the error, not from f'.
+    The threshold unit of the bipolar (±1) perceptron: unlike :func:`sign` it
+    never returns 0, so every output is a label. Like :func:`heaviside`, its
+    derivative is zero almost everywhere; the perceptron rule trains it from
+    the error, not from f'.
     """
     z = jnp.asarray(z)
     return jnp.where(z >= 0, 1, -1).astype(jnp.result_type(z, jnp.float32))
@@ -164,6 +181,7 @@ _REGISTRY: dict[str, Callable[..., Array]] = {
     "heaviside": heaviside,
     "step": heaviside,
     "sign": sign,
+    "bipolar_step": bipolar_step,
     "identity": identity,
     "linear": linear,
     "sigmoid": sigmoid,

@@ -51,7 +51,10 @@ __all__ = [
 ]
 
 #: The label values each threshold activation can produce.
-_LABELS = {"heaviside": (0, 1), "sign": (-1, 1)}
+#: ``sign`` returns 0 at z = 0, which is no label: such an output counts as an
+#: error and is corrected, so it trains too; ``bipolar_step`` is the textbook
+#: ±1 unit that never returns 0.
+_LABELS = {"heaviside": (0, 1), "bipolar_step": (-1, 1), "sign": (-1, 1)}
 
 
 class PerceptronResult(NamedTuple):
@@ -225,7 +228,8 @@ def delta_rule(
       X: inputs, shape ``(batch, n)``.
       y: targets, shape ``(batch, m)``, or ``(batch,)`` when m = 1.
       lr: the learning rate α > 0.
-      activation: f, heaviside (0/1 targets) by default; ``"sign"`` for ±1.
+      activation: f, heaviside (0/1 targets) by default; ``"bipolar_step"``
+        for ±1.
 
     Returns:
       ``(W + ΔW, b + Δb)``, of the shapes of W and b.
@@ -272,7 +276,7 @@ def _check_labels(y: Array, activation: str) -> None:
             "y",
             f"labels {allowed[0]} or {allowed[1]} for activation={activation!r}",
             found.tolist(),
-            "Use heaviside with 0/1 labels, sign with -1/+1 labels.",
+            "Use heaviside with 0/1 labels, bipolar_step with -1/+1 labels.",
         )
 
 
@@ -324,11 +328,12 @@ def train(
     Args:
       X: inputs, shape ``(batch, n)``.
       y: labels, shape ``(batch,)`` (one output) or ``(batch, m)``: 0/1 for
-        ``activation="heaviside"``, −1/+1 for ``activation="sign"``.
+        ``activation="heaviside"``, −1/+1 for ``activation="bipolar_step"``.
       epochs: the number of passes over the data (≥ 1).
       lr: the learning rate α > 0.
       key: draws the initial weights; not needed with ``w_init="zeros"``.
-      activation: ``"heaviside"`` (alias ``"step"``) or ``"sign"``.
+      activation: ``"heaviside"`` (alias ``"step"``), ``"bipolar_step"`` (the
+        ±1 unit) or ``"sign"`` (which gives 0 at z = 0, counted as an error).
       w_init: the initializer of W (an :mod:`annjax.initializers` name or
         function), by default the lecture's U(−0.5, 0.5); b starts at 0.
 

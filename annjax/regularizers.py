@@ -39,6 +39,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -63,7 +64,23 @@ _SPARED_NAMES = frozenset(
 )
 
 
-def _key_name(entry: Any) -> str:
+#: Names of normalisation layers, lower case without ``_``: a path component
+#: that is one of them, with an optional ``_<index>`` or ``<index>`` suffix
+#: (``batch_norm_1``, ``BatchNorm_0``, ``LayerNorm_0``, ``layer_norm_2``,
+#: ``GroupNorm_0``), is a normalisation layer. Whole components only:
+#: ``abnormality_head`` and ``normalizing_flow`` are not.
+_NORM_LAYERS = frozenset(
+    {"batchnorm", "layernorm", "groupnorm", "instancenorm", "rmsnorm", "norm"}
+)
+
+
+def _is_norm_layer(name: str) -> bool:
+    """Returns True if a path component names a normalisation layer."""
+    base = re.sub(r"_?\d+$", "", name)
+    return base.replace("_", "") in _NORM_LAYERS
+
+
+def key_name(entry: Any) -> str:
     """Returns the name of one step of a pytree path (dict key, attribute, index)."""
     for attr in ("key", "name", "idx"):
         if hasattr(entry, attr):
@@ -73,8 +90,8 @@ def _key_name(entry: Any) -> str:
 
 def _is_weight(path: tuple[Any, ...], leaf: Any) -> bool:
     """Returns True if the leaf at ``path`` is a weight; see :func:`default_mask`."""
-    names = [_key_name(entry).lower() for entry in path]
-    if any("norm" in name for name in names[:-1]):
+    names = [key_name(entry).lower() for entry in path]
+    if any(_is_norm_layer(name) for name in names[:-1]):
         return False
     name = names[-1] if names else ""
     if name in _WEIGHT_NAMES:
@@ -89,9 +106,13 @@ def default_mask(params: Params) -> PyTree:
 
     The rule, applied to each leaf's path in order:
 
-    1. under a normalisation layer (a path component whose lower-cased name
-       contains ``"norm"``: annjax ``batch_norm_1``, flax ``BatchNorm_0``,
-       ``LayerNorm_0``, ``GroupNorm_0``, …): **not** penalised;
+    1. under a normalisation layer (a path component that, lower-cased,
+       without ``_`` and an ``_<index>`` suffix, is ``batchnorm``,
+       ``layernorm``, ``groupnorm``, ``instancenorm``, ``rmsnorm`` or
+       ``norm``: annjax ``batch_norm_1``, flax ``BatchNorm_0``,
+       ``LayerNorm_0``, ``GroupNorm_0``, …): **not** penalised. Whole
+       components, not substrings: ``abnormality_head`` and
+       ``normalizing_flow`` are penalised as any other layer;
     2. leaf named ``w``, ``kernel``, ``weight``, ``weights`` or ``embedding``:
        penalised (annjax dense ``{"w", "b"}``, flax ``{"kernel", "bias"}``);
     3. leaf named ``b``, ``bias``, ``biases``, ``scale``, ``gamma``, ``beta``,

@@ -14,7 +14,7 @@ import jax
 import annjax as ann
 
 
-def make(config, x, y, track_gradients: bool = False):
+def make(config, x, y, track_gradients: bool = False, log_steps: bool = False):
     """Returns ``train(epochs) -> loss`` running ``ann.fit`` on ``(x, y)``."""
     model = ann.mlp(list(config["sizes"][1:]), activation="relu")
     optimizer = ann.adam(config["learning_rate"])
@@ -28,6 +28,7 @@ def make(config, x, y, track_gradients: bool = False):
             epochs=epochs,
             batch_size=config["batch_size"],
             track_gradients=track_gradients,
+            log_steps=log_steps,
             progress=False,
         )
         jax.block_until_ready(result.params)

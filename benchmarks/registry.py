@@ -91,6 +91,15 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             options={"track_gradients": True},
             quick=True,
         ),
+        Implementation(
+            "annjax-steps",
+            "annjax",
+            "impl_annjax",
+            "make",
+            ("annjax",),
+            options={"log_steps": True},
+            quick=True,
+        ),
         Implementation("jax-scan", "hand", "impl_jax", "make_scan", _JAX, quick=True),
         Implementation("jax-loop", "hand", "impl_jax", "make_loop", _JAX, quick=True),
         Implementation(
@@ -172,6 +181,14 @@ WORKLOADS: dict[str, Workload] = {
             _W1,
             _W1_QUICK,
             ("annjax", "annjax-track"),
+        ),
+        Workload(
+            "steps",
+            "train",
+            "Per-step losses: W1 with fit(log_steps=True) against False",
+            _W1,
+            _W1_QUICK,
+            ("annjax", "annjax-steps"),
         ),
         Workload(
             "gemm",

@@ -49,7 +49,8 @@ SMOOTH = [
 # The lecture's formulas in NumPy (float64), the oracle for the wrappers.
 NUMPY = {
     "heaviside": lambda z: np.where(z >= 0, 1.0, 0.0),
-    "sign": lambda z: np.where(z >= 0, 1.0, -1.0),
+    "sign": np.sign,
+    "bipolar_step": lambda z: np.where(z >= 0, 1.0, -1.0),
     "identity": lambda z: z,
     "linear": lambda z: z,
     "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
@@ -71,10 +72,13 @@ def test_matches_lecture_formula(name):
 
 
 def test_step_functions_at_zero():
-    # The lecture's thresholds fire at z = 0; sign never returns 0, unlike jnp.sign.
+    # The lecture's thresholds fire at z = 0; sign is the lecture's −1, 0, 1 and
+    # bipolar_step is the ±1 unit that never returns 0.
     assert activations.heaviside(0.0) == 1.0
-    assert activations.sign(0.0) == 1.0
+    assert activations.sign(0.0) == 0.0
     assert activations.sign(-0.5) == -1.0
+    assert activations.bipolar_step(0.0) == 1.0
+    assert activations.bipolar_step(-0.5) == -1.0
 
 
 def test_linear_with_slope_and_offset():
@@ -105,7 +109,7 @@ def test_gradients_with_respect_to_alpha(fn, check_grads64):
     check_grads64(fn, (_AWAY_FROM_KINK, 0.3))
 
 
-@pytest.mark.parametrize("name", ["heaviside", "step", "sign"])
+@pytest.mark.parametrize("name", ["heaviside", "step", "sign", "bipolar_step"])
 def test_step_gradients_are_zero(name):
     # Why gradient descent cannot train a threshold unit (the perceptron rule can).
     fn = activations.get(name)

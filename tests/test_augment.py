@@ -1,4 +1,4 @@
-"""Tests of annjax.augment: exact properties, per-example randomness, jit/vmap.
+"""Tests of annjax.data.augment: exact properties, per-example randomness, jit/vmap.
 
 Compilation dominates the run time, so the tests share a few augmentation
 instances (each is jitted once per input shape) and two input shapes, X3 and

@@ -30,6 +30,7 @@ def test_quick_plan_uses_only_the_project_venv_implementations():
     assert "w2" not in chosen
     assert chosen["w1"] == ["annjax", "jax-scan", "jax-loop", "flax-linen"]
     assert chosen["track"] == ["annjax", "annjax-track"]
+    assert chosen["steps"] == ["annjax", "annjax-steps"]
     assert chosen["gemm"] == ["numpy-gemm", "jnp-gemm"]
 
 
@@ -97,7 +98,7 @@ def test_quick_run_writes_well_formed_json_and_markdown(tmp_path):
     summary = data["summary"]
     assert summary["gemm_ceiling_gflops"] > 0
     assert summary["workloads"]["w1"]["rows"]["jax-scan"]["vs_scan"] == 1.0
-    assert {t["workload"] for t in summary["targets"]} == {"w1", "w2", "track"}
+    assert {t["workload"] for t in summary["targets"]} == {"w1", "w2", "track", "steps"}
 
     sections = _sections((tmp_path / "results-quick.md").read_text())
     titles = {w.title: w.name for w in registry.WORKLOADS.values()}

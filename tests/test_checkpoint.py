@@ -1,4 +1,4 @@
-"""Tests of annjax.checkpoint: round trip, atomic writes, and refusals.
+"""Tests of annjax.training.checkpoint: round trip, atomic writes, and refusals.
 
 The results saved here are built by hand from ``init_train_state`` and one
 optimizer update, so no epoch is compiled; ``fit``'s own checkpoint/resume
@@ -100,6 +100,65 @@ def test_round_trip_without_train_state(tmp_path):
     fresh = ann.init_train_state(MODEL, ann.sgd(0.1), jax.random.key(0), (3,))[0]
     with pytest.raises(ValueError, match=r"resume.*no train state"):
         restore_train_state(loaded.train_state, fresh)
+
+
+def test_round_trip_of_a_many_result(tmp_path):
+    x = jax.random.normal(jax.random.key(0), (12, FEATURES))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    many = ann.fit_many(
+        ann.mlp([4, 2]),
+        (x, y),
+        keys=jax.random.split(jax.random.key(1), 3),
+        l2=[0.0, 1e-3, 1e-2],
+        epochs=2,
+        batch_size=4,
+        log_steps=True,
+        progress=False,
+    )
+    loaded = ann.load(ann.save(tmp_path / "many.ckpt", many))
+    assert isinstance(loaded, ann.ManyResult)
+    _assert_trees_equal(loaded.params, many.params)
+    _assert_trees_equal(loaded.state, many.state)
+    assert set(loaded.history) == set(many.history)
+    for name, values in many.history.items():
+        _assert_trees_equal(loaded.history[name], values)
+    assert loaded.stop_reason == many.stop_reason
+    assert loaded.epochs == many.epochs
+    np.testing.assert_array_equal(loaded.best_epoch, many.best_epoch)
+    np.testing.assert_array_equal(loaded.model_epochs, many.model_epochs)
+    np.testing.assert_array_equal(loaded.params_epoch, many.params_epoch)
+    assert set(loaded.hyper) == set(many.hyper)
+    for name, values in many.hyper.items():
+        np.testing.assert_array_equal(loaded.hyper[name], values)
+    _assert_trees_equal(loaded.train_state.params, many.train_state.params)
+
+
+def test_round_trip_of_a_train_state(tmp_path):
+    opt = ann.adam(1e-2)
+    ts = _result(opt).train_state
+    loaded = ann.load(ann.save(tmp_path / "ts.ckpt", ts))
+    assert isinstance(loaded, ann.TrainState)
+    _assert_trees_equal(loaded.params, ts.params)
+    _assert_trees_equal(loaded.state, ts.state)
+    assert int(loaded.step) == 1
+    fresh = ann.init_train_state(MODEL, opt, jax.random.key(9), (FEATURES,))[0]
+    _assert_trees_equal(restore_train_state(loaded, fresh).opt_state, ts.opt_state)
+
+
+def test_round_trip_of_a_pytree(tmp_path):
+    params = _result(ann.sgd(0.1)).params
+    ids = np.arange(3, dtype=np.int32)  # int64 comes back int32 (x64 off)
+    tree = {"params": params, "scale": np.float32(2.0), "ids": ids}
+    loaded = ann.load(ann.save(tmp_path / "tree.ckpt", tree))
+    _assert_trees_equal(loaded, tree)
+
+
+def test_a_tuple_pytree_comes_back_as_a_dict_with_its_structure(tmp_path):
+    from flax import serialization
+
+    tree = (np.ones(2, np.float32), [np.zeros((1, 2), np.float32)])
+    loaded = ann.load(ann.save(tmp_path / "tuple.ckpt", tree))
+    _assert_trees_equal(serialization.from_state_dict(tree, loaded), tree)
 
 
 def test_save_creates_missing_folders_and_accepts_strings(tmp_path):

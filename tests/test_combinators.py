@@ -1,4 +1,4 @@
-"""Tests for annjax.combinators: serial, residual, mlp and the ``probe=`` taps.
+"""Tests for annjax.nn.combinators: serial, residual, mlp and the ``probe=`` taps.
 
 Oracles: the children applied by hand (composition, key splitting, state
 threading), NumPy for y = x + F(x), and an equivalent flax.linen module with the

@@ -115,3 +115,14 @@ def test_gradient_problems(load, tmp_path):
         assert "vanishing_gradients" not in remedy["kinds"]
         assert remedy["ratio"] > 1e-2
     assert all(Path(f).is_file() for f in result["figures"])
+
+
+def test_watch_runs(load, tmp_path):
+    pytest.importorskip("tensorboardX")
+    result = run(load, "watch_runs", tmp_path)
+    logdir = Path(result["logdir"])
+    for name, fit in result["results"].items():
+        assert list((logdir / name).glob("events.out.tfevents.*"))
+        rows = (logdir / f"{name}.csv").read_text().splitlines()
+        assert len(rows) == 1 + fit.epochs
+    assert result["export_diff"] <= 1e-6

@@ -1,4 +1,4 @@
-"""Tests for annjax.flax_bridge.from_flax: flax.linen modules as annjax Layers.
+"""Tests for annjax.nn.flax_bridge.from_flax: flax.linen modules as annjax Layers.
 
 Oracle: the wrapped module itself, called through flax's own ``init``/``apply``
 with the same variables, rngs and mutable collections; the bridge adds no

@@ -1,4 +1,4 @@
-"""Tests for annjax.layers: dense, activation, flatten, dropout, batch_norm.
+"""Tests for annjax.nn.layers and annjax.nn.normalization (dense, dropout, batch norm…).
 
 Oracles: NumPy for the lecture's formula y = f(Wx + b), flax.linen for Dense,
 Dropout and BatchNorm, float64 finite differences for gradients.

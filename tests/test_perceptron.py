@@ -246,10 +246,10 @@ def test_delta_rule_shape_errors():
 
 @pytest.mark.parametrize("gate", ["and", "or"])
 @pytest.mark.parametrize("n_inputs", [2, 3])
-@pytest.mark.parametrize("activation", ["heaviside", "sign"])
+@pytest.mark.parametrize("activation", ["heaviside", "bipolar_step", "sign"])
 def test_learns_linearly_separable_gates(gate, n_inputs, activation, key):
     X, y = truth_table(gate, n_inputs)
-    if activation == "sign":
+    if activation in ("bipolar_step", "sign"):
         y = 2 * y - 1  # bipolar labels ±1
     result = perceptron.train(X, y, epochs=30, lr=0.1, key=key, activation=activation)
     assert result.W.shape == (1, n_inputs) and result.b.shape == (1,)
@@ -259,12 +259,12 @@ def test_learns_linearly_separable_gates(gate, n_inputs, activation, key):
     np.testing.assert_array_equal(predictions, y)
 
 
-@pytest.mark.parametrize("activation", ["heaviside", "sign"])
+@pytest.mark.parametrize("activation", ["heaviside", "bipolar_step", "sign"])
 @pytest.mark.parametrize("w_init", ["zeros", "lecture_uniform"])
 def test_never_learns_xor(activation, w_init, key):
     # XOR is not linearly separable: no epoch ever classifies all four inputs.
     X, y = truth_table("xor", 2)
-    if activation == "sign":
+    if activation in ("bipolar_step", "sign"):
         y = 2 * y - 1
     result = perceptron.train(
         X, y, epochs=100, lr=0.1, key=key, activation=activation, w_init=w_init

@@ -2,7 +2,7 @@
 
 From the per-epoch history of :func:`annjax.fit` (``loss``, ``val_loss``,
 metrics and, with ``track_gradients=True``, the per-layer measurements of
-:mod:`annjax.profiler`), :func:`diagnose` returns the lecture's diagnosis as
+:mod:`annjax.analysis.profiler`), :func:`diagnose` returns the lecture's diagnosis as
 :class:`Finding` s, most severe first (:data:`KINDS`), each with the numbers
 behind it and the lecture's remedy. A history without profiler measurements
 gives the loss-based findings only; epochs from the first non-finite training

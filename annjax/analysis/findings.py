@@ -177,7 +177,7 @@ class Thresholds(NamedTuple):
         fraction must hold to the end.
       saturated_fraction: saturation when at least this fraction of a sigmoid
         or tanh layer's activations has a derivative below 5% of its maximum
-        (:data:`annjax.profiler.SATURATION_THRESHOLD`) from some epoch to the
+        (:data:`annjax.analysis.profiler.SATURATION_THRESHOLD`) from some epoch to the
         last. 0.5, as for dead units.
       overfit_patience: over-fitting needs the validation loss's minimum at
         least this many epochs before the end. 3: a run stopped early by

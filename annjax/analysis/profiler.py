@@ -3,7 +3,7 @@
 These are the numbers the lecture's diagnosis of vanishing and exploding
 gradients rests on, computed per layer from the gradients, the parameters, the
 optimizer's updates and the outputs of the activation layers (collected by
-the combinators' ``probe``; see :mod:`annjax.combinators`). All functions are
+the combinators' ``probe``; see :mod:`annjax.nn.combinators`). All functions are
 pure and jittable; ``fit(track_gradients=True)`` calls them in every step and
 aggregates them per epoch, and :func:`gradient_flow` measures one batch.
 
@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from annjax import losses as _losses
-from annjax._types import COMBINATOR_KINDS, Array, Layer, Tap
+from annjax._types import COMBINATOR_KINDS, Array, Layer, Tap, weights_kwarg
 
 __all__ = [
     "SATURATION_THRESHOLD",
@@ -45,18 +46,11 @@ _MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}
 _DEAD_BELOW_ZERO = frozenset({"relu"})
 
 
-def _key_name(entry) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
 def _groups(tree, root: str) -> dict[str, list[Array]]:
     """Returns the leaves of ``tree`` grouped by the path of their parent dict."""
     groups: dict[str, list[Array]] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        name = "/".join(_key_name(p) for p in path[:-1]) or root
+        name = jax.tree_util.keystr(path[:-1], simple=True, separator="/") or root
         groups.setdefault(name, []).append(leaf)
     return groups
 
@@ -64,7 +58,7 @@ def _groups(tree, root: str) -> dict[str, list[Array]]:
 def layer_norms(tree, root: str = "model") -> dict[str, Array]:
     r"""Returns the L2 norm of each layer's leaves, ‖θ_layer‖ = √(Σ θ²), by path."""
     return {
-        name: jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+        name: optax.tree_utils.tree_norm(leaves)
         for name, leaves in _groups(tree, root).items()
     }
 
@@ -126,17 +120,21 @@ def activation_stats(
     return stats
 
 
-def probe_apply(model: Layer, params, state, x, *, key=None, train=False):
+def probe_apply(model: Layer, params, state, x, *, key=None, train=False, weights=None):
     """Returns ``(y, state, probe)``: the model's output and its activation taps.
 
     Combinator models record every activation layer; any other model records
-    its own output when it declares an activation.
+    its own output when it declares an activation. ``weights`` (per example)
+    reach the model if it takes them (see :func:`annjax._types.takes_weights`).
     """
+    extra = weights_kwarg(model, weights)
     if model.kind in COMBINATOR_KINDS:
         probe: dict = {}
-        y, state = model.apply(params, state, x, key=key, train=train, probe=probe)
+        y, state = model.apply(
+            params, state, x, key=key, train=train, probe=probe, **extra
+        )
         return y, state, probe
-    y, state = model.apply(params, state, x, key=key, train=train)
+    y, state = model.apply(params, state, x, key=key, train=train, **extra)
     # a bare layer's params are named "model" (see layer_norms); so is its tap
     probe = {"model": Tap(model.activation, y)} if model.activation else {}
     return y, state, probe

@@ -99,7 +99,7 @@ def load_digits(*, as_images: bool = False) -> Dataset:
 
     Args:
       as_images: return X of shape (1797, 8, 8) instead of (1797, 64), e.g. for
-        :mod:`annjax.augment`.
+        :mod:`annjax.data.augment`.
     """
     bunch = _sklearn_datasets().load_digits()
     X = bunch.data.astype(np.float32) / np.float32(16.0)

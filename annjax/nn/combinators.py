@@ -25,7 +25,17 @@ from collections.abc import Callable, Sequence
 import jax
 
 from annjax import _checks, activations, initializers
-from annjax._types import COMBINATOR_KINDS, Array, Key, Layer, Params, Shape, State, Tap
+from annjax._types import (
+    COMBINATOR_KINDS,
+    Array,
+    Key,
+    Layer,
+    Params,
+    Shape,
+    State,
+    Tap,
+    weights_kwarg,
+)
 from annjax.nn import layers as _layers
 from annjax.nn.normalization import batch_norm as _batch_norm
 
@@ -46,21 +56,42 @@ def _split(key: Key | None, n: int) -> list[Key | None]:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
-def _call(layer: Layer, params, state, x, key, train, probe, name):
+def _call(layer: Layer, params, state, x, key, train, probe, name, weights=None):
     """Applies one child and records its activation output into ``probe``.
 
     A combinator child records into ``probe[name]``, or straight into ``probe``
-    when ``name`` is None (its paths are then its parent's).
+    when ``name`` is None (its paths are then its parent's). ``weights`` (the
+    examples' weights) reach only the children that accept them.
     """
+    extra = weights_kwarg(layer, weights)
     if probe is None:
-        return layer.apply(params, state, x, key=key, train=train)
+        return layer.apply(params, state, x, key=key, train=train, **extra)
     if layer.kind in COMBINATOR_KINDS:
         sub = probe if name is None else probe.setdefault(name, {})
-        return layer.apply(params, state, x, key=key, train=train, probe=sub)
-    y, state = layer.apply(params, state, x, key=key, train=train)
+        return layer.apply(params, state, x, key=key, train=train, probe=sub, **extra)
+    y, state = layer.apply(params, state, x, key=key, train=train, **extra)
     if layer.activation is not None:
         probe[name if name is not None else layer.kind] = Tap(layer.activation, y)
     return y, state
+
+
+def _check_children(kind: str, names, params, state) -> None:
+    """Raises ValueError naming the missing and extra children of params/state."""
+    for what, tree in (("params", params), ("state", state)):
+        if not isinstance(tree, dict):
+            raise TypeError(
+                f"{kind}: expected {what} as a dict keyed by the children "
+                f"({', '.join(names)}), got {type(tree).__name__}."
+            )
+        missing = [n for n in names if n not in tree]
+        extra = sorted(str(k) for k in tree if k not in names)
+        if missing or extra:
+            raise ValueError(
+                f"{kind}: expected {what} for the layers {names}, got {what} "
+                f"missing {missing or 'none'} with {extra or 'none'} extra. These "
+                f"{what} belong to another model; pass the ones this model's init "
+                "or fit returned."
+            )
 
 
 def serial(*layers: Layer) -> Layer:
@@ -86,11 +117,12 @@ def serial(*layers: Layer) -> Layer:
             shape, params[name], state[name] = layer.init(k, shape)
         return shape, params, state
 
-    def apply(params, state, x, *, key=None, train=False, probe=None):
+    def apply(params, state, x, *, key=None, train=False, probe=None, weights=None):
+        _check_children("serial", names, params, state)
         new_state = {}
         for name, layer, k in zip(names, layers, _split(key, len(layers)), strict=True):
             x, new_state[name] = _call(
-                layer, params[name], state[name], x, k, train, probe, name
+                layer, params[name], state[name], x, k, train, probe, name, weights
             )
         return x, new_state
 
@@ -148,24 +180,43 @@ def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
             state = {**state, "shortcut": p_state}
         return out_shape, params, state
 
-    def apply(params, state, x, *, key=None, train=False, probe=None):
+    def apply(params, state, x, *, key=None, train=False, probe=None, weights=None):
         k_block, k_proj = _split(key, 2)
-        has_proj = isinstance(params, dict) and "shortcut" in params
+        has_proj = _has_shortcut(projection, params)
         b_params, b_state = params, state
         if has_proj:
             b_params = {k: v for k, v in params.items() if k != "shortcut"}
             b_state = {k: v for k, v in state.items() if k != "shortcut"}
         # The block's paths are the residual's own, so its taps are not nested.
-        fx, new_state = _call(block, b_params, b_state, x, k_block, train, probe, None)
+        fx, new_state = _call(
+            block, b_params, b_state, x, k_block, train, probe, None, weights
+        )
         if not has_proj:
             return x + fx, new_state
         proj = shortcut_layer(tuple(x.shape[1:]), tuple(fx.shape[1:]))
         px, p_state = proj.apply(
-            params["shortcut"], state["shortcut"], x, key=k_proj, train=train
+            params["shortcut"],
+            state["shortcut"],
+            x,
+            key=k_proj,
+            train=train,
+            **weights_kwarg(proj, weights),
         )
         return px + fx, {**new_state, "shortcut": p_state}
 
     return Layer(init, apply, "residual", None, ("residual", block, projection))
+
+
+def _has_shortcut(projection, params) -> bool:
+    """Returns whether the residual has a projection; its params must hold it."""
+    if projection is None:
+        return False
+    if not (isinstance(params, dict) and "shortcut" in params):
+        raise ValueError(
+            "residual: expected params with a 'shortcut' entry (the "
+            "projection's), got none. These params belong to another model."
+        )
+    return True
 
 
 _residual = residual  # mlp's `residual` flag shadows the function inside mlp

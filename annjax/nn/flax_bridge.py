@@ -45,6 +45,23 @@ def _train_argument(module, train_arg: str | bool | None) -> str | None:
     return found[0] if found else None
 
 
+def _init_variables(module, rngs, input_shape: Shape, kwargs: dict):
+    """Returns ``(variables, dummy)`` of ``module.init`` on a zero batch of one.
+
+    The batch is float32, or int32 for a module that takes integer inputs
+    only (``nn.Embed``: token ids), which refuses floats; if both fail, the
+    float32 error is raised.
+    """
+    first = None
+    for dtype in (jnp.float32, jnp.int32):
+        dummy = jnp.zeros((1, *input_shape), dtype)
+        try:
+            return module.init(rngs, dummy, **kwargs), dummy
+        except Exception as exc:  # flax raises many types; keep the first
+            first = first if first is not None else exc
+    raise first
+
+
 def from_flax(module, *, train_arg: str | bool | None = False, name: str | None = None):
     """Returns a Layer that runs a ``flax.linen`` module.
 
@@ -57,6 +74,12 @@ def from_flax(module, *, train_arg: str | bool | None = False, name: str | None 
 
     In training, every non-``params`` collection is mutable and its update is
     returned as the new state; ``key`` becomes the ``dropout`` rng.
+
+    The layer does not take ``weights=`` (see :class:`annjax.Layer`): a flax
+    ``BatchNorm`` inside the module computes its statistics over the whole
+    batch, including the weight-0 rows that pad ``fit``'s last batch. Use
+    ``ann.batch_norm`` in an annjax model, or a batch size that divides the
+    number of examples, where that matters.
 
     Args:
       module: a ``flax.linen.Module`` instance.
@@ -91,9 +114,9 @@ def from_flax(module, *, train_arg: str | bool | None = False, name: str | None 
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         params_key, dropout_key = jax.random.split(key)
-        dummy = jnp.zeros((1, *input_shape), jnp.float32)
         rngs = {"params": params_key, "dropout": dropout_key}
-        variables = module.init(rngs, dummy, **call_kwargs(False))
+        kwargs = call_kwargs(False)
+        variables, dummy = _init_variables(module, rngs, input_shape, kwargs)
         variables = dict(variables)
         params = variables.pop("params", {})
         out = jax.eval_shape(

@@ -6,20 +6,45 @@ The math sits in module-level functions (``_batch_stats``, ``_normalize``);
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 from annjax import _checks
 from annjax._types import Array, Key, Layer, Params, Shape, State
-from annjax.nn.layers import input_shape_of
+from annjax.nn.layers import (
+    compute_dtype,
+    float_dtype,
+    input_shape_of,
+    params_mismatch,
+)
 
 __all__ = ["batch_norm"]
 
 
-def _batch_stats(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
-    r"""Returns the batch mean μ and the biased variance σ² over ``axes``."""
-    mean = jnp.mean(x, axis=axes)
-    var = jnp.mean(jnp.square(x - jnp.expand_dims(mean, axes)), axis=axes)
+def _batch_stats(
+    x: Array, axes: tuple[int, ...], weights: Array | None = None
+) -> tuple[Array, Array]:
+    r"""Returns the batch mean μ and the biased variance σ² over ``axes``.
+
+    With per-example ``weights`` w (shape (batch,), axis 0 of x) they are the
+    weighted statistics, so an example of weight 0 (fit's padding) never
+    counts:
+
+    .. math:: \mu = \frac{\sum_i w_i x_i}{\sum_i w_i}, \qquad
+              \sigma^2 = \frac{\sum_i w_i (x_i - \mu)^2}{\sum_i w_i}
+    """
+    if weights is None:
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - jnp.expand_dims(mean, axes)), axis=axes)
+        return mean, var
+    w = jnp.asarray(weights, x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+    w = jnp.broadcast_to(w, x.shape)
+    total = jnp.sum(w, axis=axes)
+    total = jnp.where(total > 0, total, 1.0)  # all weights 0: statistics 0
+    mean = jnp.sum(w * x, axis=axes) / total
+    var = jnp.sum(w * jnp.square(x - jnp.expand_dims(mean, axes)), axis=axes) / total
     return mean, var
 
 
@@ -28,7 +53,14 @@ def _normalize(x, mean, var, scale, bias, eps: float) -> Array:
     return (x - mean) * (scale * jax.lax.rsqrt(var + eps)) + bias
 
 
-def batch_norm(momentum: float = 0.99, eps: float = 1e-5, axis: int = -1) -> Layer:
+def batch_norm(
+    momentum: float = 0.99,
+    eps: float = 1e-5,
+    axis: int = -1,
+    *,
+    dtype=None,
+    param_dtype=jnp.float32,
+) -> Layer:
     r"""Returns a batch-normalisation layer with learnable scale γ and shift β.
 
     .. math::
@@ -41,10 +73,22 @@ def batch_norm(momentum: float = 0.99, eps: float = 1e-5, axis: int = -1) -> Lay
     running ones are used. Works on (batch, features) and (batch, H, W, C).
     The conventions (momentum, biased variance) match ``flax.linen.BatchNorm``.
 
+    ``apply`` takes per-example ``weights=`` (shape (batch,)): the batch
+    statistics are then weighted, so the weight-0 rows ``fit`` pads the last
+    batch with never move the running statistics (combinators forward
+    ``weights``; ``fit`` passes its example weights in training). In training,
+    a batch with one value per feature (a batch of 1 on (batch, features)) is
+    a ValueError, as in PyTorch: its statistics would normalise every output
+    to β.
+
     Args:
       momentum: the decay of the running statistics, in [0, 1).
       eps: ε > 0, added to the variance.
       axis: the feature axis of the batch (−1: the last).
+      dtype: the dtype of the computation; None: float inputs promoted with
+        ``param_dtype``.
+      param_dtype: the dtype of γ, β and the running statistics (float32 by
+        default, also under ``jax_enable_x64``).
 
     Returns:
       A Layer with params ``{"scale", "bias"}`` and state ``{"mean", "var"}``,
@@ -56,35 +100,31 @@ def batch_norm(momentum: float = 0.99, eps: float = 1e-5, axis: int = -1) -> Lay
       >>> y, state = bn.apply(params, state, x, train=True)    # updates state
       >>> y, _ = bn.apply(params, state, x_test)                # running stats
     """
-    momentum = _checks.number("batch_norm momentum", momentum)
-    if not 0.0 <= momentum < 1.0:
-        raise _checks.fail("batch_norm momentum", "a number in [0, 1)", momentum)
-    eps = _checks.positive("batch_norm eps", eps)
-    axis = _checks.integer("batch_norm axis", axis)
-    if axis == 0:
-        raise _checks.fail("batch_norm axis", "a feature axis (not 0, the batch)", 0)
+    momentum, eps, axis = _batch_norm_args(momentum, eps, axis)
+    dtype = float_dtype("batch_norm dtype", dtype)
+    param_dtype = float_dtype("batch_norm param_dtype", param_dtype)
 
     def feature_axis(ndim: int) -> int:
-        # `axis` counts the axes of the batch, so axis 0 (the batch) is invalid.
-        if not -ndim <= axis < ndim or axis % ndim == 0:
-            raise _checks.fail(
-                "batch_norm axis",
-                f"a feature axis of a rank-{ndim} batch (not 0)",
-                axis,
-            )
-        return axis % ndim
+        return _feature_axis(axis, ndim)
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         del key
         shape = input_shape_of("batch_norm", input_shape)
         n = shape[feature_axis(len(shape) + 1) - 1]
-        params = {"scale": jnp.ones((n,)), "bias": jnp.zeros((n,))}
-        state = {"mean": jnp.zeros((n,)), "var": jnp.ones((n,))}
+        params = {
+            "scale": jnp.ones((n,), param_dtype),
+            "bias": jnp.zeros((n,), param_dtype),
+        }
+        state = {
+            "mean": jnp.zeros((n,), param_dtype),
+            "var": jnp.ones((n,), param_dtype),
+        }
         return shape, params, state
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(params, state, x, *, key=None, train=False, weights=None):
         del key
         fa = feature_axis(x.ndim)
+        _check_params(params, state)
         # Move features last so the (features,) vectors broadcast.
         x_last = jnp.moveaxis(x, fa, -1)
         if x_last.shape[-1] != params["scale"].shape[0]:
@@ -92,15 +132,72 @@ def batch_norm(momentum: float = 0.99, eps: float = 1e-5, axis: int = -1) -> Lay
                 f"batch_norm: expected {params['scale'].shape[0]} features on axis "
                 f"{axis}, got x of shape {tuple(x.shape)}."
             )
+        x_last = x_last.astype(compute_dtype(dtype, x_last, params["scale"]))
         if train:
-            mean, var = _batch_stats(x_last, tuple(range(x.ndim - 1)))
-            state = {
-                "mean": momentum * state["mean"] + (1.0 - momentum) * mean,
-                "var": momentum * state["var"] + (1.0 - momentum) * var,
-            }
+            _check_batch(x_last)
+            mean, var = _batch_stats(x_last, tuple(range(x.ndim - 1)), weights)
+            state = _running(state, mean, var, momentum)
         else:
             mean, var = state["mean"], state["var"]
         y = _normalize(x_last, mean, var, params["scale"], params["bias"], eps)
-        return jnp.moveaxis(y, -1, fa), state
+        return jnp.moveaxis(y.astype(x_last.dtype), -1, fa), state
 
-    return Layer(init, apply, "batch_norm", None, ("batch_norm", momentum, eps, axis))
+    return Layer(
+        init,
+        apply,
+        "batch_norm",
+        None,
+        ("batch_norm", momentum, eps, axis, dtype, param_dtype),
+    )
+
+
+def _batch_norm_args(momentum, eps, axis) -> tuple[float, float, int]:
+    """Returns batch_norm's momentum, ε and axis, checked."""
+    momentum = _checks.number("batch_norm momentum", momentum)
+    if not 0.0 <= momentum < 1.0:
+        raise _checks.fail("batch_norm momentum", "a number in [0, 1)", momentum)
+    eps = _checks.positive("batch_norm eps", eps)
+    axis = _checks.integer("batch_norm axis", axis)
+    if axis == 0:
+        raise _checks.fail("batch_norm axis", "a feature axis (not 0, the batch)", 0)
+    return momentum, eps, axis
+
+
+def _feature_axis(axis: int, ndim: int) -> int:
+    """Returns ``axis`` of a rank-``ndim`` batch as a positive index (never 0)."""
+    # `axis` counts the axes of the batch, so axis 0 (the batch) is invalid.
+    if not -ndim <= axis < ndim or axis % ndim == 0:
+        raise _checks.fail(
+            "batch_norm axis", f"a feature axis of a rank-{ndim} batch (not 0)", axis
+        )
+    return axis % ndim
+
+
+def _running(state: State, mean: Array, var: Array, momentum: float) -> State:
+    """Returns ``momentum · running + (1 − momentum) · batch``, in the state's dtype."""
+    return {
+        k: (momentum * state[k] + (1.0 - momentum) * v).astype(state[k].dtype)
+        for k, v in (("mean", mean), ("var", var))
+    }
+
+
+def _check_params(params, state) -> None:
+    """Raises ValueError unless params and state have the keys init makes."""
+    for what, tree, keys in (
+        ("params", params, "bias scale"),
+        ("state", state, "mean var"),
+    ):
+        got = sorted(tree) if isinstance(tree, dict) else tree
+        if got != keys.split():
+            raise params_mismatch("batch_norm", f"{what} {keys.split()}", got)
+
+
+def _check_batch(x_last: Array) -> None:
+    """Raises ValueError for one value per feature in training (a batch of 1)."""
+    if math.prod(x_last.shape[:-1]) == 1:
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per feature in training, got "
+            f"x of shape {tuple(x_last.shape)} (features last): the statistics "
+            "of one example normalise every output to β. Use batch_size >= 2 "
+            "(PyTorch raises the same), or apply with train=False."
+        )

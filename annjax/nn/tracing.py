@@ -2,7 +2,7 @@
 
 The training engine asks it once per model and input shape (cached), e.g.
 whether a model convolves, which decides how the epoch is compiled on a CPU
-(see :func:`annjax.training.arguments.steps_per_call_for`).
+(see :func:`annjax.training.mesh.steps_per_call`).
 """
 
 from __future__ import annotations

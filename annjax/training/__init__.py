@@ -7,12 +7,14 @@ epoch as one compiled call, or ``steps_per_call`` steps per call),
 stopping, best params, callbacks, checkpoints), :mod:`.arguments` (every
 argument checked before anything compiles), :mod:`.fitting` (``fit``,
 ``fit_many``), :mod:`.evaluate` (``evaluate``, ``predict``),
-:mod:`.checkpoint` (``save``, ``load``, resume) and :mod:`.mesh` (where data,
-train state and models lie on a device mesh: ``fit(..., mesh=)``).
+:mod:`.checkpoint` (``save``, ``load``, resume), :mod:`.export`
+(``export``, ``load_exported``: the model without its code) and :mod:`.mesh`
+(where data, train state and models lie on a device mesh: ``fit(..., mesh=)``).
 """
 
 from annjax.training.checkpoint import load, save
 from annjax.training.evaluate import evaluate, predict
+from annjax.training.export import ExportedModel, export, load_exported
 from annjax.training.fitting import fit, fit_many
 from annjax.training.step import init_train_state, make_eval_step, make_train_step
 from annjax.training.types import (
@@ -25,15 +27,18 @@ from annjax.training.types import (
 
 __all__ = [
     "EarlyStopping",
+    "ExportedModel",
     "FitResult",
     "ManyResult",
     "Tracker",
     "TrainState",
     "evaluate",
+    "export",
     "fit",
     "fit_many",
     "init_train_state",
     "load",
+    "load_exported",
     "make_eval_step",
     "make_train_step",
     "predict",

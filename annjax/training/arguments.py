@@ -19,9 +19,9 @@ from annjax import _checks
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
-from annjax.nn.tracing import primitives
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
+from annjax.training.inputs import check_targets, host_array
 from annjax.training.step import default_optimizer, output_shape
 from annjax.training.types import EarlyStopping
 
@@ -35,7 +35,7 @@ def as_arrays(name: str, data) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, tuple | list) or len(data) != 2:
         raise _checks.fail(name, "a pair (X, y)", type(data).__name__)
     x, y = (
-        _host_or_spread(_checks.numeric_array(f"{name} {p}", a))
+        _mesh.host_or_spread(_checks.numeric_array(f"{name} {p}", a))
         for p, a in zip("Xy", data, strict=True)
     )
     if x.ndim < 1 or x.shape[0] == 0:
@@ -47,23 +47,28 @@ def as_arrays(name: str, data) -> tuple[np.ndarray, np.ndarray]:
         )
     for part, arr in (("X", x), ("y", y)):
         xp = jnp if _mesh.is_spread(arr) else np
-        if np.issubdtype(arr.dtype, np.floating) and not xp.isfinite(arr).all():
+        inexact = jnp.issubdtype(arr.dtype, jnp.inexact)
+        if inexact and not xp.isfinite(arr).all():
             bad = int(np.size(arr) - xp.isfinite(arr).sum())
             raise ValueError(
                 f"{name} {part}: expected finite values, got {bad} NaN or inf. "
                 "Impute or drop them first (see annjax.datasets.Imputer)."
             )
-    x = x.astype(np.float32) if not np.issubdtype(x.dtype, np.float32) else x
-    if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
-        y = y.astype(np.int32)
-    else:
-        y = y.astype(np.float32)
-    return x, y
+    # the dtype rule of annjax.training.inputs: ints stay ints, float64 under x64
+    x = host_array(f"{name} X", x)
+    return x, host_array(f"{name} y", y, labels=True)
 
 
-def _host_or_spread(a):
-    """Returns ``a`` as a NumPy array, or as is when spread over devices."""
-    return a if _mesh.is_spread(a) else np.asarray(a)
+def check_model(model) -> Layer:
+    """Returns ``model`` if it is an annjax Layer, or raises TypeError."""
+    if not isinstance(model, Layer):
+        raise TypeError(
+            f"model: expected an annjax Layer (e.g. ann.mlp([64, 10])), got "
+            f"{model!r}. Wrap a parameter-free function with ann.activation(fn), "
+            "a flax module with ann.from_flax(module), or build "
+            "ann.Layer(init, apply)."
+        )
+    return model
 
 
 def _batch_of(shape) -> str:
@@ -72,10 +77,18 @@ def _batch_of(shape) -> str:
 
 
 def fit_targets(
-    name: str, y: np.ndarray, loss: str | Callable, out_shape
+    name: str, y: np.ndarray, loss: str | Callable, out_shape, metrics=()
 ) -> np.ndarray:
-    """Returns y checked against the model's output, (n,) → (n, 1) for one output."""
+    """Returns y checked against the model's output, (n,) → (n, 1) for one output.
+
+    Integer labels of shape (n, *output[:-1]) go to the classification
+    losses and, for a model of more than one output, to a user's own loss
+    function as they are (int32); any other target must have the output's
+    shape. Also checks that y suits the loss and the ``metrics`` (see
+    :func:`annjax.training.inputs.check_targets`).
+    """
     out_shape = tuple(out_shape)
+    check_targets(name, y, loss, out_shape, metrics)
     if _losses.name_of(loss) in _losses.CLASSIFICATION and np.issubdtype(
         y.dtype, np.integer
     ):
@@ -93,6 +106,10 @@ def fit_targets(
                 f"layer as wide as the number of classes."
             )
         return y
+    custom = _losses.name_of(loss) not in _losses.names()
+    labels = np.issubdtype(y.dtype, np.integer) and y.shape[1:] == out_shape[:-1]
+    if custom and labels and out_shape[-1] > 1:
+        return y  # class labels for the user's own loss, passed as they are
     if y.ndim == 1 and out_shape == (1,):
         y = y.reshape(-1, 1)
     if y.shape[1:] != out_shape:
@@ -137,13 +154,16 @@ def setup(
     track_every: int = 10,
     log_steps: bool = False,
     mesh=None,
+    models: int | None = None,
 ):
     """Returns ``(spec, x, y, val)``: every argument checked, data on the device.
 
     Shared by :func:`fit` and :func:`fit_many`, so both refuse the same bad
-    input with the same message before anything compiles. ``mesh`` (checked
-    by the caller) places the data (see :func:`annjax.training.mesh.place_data`).
+    input with the same message before anything compiles. ``mesh`` places
+    the data (:mod:`annjax.training.mesh`); ``models``: fit_many's number.
     """
+    mesh = _mesh.check(mesh, many=models is not None, models=models or 1)
+    check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     eval_batch_size = _checks.integer("eval_batch_size", eval_batch_size, minimum=1)
     _losses.get(loss)
@@ -162,13 +182,10 @@ def setup(
             )
         val = (xv, yv)
     out_shape = output_shape(model, x.shape[1:])
-    y = fit_targets("train_data", y, loss, out_shape)
+    y = fit_targets("train_data", y, loss, out_shape, metrics)
     if val is not None:
-        val = (val[0], fit_targets("val_data", val[1], loss, out_shape))
-        val = tuple(
-            _mesh.place_data(f"val_data {p}", a, mesh)
-            for p, a in zip("Xy", val, strict=True)
-        )
+        yv = fit_targets("val_data", val[1], loss, out_shape, metrics)
+        val = _mesh.place_pair("val_data", (val[0], yv), mesh)
     _mesh.check_batch("batch_size", min(batch_size, x.shape[0]), mesh)
     spec = EpochSpec(
         model,
@@ -183,11 +200,7 @@ def setup(
         bool(log_steps),
         mesh,
     )
-    x, y = (
-        _mesh.place_data(f"train_data {p}", a, mesh)
-        for p, a in zip("Xy", (x, y), strict=True)
-    )
-    return spec, x, y, val
+    return spec, *_mesh.place_pair("train_data", (x, y), mesh), val
 
 
 def metric_names(metrics: Sequence[str | Callable]) -> tuple[str | Callable, ...]:
@@ -363,24 +376,6 @@ def steps_per_call_of(value) -> int | str | None:
     return (
         None if value is None else _checks.integer("steps_per_call", value, minimum=1)
     )
-
-
-def steps_per_call_for(value, model: Layer, input_shape, mesh) -> int | None:
-    """Returns the steps per compiled call: ``value``, or the ``"auto"`` rule.
-
-    The one default rule: one step per call for a model with a convolution
-    on the CPU, where XLA runs a convolution inside the epoch's loop about
-    30× slower than in straight code (``benchmarks/conv_steps.py``: a CNN's
-    epoch of 4 steps took 24 s as one scan, 0.9 s one step per call); the
-    whole epoch in one call (None) for every other model and on GPU/TPU.
-    """
-    if value != "auto":
-        return value
-    device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
-    convolves = "conv_general_dilated" in primitives(model, tuple(input_shape))
-    if device.platform == "cpu" and convolves:
-        return 1
-    return None
 
 
 def callbacks_of(callbacks) -> tuple[Callable, ...]:

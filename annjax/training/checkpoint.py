@@ -84,9 +84,14 @@ def save(path: str | os.PathLike, result: Any) -> Path:
     """
     path = Path(path)
     kind, body = _body(result)
+    return write(path, kind, body)
+
+
+def write(path: Path, kind: str, body: dict, fmt: int = _FORMAT) -> Path:
+    """Returns ``path`` after writing ``body`` there atomically, with its checksum."""
     data = serialization.msgpack_serialize(body)
     payload = {
-        "format": _FORMAT,
+        "format": fmt,
         "kind": kind,
         "sha256": hashlib.sha256(data).hexdigest(),
         "body": data,
@@ -116,14 +121,22 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
-def _read(path: Path) -> tuple[str, dict]:
-    """Returns the kind and fields stored at ``path``, checksum verified."""
-    if not path.is_file():
-        raise FileNotFoundError(f"load: no checkpoint at {str(path)!r}.")
-    not_ours = ValueError(
-        f"load: expected an annjax checkpoint (format {_FORMAT}, written by "
-        f"ann.save or fit(checkpoint=...)) at {str(path)!r}, got another file."
+def _read(
+    path: Path, kinds=_KINDS, fmt=_FORMAT, who="load", what=None
+) -> tuple[str, dict]:
+    """Returns the kind and fields stored at ``path``, checksum verified.
+
+    ``kinds``, ``fmt``: what the caller reads (``load_exported`` reads its
+    own kind of file in the same envelope); ``who`` and ``what`` name the
+    caller and the file in errors.
+    """
+    what = what or (
+        f"an annjax checkpoint (format {fmt}, written by ann.save or "
+        "fit(checkpoint=...))"
     )
+    if not path.is_file():
+        raise FileNotFoundError(f"{who}: no file at {str(path)!r}.")
+    not_ours = ValueError(f"{who}: expected {what} at {str(path)!r}, got another file.")
     try:
         payload = serialization.msgpack_restore(path.read_bytes())
     except Exception as exc:
@@ -131,18 +144,18 @@ def _read(path: Path) -> tuple[str, dict]:
     if (
         not isinstance(payload, dict)
         or set(payload) != {"format", "kind", "sha256", "body"}
-        or payload["kind"] not in _KINDS
+        or payload["kind"] not in kinds
     ):
         raise not_ours
-    if payload["format"] != _FORMAT:
+    if payload["format"] != fmt:
         raise ValueError(
-            f"load: {str(path)!r} is an annjax checkpoint of format "
-            f"{payload['format']}; this version reads format {_FORMAT}."
+            f"{who}: {str(path)!r} is an annjax file of format "
+            f"{payload['format']}; this version reads format {fmt}."
         )
     data = bytes(payload["body"])
     if hashlib.sha256(data).hexdigest() != payload["sha256"]:
         raise ValueError(
-            f"load: {str(path)!r} is corrupted: its contents do not match the "
+            f"{who}: {str(path)!r} is corrupted: its contents do not match the "
             "checksum written with them. Use an earlier copy."
         )
     return payload["kind"], serialization.msgpack_restore(data)

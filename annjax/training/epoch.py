@@ -20,19 +20,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax._types import Array, Key, Layer
 from annjax.data.batching import epoch_batches
 from annjax.training import mesh as _mesh
+from annjax.training.prediction import evaluate_arrays
 from annjax.training.step import (
-    losses_and_metrics,
     train_step_with_stats,
     weighted_mean,
 )
 from annjax.training.types import TrainState
 
-__all__ = ["EpochSpec", "evaluate_arrays", "predict_batched", "run_epoch"]
+__all__ = ["EpochSpec", "run_epoch"]
 
 
 class EpochSpec(NamedTuple):
@@ -108,9 +109,25 @@ def run_steps(
         return body
 
     if not spec.track_gradients:
-        return _scan(body_of(False), ts, tuple(steps), unroll)
-    every, first = (spec.track_every, None) if track is None else track
-    return _tracked_scan(body_of, ts, tuple(steps), every, first, unroll)
+        ts, logs = _scan(body_of(False), ts, tuple(steps), unroll)
+    else:
+        every, first = (spec.track_every, None) if track is None else track
+        ts, logs = _tracked_scan(body_of, ts, tuple(steps), every, first, unroll)
+    i, w = steps.idx[-1], steps.weights[-1]
+    last = _mesh.constrain_batch((x[i], y[i], w), spec.mesh)
+    logs["loss_after"] = _loss_after(spec, ts, *last)[None]
+    return ts, logs
+
+
+def _loss_after(spec: EpochSpec, ts: TrainState, x, y, w) -> Array:
+    """Returns the loss of the params after the last update on the last batch.
+
+    Each step's loss is measured before its update, so only this shows that
+    the last update overflowed into params that are finite but give a
+    non-finite loss; the NaN guard reads it (one forward pass per call).
+    """
+    pred, _ = spec.model.apply(ts.params, ts.state, x, train=False)
+    return weighted_mean(_losses.get(spec.loss)(y, pred, reduction="none"), w)
 
 
 def _all_finite(tree) -> Array:
@@ -153,14 +170,19 @@ def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, va
     """Returns ``(train_state, out)``: the epoch's values, guarded and validated.
 
     The NaN guard: when the epoch's loss, or any parameter or state value
-    after its last step, is not finite (or ``hyper["active"]`` is False, a
+    after its last step, or the loss of those params on the last batch, is
+    not finite (or ``hyper["active"]`` is False, a
     model that has stopped), the incoming state ``old`` is kept. ``out``
     holds ``finite`` (the guard's verdict), ``first_non_finite_step``, the
     injected learning rate as ``lr`` (see :func:`annjax.optim.learning_rate`)
     and, with ``val``, every ``val_`` value, evaluated in the same call.
     """
     out = _aggregate(spec, logs, n)
-    finite = jnp.isfinite(out["loss"]) & _all_finite((new.params, new.state))
+    finite = (
+        jnp.isfinite(out["loss"])
+        & _all_finite((new.params, new.state))
+        & jnp.all(jnp.isfinite(logs["loss_after"]))
+    )
     steps_finite = jnp.isfinite(logs["loss"])
     out["finite"] = finite
     out["first_non_finite_step"] = jnp.where(
@@ -287,6 +309,23 @@ def _in_order(plain_logs, tracked_logs, tail_logs, lead: bool) -> dict:
     return logs
 
 
+def part_tracking(spec: EpochSpec, start: int, end: int, total: int):
+    """Returns ``(spec, track)`` for the epoch's steps ``start:end`` of ``total``.
+
+    The profiler measures the epoch's step ``s`` when ``(s + 1) % every ==
+    0``; ``track`` tells :func:`run_steps` which of this part's steps those
+    are (canonical, so parts alike share one compiled call); a part without
+    one runs the plain step.
+    """
+    if not spec.track_gradients:
+        return spec, None
+    every = max(1, min(spec.track_every, total))
+    first, length = (every - 1 - start) % every, end - start
+    if first >= length:
+        return spec._replace(track_gradients=False), None
+    return spec, (every if first + every < length else length, first)
+
+
 def concat_logs(parts: list[dict], axis: int) -> dict:
     """Returns per-step logs of consecutive calls joined along the step axis.
 
@@ -302,59 +341,6 @@ def concat_logs(parts: list[dict], axis: int) -> dict:
         )
         for name in names
     }
-
-
-# ------------------------------------------------------------ prediction
-
-
-def predict_batched(
-    model: Layer, params, state, x: Array, batch_size: int, mesh=None
-) -> Array:
-    """Returns the model's evaluation-mode outputs on ``x``, ``batch_size`` at a time.
-
-    ``jax.lax.map`` with ``batch_size`` runs the batches one after another (the
-    remainder as one smaller batch); traceable (call it inside jit). On a
-    ``mesh`` with a ``"data"`` axis of D devices each batch is split over
-    them: the batch size is rounded up to a multiple of D and ``x`` padded
-    with zeros to whole batches (the padding's outputs are dropped).
-    """
-    d = _mesh.size(mesh, _mesh.DATA)
-    if d > 1:
-        return _predict_split(model, params, state, x, batch_size, mesh, d)
-    bs = max(1, min(batch_size, x.shape[0]))
-
-    def one(xi):
-        return model.apply(params, state, xi[None], train=False)[0][0]
-
-    return jax.lax.map(one, x, batch_size=bs)
-
-
-def _predict_split(model: Layer, params, state, x, batch_size: int, mesh, d: int):
-    """Returns :func:`predict_batched` on a mesh: batches split over ``"data"``."""
-    n = x.shape[0]
-    bs = -(-max(1, min(batch_size, n)) // d) * d
-    pad = -n % bs
-    if pad:
-        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-
-    def one(batch):
-        batch = _mesh.constrain_batch(batch, mesh)
-        return model.apply(params, state, batch, train=False)[0]
-
-    out = jax.lax.map(one, x.reshape(-1, bs, *x.shape[1:]))
-    return out.reshape(-1, *out.shape[2:])[:n]
-
-
-def evaluate_arrays(
-    model: Layer, loss, metrics: tuple, batch_size: int, params, state, x, y, mesh=None
-) -> dict[str, Array]:
-    """Returns the loss and metrics of the whole of ``(x, y)``; traceable.
-
-    Metrics see every prediction at once, so F1, R² and the like are exact,
-    not averages of per-batch values.
-    """
-    pred = predict_batched(model, params, state, x, batch_size, mesh)
-    return losses_and_metrics(loss, metrics, y, pred)
 
 
 # ---------------------------------------------------------- compiled forms

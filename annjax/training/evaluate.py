@@ -1,7 +1,7 @@
 """``evaluate`` and ``predict``: a trained model on new data, batched and jitted.
 
 Both run the evaluation code of the compiled epoch's validation pass
-(:func:`annjax.training.epoch.evaluate_arrays`), so a model's ``val_loss``
+(:func:`annjax.training.prediction.evaluate_arrays`), so a model's ``val_loss``
 in the history and ``evaluate`` on the same data agree.
 """
 
@@ -12,15 +12,23 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 
 from annjax import _checks
 from annjax import losses as _losses
+from annjax import regularizers as _regularizers
 from annjax._types import Array, Layer
 from annjax.training import mesh as _mesh
-from annjax.training.arguments import as_arrays, fit_targets, metric_names
-from annjax.training.epoch import evaluate_arrays, predict_batched
-from annjax.training.step import output_shape
+from annjax.training.arguments import (
+    as_arrays,
+    check_model,
+    fit_targets,
+    metric_names,
+)
+from annjax.training.inputs import host_array
+from annjax.training.prediction import evaluate_arrays, predict_batched
+from annjax.training.step import _jitted_init, output_shape
 
 __all__ = ["evaluate", "predict"]
 
@@ -33,17 +41,74 @@ def predict(
 ) -> Array:
     """Returns the model's outputs on ``x`` in evaluation mode, batched and jitted.
 
-    With ``mesh`` (a ``"data"`` axis, as in :func:`annjax.fit`) each batch is
-    split over its devices; ``x`` laid over them stays where it lies.
+    ``x`` follows ``fit``'s dtype rule (:mod:`annjax.training.inputs`):
+    integers stay int32, float64 stays float64 under x64. With ``mesh`` (a
+    ``"data"`` axis, as in :func:`annjax.fit`) each batch is split over its
+    devices; an ``x`` laid over them stays where it lies.
+
+    Raises:
+      TypeError: for a model that is not a Layer, or complex ``x``.
+      ValueError: for params or state of another model (the message names
+        the missing, extra or reshaped arrays), before anything compiles.
     """
+    check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     mesh = _mesh.check(mesh, many=False)
     x = _checks.numeric_array("x", x)
-    if not _mesh.is_spread(x):
-        x = jnp.asarray(x, jnp.float32)
-    x = _mesh.place_data("x", x.astype(jnp.float32), mesh)
+    on_device = isinstance(x, jax.Array) and (
+        jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)
+    )  # already in a dtype of the rule: no copy to the host
+    x = jnp.asarray(x if on_device else host_array("x", np.asarray(x)))
+    if x.ndim < 1:
+        raise _checks.fail("x", "a batch (n, *input_shape)", x.shape)
+    check_params(model, x.shape[1:], params, state)
+    x = _mesh.place_data("x", x, mesh)
     params, state = _mesh.place_state((params, state), mesh, False)
     return _predict(model, params, state, x, batch_size, mesh)
+
+
+def _named_shapes(tree) -> dict[str, tuple]:
+    """Returns ``{"dense_0/w": shape, "relu_1": "{}", …}`` for a params tree."""
+    # an empty dict is a leaf here: a layer without params still has a name
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda t: isinstance(t, dict) and not t
+    )[0]
+    return {
+        "/".join(_regularizers.key_name(e) for e in path): (
+            "{}" if isinstance(leaf, dict) else tuple(np.shape(leaf))
+        )
+        for path, leaf in leaves
+    }
+
+
+def check_params(model: Layer, input_shape, params, state) -> None:
+    """Raises ValueError unless params and state are shaped as ``model.init``'s.
+
+    Compares the trees' paths and shapes with ``jax.eval_shape`` of the
+    model's init (no compute), so another model's params are refused with the
+    layers they lack or add, not a bare KeyError from inside the trace.
+    """
+    init, _ = _jitted_init(model, tuple(input_shape))
+    want = jax.eval_shape(init, jax.random.key(0))
+    pairs = zip(("params", "state"), want, (params, state), strict=True)
+    for what, expected, got in pairs:
+        expected, got = _named_shapes(expected), _named_shapes(got)
+        if expected == got:
+            continue
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        reshaped = [
+            f"{k}: expected {expected[k]}, got {got[k]}"
+            for k in sorted(set(expected) & set(got))
+            if expected[k] != got[k]
+        ]
+        raise ValueError(
+            f"{what}: expected the {what} of this model for inputs of shape "
+            f"{tuple(input_shape)}, got {what} of another model: missing "
+            f"{missing or 'none'}, extra {extra or 'none'}, reshaped "
+            f"{reshaped or 'none'}. Pass the {what} that fit (or this model's "
+            "init) returned."
+        )
 
 
 def evaluate(
@@ -62,16 +127,15 @@ def evaluate(
     metric function ``(y_true, y_pred) -> scalar`` is keyed by its name.
     ``mesh`` splits each batch over its ``"data"`` axis, as in :func:`predict`.
     """
+    check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     mesh = _mesh.check(mesh, many=False)
     _losses.get(loss)
     metrics = metric_names(metrics)
     x, y = as_arrays("data", data)
-    y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]))
-    x, y = (
-        _mesh.place_data(f"data {p}", a, mesh)
-        for p, a in zip("Xy", (x, y), strict=True)
-    )
+    y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]), metrics)
+    check_params(model, x.shape[1:], params, state)
+    x, y = _mesh.place_pair("data", (x, y), mesh)
     params, state = _mesh.place_state((params, state), mesh, False)
     logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y, mesh)
     return {k: float(v) for k, v in logs.items()}

@@ -46,9 +46,9 @@ from annjax.training.arguments import (
     penalties,
     per_model,
     setup,
-    steps_per_call_for,
     steps_per_call_of,
 )
+from annjax.training.inputs import params_dtype
 from annjax.training.step import init_train_state
 from annjax.training.types import EarlyStopping, FitResult, ManyResult
 
@@ -121,7 +121,7 @@ def fit(
         spared); ``weight_decay`` in the optimizer is the decoupled form.
       early_stopping: an :class:`EarlyStopping`, or None.
       augment: ``fn(key, x) -> x`` applied to each training batch inside the
-        compiled step (never to validation data); see :mod:`annjax.augment`.
+        compiled step (never to validation data); see :mod:`annjax.data.augment`.
       track_gradients: record the profiler's per-layer measurements.
       track_every: measure them in one step out of this many (every step
         with 1); the steps between run untouched, which keeps the profiler's
@@ -141,11 +141,14 @@ def fit(
         rounding where XLA compiles the step otherwise). ``"auto"``
         (default): 1 for a model with a convolution on the CPU, where XLA
         runs it ~30× slower inside the epoch's loop, else None (see
-        :func:`annjax.training.arguments.steps_per_call_for`).
+        :func:`annjax.training.mesh.steps_per_call`).
       callbacks: functions ``callback(epoch, logs) -> None | bool`` called
         on the host after every epoch, after early stopping and before the
-        checkpoint; True stops training (``stop_reason`` names it). An
-        exception in one is re-raised after the checkpoint is written.
+        checkpoint; True (or a true NumPy/JAX bool scalar) stops training
+        (``stop_reason`` names it). An exception in one is re-raised after
+        the checkpoint is written. One with ``wants_train_state = True`` is
+        called ``callback(epoch, logs, train_state)``
+        (``ann.callbacks.TensorBoard`` reads the params so).
       log_steps: record every step's training loss as ``step_loss``.
       mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis of D devices
         for data parallelism (None: one device). Each batch is split along
@@ -168,7 +171,6 @@ def fit(
     epochs = _checks.integer("epochs", epochs, minimum=0)
     hyper = penalties(l1, l2)
     options = _options(checkpoint, steps_per_call, callbacks)
-    mesh = _mesh.check(mesh, many=False)
     spec, x, y, val = setup(
         model,
         train_data,
@@ -187,9 +189,10 @@ def fit(
     )
     key = jax.random.key(0) if key is None else _checks.random_key("key", key)
     init_key, train_key = jax.random.split(key)
-    ts, _ = init_train_state(model, spec.optimizer, init_key, x.shape[1:])
-    k = steps_per_call_for(options[1], model, x.shape[1:], mesh)
-    engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, k)
+    ts, _ = init_train_state(
+        model, spec.optimizer, init_key, x.shape[1:], dtype=params_dtype(x)
+    )
+    engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, options[1])
 
     def finish(ts, progress):
         return _loop.fit_result(ts, progress, early_stopping)
@@ -249,7 +252,8 @@ def fit_many(
         whose constant learning rate is injected with
         ``optax.inject_hyperparams`` (every annjax optimizer is); others
         raise ValueError when a scale is not 1.
-      callbacks: as :func:`fit`'s; their logs hold one value per model.
+      callbacks: as :func:`fit`'s; their logs hold one value per model
+        (NaN for a model that has stopped, as in the history).
       mesh: as :func:`fit`'s, and/or a ``"model"`` axis over which the
         models are split (the number of models a multiple of its size): 8
         models on a ``"model"`` axis of 8 devices each train on their own
@@ -263,8 +267,6 @@ def fit_many(
     keys, l1s, l2s, scales = per_model(keys, l1, l2, lr_scale)
 
     options = _options(checkpoint, steps_per_call, callbacks)
-    mesh = _mesh.check(mesh, many=True)
-    _mesh.check_models(len(keys), mesh)
     spec, x, y, val = setup(
         model,
         train_data,
@@ -280,24 +282,33 @@ def fit_many(
         track_every=track_every,
         log_steps=log_steps,
         mesh=mesh,
+        models=len(keys),
     )
     split = jax.vmap(jax.random.split)(keys)  # as fit: (init key, train key)
-    ts = jax.vmap(lambda k: init_train_state(model, spec.optimizer, k, x.shape[1:])[0])(
-        split[:, 0]
-    )
-    if (scales != 1).any():
-        ts = ts._replace(
-            opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
-        )
+    ts = _init_many(model, spec.optimizer, split[:, 0], x, scales)
     hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
-    k = steps_per_call_for(options[1], model, x.shape[1:], mesh)
-    engine = _loop.Engine(spec, split[:, 1], hyper, x, y, val, True, k)
+    engine = _loop.Engine(spec, split[:, 1], hyper, x, y, val, True, options[1])
     swept = {"l1": l1s, "l2": l2s, "lr_scale": scales}
 
     def finish(ts, progress):
         return _loop.many_result(ts, progress, early_stopping, swept)
 
     return _run(engine, ts, epochs, early_stopping, progress, resume, options, finish)
+
+
+def _init_many(model, optimizer, keys, x, scales):
+    """Returns the stacked initial train states, one per key, as ``fit``'s,
+    with each model's learning rate scaled."""
+    ts = jax.vmap(
+        lambda k: init_train_state(
+            model, optimizer, k, x.shape[1:], dtype=params_dtype(x)
+        )[0]
+    )(keys)
+    if (scales != 1).any():
+        ts = ts._replace(
+            opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
+        )
+    return ts
 
 
 def _options(checkpoint, steps_per_call, callbacks):
@@ -314,6 +325,7 @@ def _run(engine, ts, epochs, es, show_progress, resume, options, finish):
     path, _, callbacks = options
     n = 1 if not engine.many else len(engine.keys)
     mesh = engine.spec.mesh
+    k = _mesh.steps_per_call(options[1], engine.spec.model, engine.x.shape[1:], mesh)
     if resume is None:
         ts = _mesh.place_state(ts, mesh, engine.many)
         progress = _loop.start(n, ts, es)
@@ -326,6 +338,7 @@ def _run(engine, ts, epochs, es, show_progress, resume, options, finish):
     engine = engine._replace(
         keys=_mesh.place_state(engine.keys, mesh, engine.many),
         hyper=_mesh.place_state(engine.hyper, mesh, engine.many),
+        steps_per_call=k,
     )
     save = None if path is None else (lambda result: _ckpt.save(path, result))
     return _loop.train(

@@ -28,7 +28,7 @@ import numpy as np
 from annjax import optim as _optim
 from annjax._types import Key
 from annjax.training import mesh as _mesh
-from annjax.training.epoch import COMPILED, EpochSpec, Plan, concat_logs
+from annjax.training.epoch import COMPILED, EpochSpec, Plan, concat_logs, part_tracking
 from annjax.training.types import EarlyStopping, FitResult, ManyResult, TrainState
 
 
@@ -76,32 +76,17 @@ class Engine(NamedTuple):
         return ts, _mesh.to_host(out)
 
     def _chunks(self, ts: TrainState, hyper, steps: Plan):
-        """Returns ``(train_state, logs)`` after the planned steps, k per call.
-
-        With the profiler on, each call is told which of its steps the epoch
-        measures (``(s + 1) % every == 0``), so any k measures the same steps.
-        The k steps of a call are unrolled, not looped over (see
-        :func:`annjax.training.epoch.run_steps`).
-        """
+        """Returns ``(train_state, logs)`` after the planned steps, k per call
+        (unrolled; the profiler measures the same steps, see ``part_tracking``)."""
         axis = 1 if self.many else 0
         total, k = steps.idx.shape[axis], self.steps_per_call
-        every = max(1, min(self.spec.track_every, total))
         parts = []
         for start in range(0, total, k):
-            length = min(k, total - start)
+            end = min(start + k, total)
             chunk = Plan(
-                *(
-                    jax.lax.slice_in_dim(a, start, start + length, axis=axis)
-                    for a in steps
-                )
+                *(jax.lax.slice_in_dim(a, start, end, axis=axis) for a in steps)
             )
-            spec, track = self.spec, None
-            if spec.track_gradients:
-                first = (every - 1 - start) % every
-                if first >= length:  # no measured step in this call
-                    spec = spec._replace(track_gradients=False)
-                else:  # one measured step: the same program for any `every`
-                    track = (every if first + every < length else length, first)
+            spec, track = part_tracking(self.spec, start, end, total)
             ts, part = COMPILED["run_steps", self.many](
                 spec, ts, hyper, self.x, self.y, chunk, track, True
             )
@@ -165,8 +150,9 @@ def _non_finite_reason(logs, i: int, epoch: int) -> str:
     what = (
         f"the training loss became {loss} in epoch {epoch} (step {step})"
         if not np.isfinite(loss)
-        else f"the parameters became non-finite in epoch {epoch} (its last "
-        f"updates overflowed; the mean loss was still {loss:.6g})"
+        else f"the parameters became non-finite, or give a non-finite loss, in "
+        f"epoch {epoch} (its last updates overflowed; the mean loss was still "
+        f"{loss:.6g})"
     )
     return f"non_finite: {what}; returned the params of {kept}"
 
@@ -176,6 +162,19 @@ def _row(value, active: np.ndarray, many: bool) -> np.ndarray:
     arr = np.asarray(value, np.float32)
     arr = arr.T if many else arr[..., None]  # step_loss: (steps, models)
     return np.where(active, arr, np.nan)
+
+
+def _stops(value) -> bool:
+    """Returns whether a callback's return value stops training.
+
+    ``True``, and a NumPy or JAX boolean scalar that is true (what
+    ``logs["loss"] < 0.1`` gives); ``None``, ``False`` and anything else go on.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, np.generic | np.ndarray | jax.Array):
+        return np.ndim(value) == 0 and np.asarray(value).dtype == bool and bool(value)
+    return False
 
 
 def _callback_name(cb: Callable) -> str:
@@ -217,7 +216,10 @@ class _Run:
         finite = np.atleast_1d(logs.pop("finite"))
         bad_step = logs.pop("first_non_finite_step")
         for name, value in logs.items():
-            self.history.setdefault(name, []).append(_row(value, was_active, self.many))
+            row = _row(value, was_active, self.many)
+            self.history.setdefault(name, []).append(row)
+            if self.many:  # callbacks see what the history holds (NaN: stopped)
+                logs[name] = row.T
         self.done = epoch + 1
         self.ran += was_active
         for i in np.flatnonzero(was_active & ~finite):
@@ -247,11 +249,19 @@ class _Run:
         if self.best is not None and improved.any():
             self.best = _select(improved, (ts.params, ts.state), self.best, self.many)
 
-    def callbacks(self, callbacks, epoch: int, logs: dict, save_now) -> None:
-        """Calls each callback; True from one stops every model."""
+    def callbacks(self, callbacks, epoch: int, logs: dict, ts, save_now) -> None:
+        """Calls each callback; True from one stops every model.
+
+        A callback with a true attribute ``wants_train_state`` is called as
+        ``cb(epoch, logs, train_state)`` with the epoch's train state (read it
+        during the call: its buffers are donated to the next epoch).
+        """
         for cb in callbacks:
             try:
-                stop = cb(epoch, logs)
+                if getattr(cb, "wants_train_state", False):
+                    stop = cb(epoch, logs, ts)
+                else:
+                    stop = cb(epoch, logs)
             except Exception as exc:
                 save_now()
                 exc.add_note(
@@ -260,7 +270,7 @@ class _Run:
                     "when checkpoint= was given)."
                 )
                 raise
-            if stop is True:
+            if _stops(stop):
                 for i in np.flatnonzero(self.active):
                     self.reasons[i] = (
                         f"callback: {_callback_name(cb)} stopped training after "
@@ -301,7 +311,7 @@ def train(
             current[0] = ts
             run.record(epoch, logs)
             run.early_stopping(epoch, logs, ts)
-            run.callbacks(callbacks, epoch, logs, save_now)
+            run.callbacks(callbacks, epoch, logs, ts, save_now)
             save_now()
             if bar is not None:
                 bar.update(1)

@@ -13,10 +13,11 @@ array lies, with a :class:`jax.sharding.Mesh` of up to two named axes:
   models on a ``"model"`` axis of 8 devices each train on their own device.
 
 Without a mesh (``mesh=None``) every function here returns its input
-unchanged: one device, as before. The same code serves several hosts: after
-``jax.distributed.initialize()`` a mesh over ``jax.devices()`` spans them
-all, and each host feeds its own shard of the data (see the README,
-"Scaling out").
+unchanged: one device, as before. The same code serves several hosts:
+after ``jax.distributed.initialize()`` a mesh over ``jax.devices()`` spans
+them all, and each host feeds its own shard of the data (see the README,
+"Scaling out"). :func:`steps_per_call` is the one rule for how many steps
+a compiled call runs on the device's platform.
 
 Examples:
   >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -35,18 +36,22 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from annjax._types import Layer
+from annjax.nn.tracing import primitives
+
 __all__ = ["DATA", "MODEL", "check", "is_spread"]
 
 DATA = "data"
 MODEL = "model"
 
 
-def check(mesh: Any, *, many: bool) -> Mesh | None:
+def check(mesh: Any, *, many: bool, models: int = 1) -> Mesh | None:
     """Returns ``mesh`` after checking its axes, or raises before compiling.
 
     ``fit`` uses a ``"data"`` axis; ``fit_many`` a ``"data"`` and/or a
-    ``"model"`` axis. Any other axis of more than one device would hold
-    copies doing the same work, so it is refused.
+    ``"model"`` axis, over which its ``models`` must split evenly. Any other
+    axis of more than one device would hold copies doing the same work, so
+    it is refused.
     """
     if mesh is None:
         return None
@@ -63,6 +68,7 @@ def check(mesh: Any, *, many: bool) -> Mesh | None:
         raise ValueError(
             f"mesh: expected axes named {names}, got {dict(mesh.shape)}.{fix}"
         )
+    check_models(models, mesh)
     return mesh
 
 
@@ -137,6 +143,12 @@ def place_data(name: str, a: Any, mesh: Mesh | None) -> jax.Array:
     return _put(a, NamedSharding(mesh, P()))
 
 
+def place_pair(name: str, pair, mesh: Mesh | None) -> tuple[jax.Array, jax.Array]:
+    """Returns ``(X, y)`` each placed by :func:`place_data`."""
+    x, y = pair
+    return place_data(f"{name} X", x, mesh), place_data(f"{name} y", y, mesh)
+
+
 def place_state(tree: Any, mesh: Mesh | None, many: bool) -> Any:
     """Returns ``tree`` replicated on the mesh; with ``many``, its leading model
     axis split over ``"model"`` (replicated over ``"data"``)."""
@@ -157,6 +169,29 @@ def constrain_batch(tree: Any, mesh: Mesh | None) -> Any:
     if mesh is None or DATA not in mesh.shape:
         return tree
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(DATA)))
+
+
+def steps_per_call(value, model: Layer, input_shape, mesh) -> int | None:
+    """Returns the steps per compiled call: ``value``, or the ``"auto"`` rule.
+
+    The one default rule: one step per call for a model with a convolution
+    on the CPU, where XLA runs a convolution inside the epoch's loop about
+    30× slower than in straight code (``benchmarks/conv_steps.py``: a CNN's
+    epoch of 4 steps took 24 s as one scan, 0.9 s one step per call); the
+    whole epoch in one call (None) for every other model and on GPU/TPU.
+    """
+    if value != "auto":
+        return value
+    device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
+    convolves = "conv_general_dilated" in primitives(model, tuple(input_shape))
+    if device.platform == "cpu" and convolves:
+        return 1
+    return None
+
+
+def host_or_spread(a: Any) -> Any:
+    """Returns ``a`` as a NumPy array, or as is when spread over devices."""
+    return a if is_spread(a) else np.asarray(a)
 
 
 def to_host(tree: Any) -> Any:

@@ -28,7 +28,7 @@ from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax import regularizers as _regularizers
-from annjax._types import Array, Key, Layer, Shape
+from annjax._types import Array, Key, Layer, Shape, weights_kwarg
 from annjax.analysis import profiler as _profiler
 from annjax.training.types import TrainState
 
@@ -45,14 +45,23 @@ def init_train_state(
     optimizer: optax.GradientTransformation,
     key: Key,
     input_shape: Shape,
+    *,
+    dtype=None,
 ) -> tuple[TrainState, Shape]:
     """Returns a fresh ``TrainState`` and the model's output shape (one example).
 
     ``model.init`` runs under one ``jax.jit``: a single compilation instead of
     one per random draw and layer, which on CPU is several times faster.
+    ``dtype`` (e.g. float64 for float64 data under x64) recasts the float32
+    params and state; other dtypes (a layer's own ``param_dtype``) are kept.
     """
     init, out_shape = _jitted_init(model, tuple(input_shape))
     params, state = init(key)
+    if dtype is not None:
+        params, state = jax.tree_util.tree_map(
+            lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a,
+            (params, state),
+        )
     ts = TrainState(params, state, optimizer.init(params), jnp.zeros((), jnp.int32))
     return ts, out_shape
 
@@ -112,6 +121,28 @@ def _active(strength) -> bool:
     )
 
 
+def _metric_logger(loss, metrics) -> Callable:
+    """Returns ``log(y, pred, w)``: the statistics of each registered metric
+    under ``stats``; with custom metric functions, also ``y`` and the metric
+    input ``pred`` (the epoch gives those functions all predictions at once)."""
+    streams = {
+        _metrics.name_of(m): _metrics.streaming(_metrics.name_of(m)) for m in metrics
+    }
+    custom = any(s is None for s in streams.values())
+    to_metric = metric_input(loss)
+
+    def log(y, pred, w):
+        m_pred = to_metric(pred)
+        out = {
+            "stats": {name: s.stats(y, m_pred, w) for name, s in streams.items() if s}
+        }
+        if custom:
+            out["y"], out["pred"] = y, m_pred
+        return out
+
+    return log
+
+
 def train_step_with_stats(
     model: Layer,
     loss: str | Callable,
@@ -132,19 +163,18 @@ def train_step_with_stats(
     into the epoch's exact metrics.
     """
     loss_fn = _losses.get(loss)
-    streams = {
-        _metrics.name_of(m): _metrics.streaming(_metrics.name_of(m)) for m in metrics
-    }
-    custom = any(s is None for s in streams.values())
-    to_metric = metric_input(loss)
+    log_metrics = _metric_logger(loss, metrics)
 
     def objective(params, state, x, y, w, key):
+        # the example weights reach batch statistics: padding never counts
         if track_gradients:
             pred, new_state, probe = _profiler.probe_apply(
-                model, params, state, x, key=key, train=True
+                model, params, state, x, key=key, train=True, weights=w
             )
         else:
-            pred, new_state = model.apply(params, state, x, key=key, train=True)
+            pred, new_state = model.apply(
+                params, state, x, key=key, train=True, **weights_kwarg(model, w)
+            )
             probe = {}
         data_loss = weighted_mean(loss_fn(y, pred, reduction="none"), w)
         total = data_loss
@@ -167,18 +197,7 @@ def train_step_with_stats(
         )
         updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, updates)
-        m_pred = to_metric(pred)
-        logs = {
-            "loss": data_loss,
-            "weight": jnp.sum(w),
-            "stats": {
-                name: s.stats(y, m_pred, w)
-                for name, s in streams.items()
-                if s is not None
-            },
-        }
-        if custom:
-            logs["y"], logs["pred"] = y, m_pred
+        logs = {"loss": data_loss, "weight": jnp.sum(w), **log_metrics(y, pred, w)}
         if track_gradients:
             # the new params: reading the old ones would keep a copy alive
             logs.update(_profiler.layer_stats(grads, params, updates))

@@ -1,4 +1,4 @@
-"""Tests of annjax.steps: the pure train/eval steps and the train state.
+"""Tests of annjax.training.step: the pure train/eval steps and the train state.
 
 One small model (``mlp([4, 3])`` on 5 features, 8 examples) and one jitted
 step serve most tests, so the module compiles only a handful of programs.

@@ -1,0 +1,318 @@
+"""Training faults: every case of issue 13 about what happens during training.
+
+The NaN guard (case 1), early stopping's direction (3), batch-norm statistics
+and padding (8), resuming (9, 10), checkpoints (11) and the checkpoint-path
+crashes, numbered as in the issue ("No silent wrong answers"); each test
+asserts the exact outcome. Bad data and API misuse are in ``test_bad_input.py``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import serialization
+
+import annjax as ann
+from annjax.data.batching import epoch_batches
+from annjax.training import loop
+
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([0, 1, 1, 0], np.int32)
+RNG = np.random.RandomState(0)
+X = RNG.randn(32, 3).astype(np.float32)
+LABELS = (X[:, 0] > 0).astype(np.int32)
+
+
+def _finite(tree) -> bool:
+    return all(bool(jnp.isfinite(a).all()) for a in jax.tree_util.tree_leaves(tree))
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Makes any epoch fail the test: the error must come before training."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("fit reached training before rejecting its input")
+
+    monkeypatch.setattr(loop.Engine, "epoch", forbidden)
+
+
+# ------------------------------------------------------ case 1: the NaN guard
+
+
+@pytest.mark.parametrize("lr", [1e19, 1e30])
+@pytest.mark.parametrize("steps_per_call", [None, 1])
+def test_case01_guard_never_returns_params_that_give_a_non_finite_loss(
+    tmp_path, lr, steps_per_call
+):
+    # one batch per epoch: the overflow happens in the epoch's last update
+    model, path = ann.mlp([8, 2]), tmp_path / "run.ckpt"
+    result = ann.fit(
+        model,
+        (XOR_X, XOR_Y),
+        optimizer=ann.sgd(lr),
+        epochs=10,
+        batch_size=4,
+        progress=False,
+        checkpoint=path,
+        steps_per_call=steps_per_call,
+    )
+    assert result.stop_reason.startswith("non_finite:")
+    assert "returned the params of" in result.stop_reason
+    loss = ann.evaluate(model, result.params, result.state, (XOR_X, XOR_Y))["loss"]
+    assert np.isfinite(loss)
+    saved = ann.load(path)
+    assert _finite(saved.params)
+    saved_loss = ann.evaluate(model, saved.params, saved.state, (XOR_X, XOR_Y))
+    assert saved_loss["loss"] == pytest.approx(loss)
+
+
+def test_case01_guard_keeps_a_healthy_run():
+    result = ann.fit(
+        ann.mlp([8, 2]),
+        (XOR_X, XOR_Y),
+        optimizer=ann.sgd(0.5),
+        epochs=5,
+        batch_size=4,
+        progress=False,
+    )
+    assert result.stop_reason == "completed" and result.params_epoch == 4
+
+
+# -------------------------------------------- case 3: EarlyStopping's direction
+
+
+def test_case03_early_stopping_defaults_to_the_metrics_direction():
+    assert ann.EarlyStopping().mode == "auto"
+    assert ann.EarlyStopping("val_accuracy").direction() == "max"
+    assert ann.EarlyStopping("val_loss").direction() == "min"
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode", "known"),
+    [("val_accuracy", "min", "max"), ("val_loss", "max", "min")],
+)
+def test_case03_mode_against_the_metric_raises(no_training, monitor, mode, known):
+    with pytest.raises(ValueError, match=rf"EarlyStopping mode: expected '{known}'"):
+        ann.fit(
+            ann.mlp([4, 2]),
+            (X, LABELS),
+            val_data=(X, LABELS),
+            epochs=1,
+            metrics=("accuracy",),
+            early_stopping=ann.EarlyStopping(monitor, mode=mode),
+            progress=False,
+        )
+
+
+def test_case03_val_accuracy_restores_the_best_not_the_worst_epoch():
+    result = ann.fit(
+        ann.mlp([8, 2]),
+        (X, LABELS),
+        val_data=(X, LABELS),
+        epochs=8,
+        batch_size=8,
+        optimizer=ann.sgd(0.5),
+        metrics=("accuracy",),
+        progress=False,
+        early_stopping=ann.EarlyStopping("val_accuracy", patience=8),
+    )
+    acc = result.history["val_accuracy"]
+    assert result.best_epoch == int(np.argmax(acc))
+
+
+# ------------------------------------------ case 8: batch norm and the padding
+
+
+def test_case08_batch_norm_statistics_are_weighted_by_the_example_weights():
+    bn = ann.batch_norm(momentum=0.0)
+    _, p, s = bn.init(jax.random.key(0), (3,))
+    x = np.concatenate([RNG.randn(2, 3), np.full((126, 3), 100.0)]).astype(np.float32)
+    w = np.r_[np.ones(2), np.zeros(126)].astype(np.float32)
+    _, s = bn.apply(p, s, x, train=True, weights=w)
+    np.testing.assert_allclose(s["mean"], x[:2].mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s["var"], x[:2].var(0), rtol=1e-4, atol=1e-6)
+
+
+def test_case08_weighted_statistics_of_images_count_every_pixel_of_real_examples():
+    bn = ann.batch_norm(momentum=0.0)
+    _, p, s = bn.init(jax.random.key(0), (4, 4, 2))
+    x = RNG.randn(5, 4, 4, 2).astype(np.float32)
+    w = np.array([1, 1, 1, 0, 0], np.float32)
+    _, s = bn.apply(p, s, x, train=True, weights=w)
+    np.testing.assert_allclose(s["mean"], x[:3].mean((0, 1, 2)), rtol=1e-5, atol=1e-6)
+
+
+def test_case08_combinators_forward_weights_only_to_children_that_take_them():
+    def plain_apply(params, state, x, *, key=None, train=False):  # no weights=
+        return 2.0 * x, state
+
+    plain = ann.Layer(lambda key, shape: (shape, {}, {}), plain_apply)
+    assert not ann.takes_weights(plain) and ann.takes_weights(ann.batch_norm())
+    model = ann.serial(plain, ann.residual(ann.serial(ann.batch_norm(momentum=0.0))))
+    _, p, s = model.init(jax.random.key(0), (3,))
+    x = np.concatenate([RNG.randn(4, 3), np.full((4, 3), 50.0)]).astype(np.float32)
+    w = np.r_[np.ones(4), np.zeros(4)].astype(np.float32)
+    _, s = model.apply(p, s, x, train=True, weights=w)
+    mean = s["residual_1"]["batch_norm_0"]["mean"]
+    np.testing.assert_allclose(mean, 2.0 * x[:4].mean(0), rtol=1e-5, atol=1e-6)
+
+
+def _weighted_stats(x, w):
+    mean = np.average(x, axis=0, weights=w)
+    return mean, np.average((x - mean) ** 2, axis=0, weights=w)
+
+
+def test_case08_fit_never_moves_running_statistics_toward_the_padding():
+    n, batch, momentum = 130, 128, 0.5
+    x = (RNG.randn(n, 3) * [1, 2, 3] + [1, 10, 100]).astype(np.float32)
+    model = ann.batch_norm(momentum=momentum)
+    result = ann.fit(
+        model,
+        (x, np.zeros((n, 3), np.float32)),
+        loss="mse",
+        epochs=1,
+        batch_size=batch,
+        progress=False,
+        key=jax.random.key(0),
+    )
+    # replay fit's plan of epoch 0: its batches and their weights
+    _, train_key = jax.random.split(jax.random.key(0))
+    perm_key, _ = jax.random.split(jax.random.fold_in(train_key, 0))
+    idx, weights = (np.asarray(a) for a in epoch_batches(perm_key, n, batch))
+    assert weights[-1].sum() == n - batch  # the last batch is mostly padding
+    mean, var = np.zeros(3), np.ones(3)
+    for i, w in zip(idx, weights, strict=True):
+        m, v = _weighted_stats(x[i].astype(np.float64), w)
+        mean, var = (
+            momentum * mean + (1 - momentum) * m,
+            momentum * var + (1 - momentum) * v,
+        )
+    np.testing.assert_allclose(result.state["mean"], mean, rtol=1e-4)
+    np.testing.assert_allclose(result.state["var"], var, rtol=1e-3)
+
+
+# ------------------------------------------------------------ cases 9 and 10
+
+
+@pytest.fixture
+def unrestored_run(tmp_path):
+    """A 5-epoch XOR run whose loss is best in epoch 1, saved without restore_best."""
+    path = tmp_path / "run.ckpt"
+    first = ann.fit(
+        ann.mlp([8, 2]),
+        (XOR_X, XOR_Y),
+        optimizer=ann.sgd(5.0),
+        epochs=5,
+        batch_size=4,
+        progress=False,
+        checkpoint=path,
+    )
+    assert int(np.argmin(first.history["loss"])) != first.params_epoch
+    return path
+
+
+def test_case09_resume_restore_best_without_the_best_params_raises(unrestored_run):
+    with pytest.raises(ValueError, match=r"restore_best=True\) needs the params of"):
+        ann.fit(
+            ann.mlp([8, 2]),
+            (XOR_X, XOR_Y),
+            optimizer=ann.sgd(5.0),
+            epochs=1,
+            batch_size=4,
+            progress=False,
+            resume=unrestored_run,
+            early_stopping=ann.EarlyStopping("loss", restore_best=True),
+        )
+
+
+def test_case09_resume_without_restore_best_continues(unrestored_run):
+    result = ann.fit(
+        ann.mlp([8, 2]),
+        (XOR_X, XOR_Y),
+        optimizer=ann.sgd(5.0),
+        epochs=1,
+        batch_size=4,
+        progress=False,
+        resume=unrestored_run,
+        early_stopping=ann.EarlyStopping("loss", restore_best=False, patience=9),
+    )
+    assert result.epochs == 6 and result.params_epoch == 5
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"metrics": ("accuracy",)},
+        {"val_data": (XOR_X, XOR_Y)},
+        {"log_steps": True},
+        {"track_gradients": True},
+    ],
+    ids=["metrics", "val_data", "log_steps", "track_gradients"],
+)
+def test_case10_resume_with_another_history_raises(unrestored_run, change):
+    kwargs = {"optimizer": ann.sgd(5.0), "epochs": 1, "batch_size": 4}
+    with pytest.raises(ValueError, match=r"resume: "):
+        ann.fit(
+            ann.mlp([8, 2]),
+            (XOR_X, XOR_Y),
+            progress=False,
+            resume=unrestored_run,
+            **kwargs,
+            **change,
+        )
+
+
+def test_case10_resume_with_the_same_history_has_aligned_arrays(unrestored_run):
+    result = ann.fit(
+        ann.mlp([8, 2]),
+        (XOR_X, XOR_Y),
+        optimizer=ann.sgd(5.0),
+        epochs=2,
+        batch_size=4,
+        progress=False,
+        resume=unrestored_run,
+    )
+    assert {len(v) for v in result.history.values()} == {7}
+
+
+# ----------------------------------------------------- case 11: checksums
+
+
+def test_case11_a_flipped_bit_in_a_checkpoint_raises(unrestored_run):
+    data = bytearray(unrestored_run.read_bytes())
+    data[-20] ^= 0x01
+    unrestored_run.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"is corrupted: its contents do not match"):
+        ann.load(unrestored_run)
+
+
+# ------------------------------------------------------------ obscure crashes
+
+
+def test_crash_a_foreign_msgpack_file_raises_a_clear_error(tmp_path):
+    path = tmp_path / "other.msgpack"
+    path.write_bytes(serialization.msgpack_serialize({"weights": np.ones(3)}))
+    with pytest.raises(ValueError, match=r"load: expected an annjax checkpoint"):
+        ann.load(path)
+    with pytest.raises(ValueError, match=r"expected an annjax checkpoint"):
+        ann.fit(ann.mlp([4, 2]), (X, LABELS), epochs=1, progress=False, resume=path)
+
+
+def test_crash_checkpoint_at_a_folder_raises_before_training(no_training, tmp_path):
+    with pytest.raises(ValueError, match=r"checkpoint: expected a file path, not a"):
+        ann.fit(ann.mlp([4, 2]), (X, LABELS), progress=False, checkpoint=tmp_path)
+
+
+def test_crash_checkpoint_under_a_file_raises_before_training(no_training, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"a path whose parent is a folder.*is a file"):
+        ann.fit(
+            ann.mlp([4, 2]),
+            (X, LABELS),
+            progress=False,
+            checkpoint=blocker / "run.ckpt",
+        )
