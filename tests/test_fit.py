@@ -137,8 +137,10 @@ def test_validation_curve_falls_then_rises(xor):
 
 
 def test_epoch_runs_as_one_compilation(xor):
-    # every epoch of the first fit ran the same compiled function
-    assert xor.compiled.count("run_epoch") == 1
+    # every epoch of the first fit ran the same two compiled functions: the
+    # plan (shared by every model of the batch and data sizes) and the rest
+    assert xor.compiled.count("plan_batches") == 1
+    assert xor.compiled.count("train_epoch") == 1
 
 
 def test_second_fit_compiles_nothing(xor):
@@ -362,7 +364,7 @@ def test_targets_n_and_n_by_1_give_the_same_fit(regression):
             metrics=("r2",),
             progress=False,
         )
-    assert "run_epoch" not in compiled  # (n,) became (n, 1): same program
+    assert "train_epoch" not in compiled  # (n,) became (n, 1): same program
     _assert_trees_equal(column.params, regression.plain.params)
 
 

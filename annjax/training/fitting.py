@@ -46,7 +46,7 @@ from annjax.training.arguments import (
     setup,
     steps_per_call_of,
 )
-from annjax.training.step import init_train_state
+from annjax.training.step import start_states
 from annjax.training.types import EarlyStopping, FitResult, ManyResult
 
 __all__ = ["fit", "fit_many"]
@@ -165,8 +165,7 @@ def fit(
         log_steps=log_steps,
     )
     key = jax.random.key(0) if key is None else _checks.random_key("key", key)
-    init_key, train_key = jax.random.split(key)
-    ts, _ = init_train_state(model, spec.optimizer, init_key, x.shape[1:])
+    ts, train_key = start_states(model, spec.optimizer, key, x.shape[1:])
     engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, options[1])
 
     def finish(ts, progress):
@@ -251,16 +250,13 @@ def fit_many(
         track_every=track_every,
         log_steps=log_steps,
     )
-    split = jax.vmap(jax.random.split)(keys)  # as fit: (init key, train key)
-    ts = jax.vmap(lambda k: init_train_state(model, spec.optimizer, k, x.shape[1:])[0])(
-        split[:, 0]
-    )
+    ts, train_keys = start_states(model, spec.optimizer, keys, x.shape[1:])
     if (scales != 1).any():
         ts = ts._replace(
             opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
         )
     hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
-    engine = _loop.Engine(spec, split[:, 1], hyper, x, y, val, True, options[1])
+    engine = _loop.Engine(spec, train_keys, hyper, x, y, val, True, options[1])
     swept = {"l1": l1s, "l2": l2s, "lr_scale": scales}
 
     def finish(ts, progress):
