@@ -14,8 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import flax.linen as flax_nn
 import jax
+import numpy as np
+import pytest
 
+import annjax as ann
 from annjax._cache import count_compiles
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,3 +121,109 @@ def test_count_compiles_counts_a_new_program_once():
     with count_compiles() as again:
         f(jax.numpy.ones(7))
     assert again.requests == 0
+
+
+# ------------------------------------------- equal models share compiled code
+
+
+class _FlaxBlock(flax_nn.Module):
+    """Dense → BatchNorm → ReLU → Dropout → Dense, driven by ``train``."""
+
+    @flax_nn.compact
+    def __call__(self, x, train: bool = False):
+        x = flax_nn.Dense(6)(x)
+        x = flax_nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = flax_nn.Dropout(0.3, deterministic=not train)(flax_nn.relu(x))
+        return flax_nn.Dense(3)(x)
+
+
+_BUILDERS = {
+    "mlp": lambda: ann.mlp([6, 3], activation="tanh"),
+    "serial": lambda: ann.serial(
+        ann.dense(6),
+        ann.batch_norm(),
+        ann.activation("relu"),
+        ann.dropout(0.3),
+        ann.dense(3),
+    ),
+    "from_flax": lambda: ann.from_flax(_FlaxBlock(), train_arg="train"),
+}
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 5)).astype(np.float32)
+    return x, rng.integers(0, 3, 40)
+
+
+def _train_and_use(model, many: bool = False):
+    """Fits ``model`` (or fit_many over 2 keys), then predicts and evaluates."""
+    x, y = _data()
+    kwargs = dict(
+        val_data=(x[:8], y[:8]),
+        epochs=2,
+        batch_size=16,
+        metrics=("accuracy",),
+        optimizer=ann.adam(1e-3),
+        progress=False,
+    )
+    if many:
+        keys = jax.random.split(jax.random.key(1), 2)
+        return ann.fit_many(model, (x, y), keys=keys, **kwargs)
+    result = ann.fit(model, (x, y), key=jax.random.key(1), **kwargs)
+    ann.predict(model, result.params, result.state, x)
+    ann.evaluate(model, result.params, result.state, (x, y), metrics=("accuracy",))
+    return result
+
+
+@pytest.mark.parametrize("name", list(_BUILDERS))
+@pytest.mark.parametrize("many", [False, True], ids=["fit", "fit_many"])
+def test_equal_models_built_separately_compile_once(name, many):
+    first_model, second_model = _BUILDERS[name](), _BUILDERS[name]()
+    assert first_model is not second_model and first_model == second_model
+    with count_compiles() as first:
+        a = _train_and_use(first_model, many)
+    with count_compiles() as second:
+        b = _train_and_use(second_model, many)
+    assert first.requests > 0  # the first compiled (or read the disk cache)
+    assert second.requests == 0  # init, plan, epoch, predict, evaluate: all shared
+    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+
+
+def test_a_different_model_compiles_its_own_epoch():
+    _train_and_use(ann.mlp([6, 3]))
+    with count_compiles() as c:
+        _train_and_use(ann.mlp([7, 3]))  # another width: another program
+    assert c.requests > 0
+
+
+_RSS = """
+import json, os
+import numpy as np
+import annjax as ann
+
+def rss():
+    with open("/proc/self/statm") as f:  # resident pages
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((40, 5)).astype(np.float32)
+y = rng.integers(0, 3, 40)
+marks = []
+for i in range(50):
+    model = ann.serial(ann.dense(6), ann.batch_norm(), ann.activation("relu"),
+                       ann.dropout(0.3), ann.dense(3))
+    r = ann.fit(model, (x, y), val_data=(x, y), epochs=1, batch_size=16,
+                optimizer=ann.adam(1e-3), metrics=("accuracy",), progress=False)
+    ann.predict(model, r.params, r.state, x)
+    if i in (9, 49):
+        marks.append(rss())
+print(json.dumps({"growth": marks[1] - marks[0], "after_10": marks[0]}))
+"""
+
+
+def test_memory_stays_flat_over_50_fits_of_fresh_equal_models(tmp_path):
+    # issue 12 measured 6-12 MB per new equal model before configs were shared
+    report = _run(_RSS, {"ANNJAX_CACHE_DIR": "off"}, tmp_path)
+    assert report["after_10"] > 0
+    assert report["growth"] < 8 * 2**20  # 40 more fits: less than one old model
