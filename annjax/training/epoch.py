@@ -122,8 +122,17 @@ def run_steps(spec: EpochSpec, ts: TrainState, hyper, x, y, steps: Plan):
 
 
 def _all_finite(tree) -> Array:
-    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+    """Returns whether every value of ``tree`` is finite (integers always are).
+
+    The float leaves are joined into one vector per dtype first: one check
+    to compile instead of one per leaf.
+    """
+    groups: dict[Any, list[Array]] = {}
+    for a in jax.tree_util.tree_leaves(tree):
+        if jnp.issubdtype(a.dtype, jnp.inexact):
+            groups.setdefault(a.dtype, []).append(jnp.ravel(a))
+    checks = [jnp.all(jnp.isfinite(jnp.concatenate(g))) for g in groups.values()]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array]:
@@ -272,6 +281,8 @@ def predict_batched(model: Layer, params, state, x: Array, batch_size: int) -> A
     remainder as one smaller batch); traceable (call it inside jit).
     """
     bs = max(1, min(batch_size, x.shape[0]))
+    if bs == x.shape[0]:  # one batch: no loop to compile
+        return model.apply(params, state, x, train=False)[0]
 
     def one(xi):
         return model.apply(params, state, xi[None], train=False)[0][0]
