@@ -66,66 +66,41 @@ def accuracies(model: ann.Layer, many: ann.ManyResult, x, y) -> np.ndarray:
     return (out.argmax(-1) == np.asarray(y)[None]).mean(axis=1)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Runs the comparison; returns the per-model figures and the best model."""
-    p = _common.parser(__doc__, "compare_models.png")
-    p.add_argument("--data", choices=("digits", "mnist"), default="digits")
-    p.add_argument("--download", action="store_true", help="download MNIST")
-    p.add_argument("--seeds", type=int, default=5, help="seeds per model")
-    args = p.parse_args(argv)
-    key = jax.random.key(args.seed)
-    data_key, train_key = jax.random.split(key)
-    try:
-        splits, note = _common.image_splits(
-            args.data,
-            key=data_key,
-            data_dir=args.data_dir,
-            val=0.15,
-            test=0.15,
-            download=args.download,
-        )
-    except FileNotFoundError as error:  # the loader's message lists where it looked
-        p.error(str(error))
-    (_, y_tr), (_, y_va), (X_te, y_te) = splits
-    epochs, seeds = (4, 2) if args.quick else (30, args.seeds)
-    print(f"data: {note}")
-    print(
-        f"train {len(y_tr)}, val {len(y_va)}, test {len(y_te)}; {seeds} seeds, up "
-        f"to {epochs} epochs, Adam(1e-3), batch 32, early stopping on val_loss "
-        "(patience 5)\n"
+def train(name: str, model: ann.Layer, splits, keys, epochs: int):
+    """Returns the table row and the mean history of ``model`` over the seeds."""
+    seeds = len(keys)
+    X_te, y_te = splits.test
+    start = time.perf_counter()
+    many = ann.fit_many(
+        model,
+        splits.train,
+        val_data=splits.val,
+        keys=keys,
+        loss="softmax_cross_entropy",
+        optimizer=ann.adam(1e-3),
+        epochs=epochs,
+        batch_size=32,
+        metrics=("accuracy",),
+        early_stopping=ann.EarlyStopping("val_loss", patience=5),
+        progress=False,
     )
-    keys = jax.random.split(train_key, seeds)
-    rows, histories = [], {}
-    for name, model in models(64).items():
-        start = time.perf_counter()
-        many = ann.fit_many(
-            model,
-            splits.train,
-            val_data=splits.val,
-            keys=keys,
-            loss="softmax_cross_entropy",
-            optimizer=ann.adam(1e-3),
-            epochs=epochs,
-            batch_size=32,
-            metrics=("accuracy",),
-            early_stopping=ann.EarlyStopping("val_loss", patience=5),
-            progress=False,
-        )
-        test = accuracies(model, many, X_te, y_te)
-        # each seed's validation accuracy at its best epoch (its params')
-        val = many.history["val_accuracy"][many.best_epoch, np.arange(seeds)]
-        rows.append(
-            {
-                "model": name,
-                "params": _common.num_params(many.params) // seeds,
-                "epochs": int(np.max(many.model_epochs)),
-                "val acc": float(val.mean()),
-                "test acc": float(test.mean()),
-                "± std": float(test.std()),
-                "seconds": time.perf_counter() - start,
-            }
-        )
-        histories[name] = {k: np.nanmean(v, axis=1) for k, v in many.history.items()}
+    test = accuracies(model, many, X_te, y_te)
+    # each seed's validation accuracy at its best epoch (its params')
+    val = many.history["val_accuracy"][many.best_epoch, np.arange(seeds)]
+    row = {
+        "model": name,
+        "params": _common.num_params(many.params) // seeds,
+        "epochs": int(np.max(many.model_epochs)),
+        "val acc": float(val.mean()),
+        "test acc": float(test.mean()),
+        "± std": float(test.std()),
+        "seconds": time.perf_counter() - start,
+    }
+    return row, {k: np.nanmean(v, axis=1) for k, v in many.history.items()}
+
+
+def report(rows, seeds: int) -> dict:
+    """Prints the table, the best model and the linear comparison; returns the best."""
     _common.print_table(
         rows,
         {
@@ -152,6 +127,44 @@ def main(argv: list[str] | None = None) -> dict:
         f"{shallow['test acc']:.4f} (the same family of functions: a product "
         "of linear maps is one linear map; any gap is the optimiser's)"
     )
+    return best
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Runs the comparison; returns the per-model figures and the best model."""
+    p = _common.parser(__doc__, "compare_models.png")
+    p.add_argument("--data", choices=("digits", "mnist"), default="digits")
+    p.add_argument("--download", action="store_true", help="download MNIST")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per model")
+    args = p.parse_args(argv)
+    key = jax.random.key(args.seed)
+    data_key, train_key = jax.random.split(key)
+    try:
+        splits, note = _common.image_splits(
+            args.data,
+            key=data_key,
+            data_dir=args.data_dir,
+            val=0.15,
+            test=0.15,
+            download=args.download,
+        )
+    except FileNotFoundError as error:  # the loader's message lists where it looked
+        p.error(str(error))
+    (_, y_tr), (_, y_va), (_, y_te) = splits
+    epochs, seeds = (4, 2) if args.quick else (30, args.seeds)
+    print(f"data: {note}")
+    print(
+        f"train {len(y_tr)}, val {len(y_va)}, test {len(y_te)}; {seeds} seeds, up "
+        f"to {epochs} epochs, Adam(1e-3), batch 32, early stopping on val_loss "
+        "(patience 5)\n"
+    )
+    keys = jax.random.split(train_key, seeds)
+    rows, histories = zip(
+        *(train(name, m, splits, keys, epochs) for name, m in models(64).items()),
+        strict=True,
+    )
+    histories = {r["model"]: h for r, h in zip(rows, histories, strict=True)}
+    best = report(rows, seeds)
     figure = _common.plot_curves(
         histories,
         [

@@ -3,8 +3,10 @@
 An epoch is three pure functions: :func:`plan` draws its order of batches and
 its step keys, :func:`run_steps` scans the train step over some of them, and
 :func:`finish` combines the steps' logs into the epoch's values, applies the
-NaN guard and evaluates the validation data. :func:`run_epoch` is the three in
-ONE compiled call (the default); with ``steps_per_call=k`` the loop calls them
+NaN guard and evaluates the validation data. :func:`run_epoch` runs them as
+two compiled calls (the default): the plan, a small program shared by every
+model of the same batch and data sizes, then ONE training call for the steps
+and the finish (:func:`train_epoch`); with ``steps_per_call=k`` the loop calls them
 separately, ``k`` steps per call, on the same keys and order, so the results
 are the same. For ``fit_many`` each is ``jax.vmap``-ed over a leading model
 axis of the train state, the keys and the hyper-parameters

@@ -77,7 +77,7 @@ def fit(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
 ) -> FitResult:
-    r"""Returns the trained model and its history; each epoch is ONE compiled call.
+    r"""Returns the trained model and its history; each epoch ONE training call.
 
     Minimises the mean ``loss`` (+ λ₁Σ|W| + λ₂ΣW² when ``l1``/``l2`` are set;
     the history's ``loss`` is the data loss alone, comparable to ``val_loss``)
