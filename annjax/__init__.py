@@ -15,6 +15,7 @@ The package tree is the architecture: the lecture's math at the top
 """
 
 from annjax import (
+    _cache,
     activations,
     analysis,
     callbacks,
@@ -66,6 +67,11 @@ from annjax.training import (
 )
 
 __version__ = "0.2.0"
+
+# JAX's persistent compilation cache (~/.cache/annjax/xla, $ANNJAX_CACHE_DIR,
+# "off" disables it; a cache the user configured wins). JAX opens the cache
+# at the first compilation after this, so the order of imports is free.
+_cache.enable()
 
 __all__ = [
     "EarlyStopping",

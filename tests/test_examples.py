@@ -47,22 +47,26 @@ def test_compare_models(load, tmp_path, capsys):
     result = run(load, "compare_models", tmp_path)
     rows = result["results"]
     assert list(rows) == [
-        "softmax layer",
-        "MLP sigmoid",
-        "MLP ReLU+He",
+        "no hidden layer",
+        "3 x tanh",
+        "3 x ReLU",
+        "3 x linear",
         "ReLU+dropout",
         "ReLU+batchnorm",
     ]
-    assert rows["softmax layer"]["params"] == 64 * 10 + 10  # y = f(Wx + b)
-    assert rows["MLP ReLU+He"]["params"] == 64 * 128 + 128 + 128 * 10 + 10
+    assert result["seeds"] == 2  # --quick: fit_many over 2 seeds
+    assert rows["no hidden layer"]["params"] == 64 * 10 + 10  # y = f(Wx + b)
+    assert rows["3 x ReLU"]["params"] == 3 * (64 * 64 + 64) + 64 * 10 + 10
+    assert rows["3 x linear"]["params"] == rows["3 x tanh"]["params"]
     for row in rows.values():
-        assert 1 <= row["epochs"] <= 6
+        assert 1 <= row["epochs"] <= 4
         assert 0.0 <= row["test acc"] <= 1.0
+        assert 0.0 <= row["± std"] <= 0.5
     # The best model is chosen on validation accuracy, never on the test set.
     assert rows[result["best"]]["val acc"] == max(r["val acc"] for r in rows.values())
     assert result["best_test_accuracy"] > 0.8
     out = capsys.readouterr().out
-    assert "best model" in out and "softmax layer" in out
+    assert "best model" in out and "no hidden layer" in out and "±" in out
 
 
 def test_california_housing(load, tmp_path):

@@ -3,10 +3,10 @@
 An epoch is three pure functions: :func:`plan` draws its order of batches and
 its step keys, :func:`run_steps` scans the train step over some of them, and
 :func:`finish` combines the steps' logs into the epoch's values, applies the
-NaN guard and evaluates the validation data. :func:`run_epoch` is the three in
-ONE compiled call (the default); with ``steps_per_call=k`` the loop calls them
-separately, ``k`` steps per call, on the same keys and order, so the results
-are the same. For ``fit_many`` each is ``jax.vmap``-ed over a leading model
+NaN guard and evaluates the validation data. :func:`run_epoch` is the three
+in ONE compiled call (the default); with ``steps_per_call=k`` the loop calls
+them separately, ``k`` steps per call, on the same keys and order, so the
+results are the same. For ``fit_many`` each is ``jax.vmap``-ed over a leading model
 axis of the train state, the keys and the hyper-parameters
 (:data:`MODEL_AXES`), the data staying unbatched.
 """
@@ -24,7 +24,7 @@ from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax._types import Array, Key, Layer
-from annjax.data.batching import epoch_batches
+from annjax.data.batching import batches_of, num_batches
 from annjax.training.step import (
     losses_and_metrics,
     train_step_with_stats,
@@ -64,11 +64,29 @@ def plan(spec: EpochSpec, key: Key, epoch, n: int) -> Plan:
     """Returns the epoch's order of batches and one key per step.
 
     The epoch's key is ``fold_in(key, epoch)`` (``epoch`` is traced, so every
-    epoch shares the compiled call); from it a fresh permutation is drawn.
+    epoch shares the compiled call); from it a fresh permutation is drawn
+    (:func:`plan_batches`; it depends on the spec's batch size alone).
     """
-    perm_key, step_key = jax.random.split(jax.random.fold_in(key, epoch))
-    idx, weights = epoch_batches(perm_key, n, spec.batch_size)
-    return Plan(idx, weights, jax.random.split(step_key, idx.shape[0]))
+    return plan_batches(spec.batch_size, key, epoch, n)
+
+
+def plan_batches(batch_size: int, key: Key, epoch, n: int) -> Plan:
+    """Returns :func:`plan` for ``batch_size``.
+
+    Drawing the permutation and the keys was a fifth of an epoch's compile
+    time (each random draw inlines a threefry hash). ONE draw of random bits from
+    ``fold_in(key, epoch)`` gives both: the order sorts its first n words
+    (a uniform permutation up to ties of 32-bit words), the step keys are
+    the words after them. Half the compile time of
+    ``jax.random.permutation`` plus ``split`` (one threefry hash, not five).
+    """
+    k = num_batches(n, batch_size)
+    words = jax.random.key_data(key).shape[-1]  # 2 for threefry keys
+    bits = jax.random.bits(jax.random.fold_in(key, epoch), (n + k * words,), jnp.uint32)
+    idx, weights = batches_of(jnp.argsort(bits[:n]), batch_size)
+    impl = jax.random.key_impl(key)
+    keys = jax.random.wrap_key_data(bits[n:].reshape(k, words), impl=impl)
+    return Plan(idx, weights, keys)
 
 
 def run_steps(spec: EpochSpec, ts: TrainState, hyper, x, y, steps: Plan):
@@ -101,8 +119,6 @@ def run_steps(spec: EpochSpec, ts: TrainState, hyper, x, y, steps: Plan):
         ts, logs = jax.lax.scan(body_of(False), ts, tuple(steps))
     else:
         ts, logs = _tracked_scan(body_of, ts, tuple(steps), spec.track_every)
-    i, w = steps.idx[-1], steps.weights[-1]
-    logs["loss_after"] = _loss_after(spec, ts, x[i], y[i], w)[None]
     return ts, logs
 
 
@@ -111,15 +127,24 @@ def _loss_after(spec: EpochSpec, ts: TrainState, x, y, w) -> Array:
 
     Each step's loss is measured before its update, so only this shows that
     the last update overflowed into params that are finite but give a
-    non-finite loss; the NaN guard reads it (one forward pass per call).
+    non-finite loss; the NaN guard reads it (one forward pass per epoch).
     """
     pred, _ = spec.model.apply(ts.params, ts.state, x, train=False)
     return weighted_mean(_losses.get(spec.loss)(y, pred, reduction="none"), w)
 
 
 def _all_finite(tree) -> Array:
-    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+    """Returns whether every value of ``tree`` is finite (integers always are).
+
+    The float leaves are joined into one vector per dtype first: one check
+    to compile instead of one per leaf.
+    """
+    groups: dict[Any, list[Array]] = {}
+    for a in jax.tree_util.tree_leaves(tree):
+        if jnp.issubdtype(a.dtype, jnp.inexact):
+            groups.setdefault(a.dtype, []).append(jnp.ravel(a))
+    checks = [jnp.all(jnp.isfinite(jnp.concatenate(g))) for g in groups.values()]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array]:
@@ -153,22 +178,26 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
     return out
 
 
-def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, val):
+def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, data, val):
     """Returns ``(train_state, out)``: the epoch's values, guarded and validated.
 
-    The NaN guard: when the epoch's loss, or any parameter or state value
-    after its last step, or the loss of those params on the last batch, is
-    not finite (or ``hyper["active"]`` is False, a
-    model that has stopped), the incoming state ``old`` is kept. ``out``
+    ``data`` is ``(x, y, plan)``: the training data and the epoch's plan. The
+    NaN guard: when the epoch's loss, or any parameter or state value after
+    its last step, or the loss of those params on the last batch (each step's
+    loss is measured before its update, so only this sees a last update that
+    overflowed), is not finite (or ``hyper["active"]`` is False, a model that
+    has stopped), the incoming state ``old`` is kept. ``out``
     holds ``finite`` (the guard's verdict), ``first_non_finite_step``, the
     injected learning rate as ``lr`` (see :func:`annjax.optim.learning_rate`)
     and, with ``val``, every ``val_`` value, evaluated in the same call.
     """
-    out = _aggregate(spec, logs, n)
+    x, y, steps = data
+    out = _aggregate(spec, logs, x.shape[0])
+    i, w = steps.idx[-1], steps.weights[-1]
     finite = (
         jnp.isfinite(out["loss"])
         & _all_finite((new.params, new.state))
-        & jnp.all(jnp.isfinite(logs["loss_after"]))
+        & jnp.isfinite(_loss_after(spec, new, x[i], y[i], w))
     )
     steps_finite = jnp.isfinite(logs["loss"])
     out["finite"] = finite
@@ -198,7 +227,7 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val
     """Returns ``(train_state, logs)`` after one whole epoch; ONE compiled call."""
     steps = plan(spec, key, epoch, x.shape[0])
     new, logs = run_steps(spec, ts, hyper, x, y, steps)
-    return finish(spec, new, ts, hyper, logs, x.shape[0], val)
+    return finish(spec, new, ts, hyper, logs, (x, y, steps), val)
 
 
 def _tracked_scan(body_of, ts, inputs, every: int):
@@ -263,6 +292,8 @@ def predict_batched(model: Layer, params, state, x: Array, batch_size: int) -> A
     remainder as one smaller batch); traceable (call it inside jit).
     """
     bs = max(1, min(batch_size, x.shape[0]))
+    if bs == x.shape[0]:  # one batch: no loop to compile
+        return model.apply(params, state, x, train=False)[0]
 
     def one(xi):
         return model.apply(params, state, xi[None], train=False)[0][0]
@@ -292,7 +323,7 @@ MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None),
     "run_steps": (None, 0, 0, None, None, 0),
-    "finish": (None, 0, 0, 0, 0, None, None),
+    "finish": (None, 0, 0, 0, 0, (None, None, 0), None),
 }
 
 _FUNCTIONS = {
@@ -301,8 +332,8 @@ _FUNCTIONS = {
     "run_steps": run_steps,
     "finish": finish,
 }
-_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0,), "finish": (0, 5)}
-_DONATE = {"run_epoch": (1,), "plan": (), "run_steps": (1,), "finish": (1, 2)}
+_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0,), "finish": (0,)}
+_DONATE = {"run_epoch": (1,), "plan": (), "run_steps": (1,), "finish": (1,)}
 
 
 def _compile(name: str, many: bool) -> Callable:
@@ -315,4 +346,6 @@ def _compile(name: str, many: bool) -> Callable:
 COMPILED = {
     (name, many): _compile(name, many) for name in _FUNCTIONS for many in (False, True)
 }
-"""The jitted epoch functions: ``COMPILED[name, many]``."""
+"""The jitted epoch functions: ``COMPILED[name, many]``, with the signatures
+of :func:`run_epoch`, :func:`plan`, :func:`run_steps` and :func:`finish`
+(vmapped over :data:`MODEL_AXES` when ``many``)."""
