@@ -127,3 +127,65 @@ def test_one_unit_bottleneck_underfits(digits):
     assert "underfitting" in kinds(findings)
     assert "overfitting" not in kinds(findings)
     assert history["accuracy"].max() < 0.4  # far below 0.6
+
+
+def _lagging_batch_norm(momentum: float) -> ann.Layer:
+    return ann.serial(
+        ann.dense(64),
+        ann.batch_norm(momentum=momentum),
+        ann.activation("relu"),
+        ann.dense(10),
+    )
+
+
+@pytest.mark.parametrize("steps_per_call", [None, 2])
+def test_batch_norm_lag_is_a_train_eval_gap_with_chance_validation(
+    digits, steps_per_call
+):
+    """momentum 0.999 after ~20 steps: the running statistics are still near
+    their initial (0, 1) while the inputs' offset of 3 moves every
+    pre-activation; evaluation mode sees other activations than training."""
+    (x, y), (xv, yv) = digits
+    result = ann.fit(
+        _lagging_batch_norm(0.999),
+        (x + 3, y),
+        val_data=(xv + 3, yv),
+        optimizer=ann.adam(1e-2),
+        epochs=4,
+        batch_size=64,
+        metrics=("accuracy",),
+        eval_batch_size=100,
+        steps_per_call=steps_per_call,
+        progress=False,
+        key=jax.random.key(0),
+    )
+    h = result.history
+    # the slice in eval mode: the first eval_batch_size training examples
+    slice_scores = ann.evaluate(
+        _lagging_batch_norm(0.999),
+        result.params,
+        result.state,
+        (x[:100] + 3, y[:100]),
+        loss="softmax_cross_entropy",
+        metrics=("accuracy",),
+    )
+    assert h["train_eval_loss"][-1] == pytest.approx(slice_scores["loss"], rel=1e-5)
+    assert h["train_eval_accuracy"][-1] == pytest.approx(slice_scores["accuracy"])
+    assert h["accuracy"][-1] > 0.9 and h["train_eval_accuracy"][-1] < 0.2
+    findings = diagnose(h)
+    assert {"train_eval_gap", "chance_validation"} <= kinds(findings)
+    gap = next(f for f in findings if f.kind == "train_eval_gap")
+    assert "momentum" in gap.remedy
+
+
+def test_batch_norm_that_keeps_up_has_no_train_eval_gap(digits):
+    (x, y), (xv, yv) = digits
+    history, findings = train(
+        ((x, y), (xv, yv)),
+        _lagging_batch_norm(0.9),
+        ann.adam(1e-2),
+        epochs=4,
+        track=False,
+    )
+    assert history["train_eval_loss"][-1] < 2 * history["loss"][-1]
+    assert not {"train_eval_gap", "chance_validation"} & kinds(findings)

@@ -137,7 +137,9 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
     return out
 
 
-def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, val):
+def finish(
+    spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, val, train=None
+):
     """Returns ``(train_state, out)``: the epoch's values, guarded and validated.
 
     The NaN guard: when the epoch's loss, or any parameter or state value
@@ -146,6 +148,13 @@ def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, va
     holds ``finite`` (the guard's verdict), ``first_non_finite_step``, the
     injected learning rate as ``lr`` (see :func:`annjax.optim.learning_rate`)
     and, with ``val``, every ``val_`` value, evaluated in the same call.
+
+    For a model with state (batch norm's running statistics), ``train``, the
+    training ``(x, y)``, gives ``train_eval_loss`` (and each metric as
+    ``train_eval_<name>``): its first ``eval_batch_size`` examples in
+    evaluation mode, against which ``diagnose`` reads the train/eval-mode
+    gap. A stateless model evaluates the same in both modes (dropout aside),
+    so it skips this and costs nothing.
     """
     out = _aggregate(spec, logs, n)
     finite = jnp.isfinite(out["loss"]) & _all_finite((new.params, new.state))
@@ -170,6 +179,11 @@ def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, va
             *val,
         )
         out.update({f"val_{name}": value for name, value in val_logs.items()})
+    if train is not None and jax.tree_util.tree_leaves(new.state):
+        m = min(spec.eval_batch_size, train[0].shape[0])
+        args = (spec.model, spec.loss, spec.metrics, m, new.params, new.state)
+        part = evaluate_arrays(*args, train[0][:m], train[1][:m])
+        out.update({f"train_eval_{name}": value for name, value in part.items()})
     return new, out
 
 
@@ -177,7 +191,7 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val
     """Returns ``(train_state, logs)`` after one whole epoch; ONE compiled call."""
     steps = plan(spec, key, epoch, x.shape[0])
     new, logs = run_steps(spec, ts, hyper, x, y, steps)
-    return finish(spec, new, ts, hyper, logs, x.shape[0], val)
+    return finish(spec, new, ts, hyper, logs, x.shape[0], val, (x, y))
 
 
 def _tracked_scan(body_of, ts, inputs, every: int):
@@ -271,7 +285,7 @@ MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None),
     "run_steps": (None, 0, 0, None, None, 0),
-    "finish": (None, 0, 0, 0, 0, None, None),
+    "finish": (None, 0, 0, 0, 0, None, None, None),
 }
 
 _FUNCTIONS = {

@@ -82,7 +82,7 @@ class Engine(NamedTuple):
             parts.append(part)
         logs = concat_logs(parts, axis)
         ts, out = COMPILED["finish", self.many](
-            self.spec, ts, old, hyper, logs, n, self.val
+            self.spec, ts, old, hyper, logs, n, self.val, (self.x, self.y)
         )
         return ts, jax.device_get(out)
 
