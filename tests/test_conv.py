@@ -145,6 +145,10 @@ def test_resnet_shapes_names_and_projection(key):
     shortcut = params["residual_7"]["shortcut"]
     assert shortcut["conv2d_0"]["w"].shape == (1, 1, 4, 8)
     assert "shortcut" not in params["residual_5"]  # same shape: identity
+    strided = ann.resnet((4, 8), stem_stride=2)
+    assert strided != model
+    # a 3×3 image halves to 2×2 in the stem and to 1×1 in stage 2: still fits
+    assert strided.init(key, (3, 3, 1))[0] == (10,)
     y, new_state = model.apply(params, state, jnp.ones((3, 12, 12, 1)), train=True)
     assert y.shape == (3, *shape)
     assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(
@@ -172,6 +176,7 @@ def test_resnet_plain_twin_has_the_same_weight_layers(key):
         ({"widths": (4, 0)}, "resnet widths"),
         ({"blocks": 0}, "resnet blocks"),
         ({"num_classes": 0}, "resnet num_classes"),
+        ({"stem_stride": 0}, "resnet stem_stride"),
     ],
 )
 def test_resnet_argument_errors(kwargs, match):
