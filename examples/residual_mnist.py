@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = _common.parser(__doc__, "residual_mnist.png").parse_args(argv)
     splits, note, side = _data(args)
     widths, blocks = ((4, 8), 1) if args.quick else (WIDTHS, BLOCKS)
-    epochs = 2 if args.quick else 8
+    epochs = 2 if args.quick else 5
     train, val, test = splits
     if args.quick:
         train, val = (a[:512] for a in train), (a[:256] for a in val)
