@@ -35,8 +35,8 @@ def resnet(
 ) -> Layer:
     r"""Returns a ResNet for small images (He et al., 2016), or its plain twin.
 
-    The network: a stem ``conv2d(widths[0], 3, stem_stride) → [batch_norm] → f``; then for
-    each stage width w, ``blocks`` basic blocks, each
+    The network: a stem ``conv2d(widths[0], 3, stem_stride) → [bn] → f``;
+    then for each stage width w, ``blocks`` basic blocks, each
     ``y = f(x + F(x))`` with ``F = conv3×3 → [bn] → f → conv3×3 → [bn]``; the
     first block of every stage after the first halves the image (stride 2)
     and its shortcut is a projection ``conv1×1 (stride 2) → [bn]``; finally
