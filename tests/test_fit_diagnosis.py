@@ -15,6 +15,7 @@ import pytest
 import annjax as ann
 from annjax.analysis import findings as diagnostics
 from annjax.analysis.diagnose import diagnose
+from annjax.training.epoch import TRAIN_EVAL_EXAMPLES
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
@@ -138,9 +139,12 @@ def _lagging_batch_norm(momentum: float) -> ann.Layer:
     )
 
 
-@pytest.mark.parametrize("steps_per_call", [None, 2])
+@pytest.mark.parametrize(
+    ("steps_per_call", "eval_batch_size", "m"),
+    [(None, 100, 100), (2, 1024, TRAIN_EVAL_EXAMPLES)],  # the slice: ≤ 256
+)
 def test_batch_norm_lag_is_a_train_eval_gap_with_chance_validation(
-    digits, steps_per_call
+    digits, steps_per_call, eval_batch_size, m
 ):
     """momentum 0.999 after ~20 steps: the running statistics are still near
     their initial (0, 1) while the inputs' offset of 3 moves every
@@ -154,18 +158,18 @@ def test_batch_norm_lag_is_a_train_eval_gap_with_chance_validation(
         epochs=4,
         batch_size=64,
         metrics=("accuracy",),
-        eval_batch_size=100,
+        eval_batch_size=eval_batch_size,
         steps_per_call=steps_per_call,
         progress=False,
         key=jax.random.key(0),
     )
     h = result.history
-    # the slice in eval mode: the first eval_batch_size training examples
+    # the slice in eval mode: the first m training examples
     slice_scores = ann.evaluate(
         _lagging_batch_norm(0.999),
         result.params,
         result.state,
-        (x[:100] + 3, y[:100]),
+        (x[:m] + 3, y[:m]),
         loss="softmax_cross_entropy",
         metrics=("accuracy",),
     )

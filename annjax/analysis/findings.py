@@ -207,7 +207,8 @@ class Thresholds(NamedTuple):
         produce. Dropout only makes the eval-mode loss lower still.
       eval_accuracy_drop: … and, with an accuracy in the history, the
         eval-mode accuracy at least this much below the training-mode one.
-        0.1: ten points, far above the noise of a 1,000-example slice.
+        0.1: ten points, more than three times the noise (±0.03) of the
+        256-example slice.
       chance_accuracy: chance validation when the last epoch's validation
         accuracy is at most this while the training accuracy is high. 0.2:
         ten classes' chance (0.1) plus a margin; for k classes use 1/k + 0.1
