@@ -118,29 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     results = _sweep(splits, {**fit_args, "keys": jax.random.split(key, 7)})
     chosen = {k: float(results[k][1].split("=")[1]) for k in ("L1", "L2")}
-    stop = ann.EarlyStopping(patience=5)
-    variants = {
-        "weight decay": (
-            _model(),
-            {"optimizer": ann.adam(1e-3, weight_decay=WEIGHT_DECAY)},
-            f"AdamW {WEIGHT_DECAY:g}",
-        ),
-        "dropout": (_model(dropout=DROPOUT), {}, f"rate {DROPOUT:g}"),
-        "batch norm": (_model(batch_norm=True), {}, "after each dense"),
-        "augmentation": (_model(), {"augment": _augmentation(side)}, "shift+rotate"),
-        "early stopping": (_model(), {"early_stopping": stop}, "patience 5"),
-        "all combined": (
-            _model(dropout=DROPOUT, batch_norm=True),
-            {
-                "optimizer": ann.adam(1e-3, weight_decay=WEIGHT_DECAY),
-                "augment": _augmentation(side),
-                "early_stopping": stop,
-                "l1": chosen["L1"],
-                "l2": chosen["L2"],
-            },
-            "all of the above",
-        ),
-    }
+    variants = _variants(side, chosen)
     models = dict.fromkeys(results, _model())
     for name, (model, extra, setting) in variants.items():
         result = ann.fit(model, splits.train, **{**fit_args, "key": key, **extra})
@@ -163,6 +141,34 @@ def main(argv: list[str] | None = None) -> dict:
         "results": {r["variant"]: r for r in rows},
         "findings": {k: [f.kind for f in v] for k, v in findings.items()},
         "figure": str(figure),
+    }
+
+
+def _variants(side: int, chosen: dict[str, float]) -> dict[str, tuple]:
+    """Returns name → (model, fit arguments, setting) of the variants that need
+    their own fit (another model, optimizer, augmentation or early stopping)."""
+    stop = ann.EarlyStopping(patience=5)
+    return {
+        "weight decay": (
+            _model(),
+            {"optimizer": ann.adam(1e-3, weight_decay=WEIGHT_DECAY)},
+            f"AdamW {WEIGHT_DECAY:g}",
+        ),
+        "dropout": (_model(dropout=DROPOUT), {}, f"rate {DROPOUT:g}"),
+        "batch norm": (_model(batch_norm=True), {}, "after each dense"),
+        "augmentation": (_model(), {"augment": _augmentation(side)}, "shift+rotate"),
+        "early stopping": (_model(), {"early_stopping": stop}, "patience 5"),
+        "all combined": (
+            _model(dropout=DROPOUT, batch_norm=True),
+            {
+                "optimizer": ann.adam(1e-3, weight_decay=WEIGHT_DECAY),
+                "augment": _augmentation(side),
+                "early_stopping": stop,
+                "l1": chosen["L1"],
+                "l2": chosen["L2"],
+            },
+            "all of the above",
+        ),
     }
 
 

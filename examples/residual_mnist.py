@@ -84,13 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         train, val = (a[:512] for a in train), (a[:256] for a in val)
         train, val = tuple(train), tuple(val)
-    stride = 2 if side > 16 else 1
-    models = {
-        "plain CNN": ann.resnet(
-            widths, blocks, residual=False, batch_norm=False, stem_stride=stride
-        ),
-        "ResNet + batch norm": ann.resnet(widths, blocks, stem_stride=stride),
-    }
+    models = _models(widths, blocks, stride=2 if side > 16 else 1)
     augment = ann.augment.random_crop(side, padding=2)
     depth = 2 + 2 * len(widths) * blocks
     print(f"data: {note}")
@@ -102,37 +96,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     rows, histories, findings, figures = [], {}, {}, []
     for i, (name, model) in enumerate(models.items()):
-        start = time.perf_counter()
-        result = ann.fit(
-            model,
-            train,
-            val_data=val,
-            optimizer=ann.sgd(0.05, momentum=0.9),
-            epochs=epochs,
-            batch_size=64,
-            metrics=("accuracy",),
-            augment=augment,
-            track_gradients=True,
-            steps_per_call=1,
-            key=jax.random.fold_in(jax.random.key(args.seed), 1),
-            progress=False,
+        row, h = _train(
+            model, splits._replace(train=train, val=val), augment, epochs, args
         )
-        seconds = time.perf_counter() - start
-        h = result.history
-        logits = _common.predict_parts(
-            model, result.params, result.state, {"train": train[0], "test": test[0]}
-        )
-        rows.append(
-            {
-                "model": name,
-                "params": _common.num_params(result.params),
-                "train acc": float(ann.metrics.accuracy(train[1], logits["train"])),
-                "val acc": float(h["val_accuracy"][-1]),
-                "test acc": float(ann.metrics.accuracy(test[1], logits["test"])),
-                "first/last grad": _ratio(h),
-                "seconds": seconds,
-            }
-        )
+        rows.append({"model": name, **row})
         histories[name], findings[name] = h, ann.diagnose(h)
         path = _common.figure_path(args.out, "residual_mnist.png")
         path = path.with_name(f"{path.stem}_{'resnet' if i else 'plain'}.png")
@@ -159,6 +126,50 @@ def main(argv: list[str] | None = None) -> dict:
         "figure": str(figure),
         "figures": figures,
     }
+
+
+def _models(widths, blocks: int, stride: int) -> dict[str, ann.Layer]:
+    """Returns the plain CNN and the ResNet: the same convolutions."""
+    return {
+        "plain CNN": ann.resnet(
+            widths, blocks, residual=False, batch_norm=False, stem_stride=stride
+        ),
+        "ResNet + batch norm": ann.resnet(widths, blocks, stem_stride=stride),
+    }
+
+
+def _train(model, splits, augment, epochs: int, args) -> tuple[dict, dict]:
+    """Returns the model's table row (without its name) and its history."""
+    train, val, test = splits
+    start = time.perf_counter()
+    result = ann.fit(
+        model,
+        train,
+        val_data=val,
+        optimizer=ann.sgd(0.05, momentum=0.9),
+        epochs=epochs,
+        batch_size=64,
+        metrics=("accuracy",),
+        augment=augment,
+        track_gradients=True,
+        steps_per_call=1,
+        key=jax.random.fold_in(jax.random.key(args.seed), 1),
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    h = result.history
+    logits = _common.predict_parts(
+        model, result.params, result.state, {"train": train[0], "test": test[0]}
+    )
+    row = {
+        "params": _common.num_params(result.params),
+        "train acc": float(ann.metrics.accuracy(train[1], logits["train"])),
+        "val acc": float(h["val_accuracy"][-1]),
+        "test acc": float(ann.metrics.accuracy(test[1], logits["test"])),
+        "first/last grad": _ratio(h),
+        "seconds": seconds,
+    }
+    return row, h
 
 
 def _report(rows, findings) -> None:
