@@ -130,3 +130,47 @@ def test_watch_runs(load, tmp_path):
         rows = (logdir / f"{name}.csv").read_text().splitlines()
         assert len(rows) == 1 + fit.epochs
     assert result["export_diff"] <= 1e-6
+
+
+def test_residual_mnist(load, tmp_path, capsys):
+    result = run(load, "residual_mnist", tmp_path)
+    rows = result["results"]
+    assert list(rows) == ["plain CNN", "ResNet + batch norm"]
+    # the same convolutions; the ResNet adds batch norm and one 1×1 projection
+    assert rows["ResNet + batch norm"]["params"] > rows["plain CNN"]["params"]
+    for row in rows.values():
+        assert 0.0 <= row["test acc"] <= 1.0 and 0.0 <= row["val acc"] <= 1.0
+        assert 0.0 < row["first/last grad"] < math.inf
+    assert [Path(f).name for f in result["figures"]] == [
+        "residual_mnist_plain.png",
+        "residual_mnist_resnet.png",
+    ]
+    assert all(Path(f).stat().st_size > 0 for f in result["figures"])
+    assert set(result["findings"]) == set(rows)
+    out = capsys.readouterr().out
+    assert "augmentation: random shifts" in out and "ann.diagnose" in out
+
+
+def test_regularization(load, tmp_path, capsys):
+    result = run(load, "regularization", tmp_path)
+    rows = result["results"]
+    assert list(rows) == [
+        "nothing",
+        "L1",
+        "L2",
+        "weight decay",
+        "dropout",
+        "batch norm",
+        "augmentation",
+        "early stopping",
+        "all combined",
+    ]
+    module = load("regularization")
+    assert float(rows["L1"]["setting"].split("=")[1]) in module.L1S
+    assert float(rows["L2"]["setting"].split("=")[1]) in module.L2S
+    for row in rows.values():
+        assert row["gap"] == pytest.approx(row["train acc"] - row["test acc"])
+        assert 1 <= row["epochs"] <= 3
+        assert row["diagnose"]
+    assert rows["nothing"]["test acc"] > 0.3  # well above chance (0.1)
+    assert "fit_many sweep" in capsys.readouterr().out
