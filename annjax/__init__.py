@@ -15,6 +15,7 @@ The package tree is the architecture: the lecture's math at the top
 """
 
 from annjax import (
+    _cache,
     activations,
     analysis,
     callbacks,
@@ -37,13 +38,19 @@ from annjax.analysis.profiler import gradient_flow
 from annjax.data import augment
 from annjax.nn import (
     activation,
+    avg_pool,
     batch_norm,
+    conv2d,
     dense,
     dropout,
     flatten,
     from_flax,
+    global_avg_pool,
+    layer_norm,
+    max_pool,
     mlp,
     residual,
+    resnet,
     serial,
 )
 from annjax.optim import adam, adamw, sgd
@@ -67,6 +74,11 @@ from annjax.training import (
 
 __version__ = "0.2.0"
 
+# JAX's persistent compilation cache (~/.cache/annjax/xla, $ANNJAX_CACHE_DIR,
+# "off" disables it; a cache the user configured wins). JAX opens the cache
+# at the first compilation after this, so the order of imports is free.
+_cache.enable()
+
 __all__ = [
     "EarlyStopping",
     "Finding",
@@ -81,8 +93,10 @@ __all__ = [
     "adamw",
     "analysis",
     "augment",
+    "avg_pool",
     "batch_norm",
     "callbacks",
+    "conv2d",
     "data",
     "datasets",
     "dense",
@@ -94,14 +108,17 @@ __all__ = [
     "fit_many",
     "flatten",
     "from_flax",
+    "global_avg_pool",
     "gradient_flow",
     "init_train_state",
     "initializers",
+    "layer_norm",
     "load",
     "load_exported",
     "losses",
     "make_eval_step",
     "make_train_step",
+    "max_pool",
     "metrics",
     "mlp",
     "nn",
@@ -112,6 +129,7 @@ __all__ = [
     "profiler",
     "regularizers",
     "residual",
+    "resnet",
     "save",
     "serial",
     "sgd",

@@ -112,6 +112,35 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             "keras", "peer", "impl_keras", "make", ("keras", "jax"), env=_KERAS_ENV
         ),
         Implementation(
+            "annjax-cold",
+            "annjax",
+            "impl_cold",
+            "run_annjax",
+            ("annjax", "sklearn"),
+            options={"cache": "empty"},
+            quick=True,
+        ),
+        Implementation(
+            "annjax-warm",
+            "annjax",
+            "impl_cold",
+            "run_annjax",
+            ("annjax", "sklearn"),
+            options={"cache": "warm"},
+            quick=True,
+        ),
+        Implementation(
+            "jax-cold", "hand", "impl_cold", "run_jax", (*_JAX, "sklearn"), quick=True
+        ),
+        Implementation(
+            "keras-cold",
+            "peer",
+            "impl_cold",
+            "run_keras",
+            ("keras", "jax", "sklearn"),
+            env=_KERAS_ENV,
+        ),
+        Implementation(
             "numpy-gemm", "ceiling", "impl_gemm", "make_numpy", ("numpy",), quick=True
         ),
         Implementation(
@@ -189,6 +218,24 @@ WORKLOADS: dict[str, Workload] = {
             _W1,
             _W1_QUICK,
             ("annjax", "annjax-steps"),
+        ),
+        Workload(
+            "cold",
+            "cold",
+            "Cold start: the compare-models exercise (no hidden layer; 3 hidden "
+            "layers of 64 tanh, ReLU, linear units) × 5 seeds × 30 epochs, "
+            "Adam(1e-3), batch 32, digits 80/20; wall time of a fresh process",
+            {
+                "architectures": ("none", "tanh", "relu", "linear"),
+                "hidden": 64,
+                "seeds": 5,
+                "epochs": 30,
+                "batch_size": 32,
+                "learning_rate": 1e-3,
+                "val": 0.2,
+            },
+            {"architectures": ("none", "relu"), "seeds": 2, "epochs": 2},
+            ("annjax-cold", "annjax-warm", "jax-cold", "keras-cold"),
         ),
         Workload(
             "gemm",

@@ -13,6 +13,9 @@ The factories in ``impl_*.py`` follow two protocols:
   work is done and returns the last training loss.
 * ``gemm``: ``factory(n) -> matmul()``, which computes one n×n×n float32
   product and waits for it.
+* ``cold``: ``factory(config) -> accuracies`` is a whole program
+  (:mod:`impl_cold`); it runs in a fresh interpreter started by this worker,
+  timed from start to exit (imports and compilation included).
 
 The measurement is the same for every implementation: the warm-up is
 ``factory(...)`` plus ``train(1)`` (building, compiling and one epoch), then
@@ -126,7 +129,68 @@ def measure_gemm(factory, config: dict[str, Any], options: dict) -> dict[str, An
     }
 
 
-PROTOCOLS = {"train": measure_train, "gemm": measure_gemm}
+COLD_PREFIX = "COLD_RESULT "
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cold_process(name: str, config: dict, cache: str | None) -> tuple[float, ...]:
+    """Returns ``(wall s, CPU s, accuracies)`` of ONE fresh process running ``name``.
+
+    ``cache``: the annjax cache folder (``ANNJAX_CACHE_DIR``), or None for off.
+    Any JAX cache of the environment is removed, so nothing else is warm.
+    """
+    import subprocess
+
+    code = (
+        f"import json, sys, impl_cold; r = impl_cold.{name}(json.loads(sys.argv[1]));"
+        f" print({COLD_PREFIX!r} + json.dumps(r))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMP")}
+    env["ANNJAX_CACHE_DIR"] = cache or "off"
+    here = os.path.dirname(os.path.abspath(__file__))
+    cpu, start = _children_cpu_s(), time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=here,
+    )
+    wall, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(COLD_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-3:])
+    return wall, cpu, json.loads(lines[-1][len(COLD_PREFIX) :])
+
+
+def measure_cold(factory, config: dict[str, Any], options: dict) -> dict[str, Any]:
+    """Returns the wall and CPU time of a fresh process doing the whole exercise.
+
+    The CPU time (user + system, all its threads) is what to read on a
+    loaded machine, where wall times mostly measure the other processes.
+
+    ``options["cache"]``: ``"empty"`` (annjax's persistent cache in a new
+    folder), ``"warm"`` (the same folder, after one untimed run filled it)
+    or absent (no persistent cache).
+    """
+    import tempfile
+
+    cache = options.get("cache")
+    with tempfile.TemporaryDirectory(prefix="annjax-cold-") as folder:
+        if cache == "warm":
+            _cold_process(factory.__name__, config, folder)
+        wall, cpu, accuracy = _cold_process(
+            factory.__name__, config, folder if cache else None
+        )
+    cache = cache or "none"
+    return {"wall_s": wall, "cpu_s": cpu, "accuracy": accuracy, "cache": cache}
+
+
+PROTOCOLS = {"train": measure_train, "gemm": measure_gemm, "cold": measure_cold}
 
 
 def main(argv: list[str]) -> int:

@@ -13,11 +13,18 @@
 Hypothesis runs under the profile ``annjax`` (50 examples, no deadline: the first
 example of a property pays for a jit compilation); set ``HYPOTHESIS_PROFILE=ci``
 for more examples.
+
+The suite runs with a persistent compilation cache of its own, a temporary
+folder removed at exit (``ANNJAX_CACHE_DIR``, set before annjax is
+imported), so no test reads or fills the user's ``~/.cache/annjax``.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 
 import jax
@@ -30,6 +37,13 @@ settings.register_profile("ci", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "annjax"))
 
 _SEED_KEY = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Gives the session a temporary compilation cache (before annjax is imported)."""
+    folder = tempfile.mkdtemp(prefix="annjax-test-xla-")
+    os.environ["ANNJAX_CACHE_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -32,6 +32,7 @@ def test_quick_plan_uses_only_the_project_venv_implementations():
     assert chosen["track"] == ["annjax", "annjax-track"]
     assert chosen["steps"] == ["annjax", "annjax-steps"]
     assert chosen["gemm"] == ["numpy-gemm", "jnp-gemm"]
+    assert chosen["cold"] == ["annjax-cold", "annjax-warm", "jax-cold"]
 
 
 def test_only_selects_workloads_and_implementations():
@@ -49,7 +50,33 @@ def test_only_rejects_unknown_names():
 def test_every_workload_names_registered_implementations():
     for workload in registry.WORKLOADS.values():
         assert set(workload.implementations) <= set(registry.IMPLEMENTATIONS)
-        assert workload.kind in ("train", "gemm")
+        assert workload.kind in ("train", "gemm", "cold")
+
+
+def test_cold_targets_compare_the_right_runs():
+    ok = {
+        "keras-cold": {"wall_s": 60.0, "cpu_s": 50.0},
+        "annjax-cold": {"wall_s": 10.0, "cpu_s": 8.0},
+        "annjax-warm": {"wall_s": 4.0, "cpu_s": 3.0},
+        "jax-cold": {"wall_s": 12.0, "cpu_s": 9.0},
+    }
+    rows = report.cold_rows(ok)
+    assert rows["annjax-cold"]["keras_over_this"] == 6.0
+    assert rows["annjax-cold"]["this_over_jax_cpu"] == 8.0 / 9.0
+
+    def cold_targets():
+        records = [{"impl": k, "status": "ok", **v} for k, v in ok.items()]
+        return [
+            t
+            for t in report.check_targets({"cold": records})
+            if t["workload"] == "cold"
+        ]
+
+    # Keras / annjax cold, Keras / annjax warm, annjax cold / JAX cold
+    assert [t["ratio"] for t in cold_targets()] == [6.0, 15.0, 10.0 / 12.0]
+    assert [t["met"] for t in cold_targets()] == [True, True, True]
+    ok["annjax-cold"]["wall_s"] = 13.0  # slower than hand-written JAX, < 5x Keras
+    assert [t["met"] for t in cold_targets()] == [False, True, False]
 
 
 def test_flops_per_sample_counts_six_per_weight():
@@ -88,6 +115,11 @@ def test_quick_run_writes_well_formed_json_and_markdown(tmp_path):
     assert ran == expected, [r.get("reason") for r in records]
     for r in records:
         assert r["peak_rss_mib"] > 0
+        if r["workload"] == "cold":  # one fresh process, timed whole
+            assert r["wall_s"] > 0 and r["cpu_s"] > 0
+            assert set(r["accuracy"]) == set(r["config"]["architectures"])
+            assert all(0.0 <= a <= 1.0 for a in r["accuracy"].values())
+            continue
         assert len(r["repeat_s"]) == r["config"]["repeats"] == 2
         assert r["first_epoch_s"] > 0 and r["compile_s"] >= 0
         rate = r["gflops"] if r["workload"] == "gemm" else r["samples_per_s"]
@@ -98,7 +130,19 @@ def test_quick_run_writes_well_formed_json_and_markdown(tmp_path):
     summary = data["summary"]
     assert summary["gemm_ceiling_gflops"] > 0
     assert summary["workloads"]["w1"]["rows"]["jax-scan"]["vs_scan"] == 1.0
-    assert {t["workload"] for t in summary["targets"]} == {"w1", "w2", "track", "steps"}
+    assert {t["workload"] for t in summary["targets"]} == {
+        "w1",
+        "w2",
+        "track",
+        "steps",
+        "cold",
+    }
+    cold = summary["workloads"]["cold"]["rows"]
+    assert cold["jax-cold"]["this_over_jax"] == 1.0
+    assert {"annjax-cold", "annjax-warm"} <= set(cold)
+    # the same program and seeds: a warm cache changes nothing but the time
+    by_impl = {r["impl"]: r for r in records if r["workload"] == "cold"}
+    assert by_impl["annjax-cold"]["accuracy"] == by_impl["annjax-warm"]["accuracy"]
 
     sections = _sections((tmp_path / "results-quick.md").read_text())
     titles = {w.title: w.name for w in registry.WORKLOADS.values()}

@@ -423,6 +423,10 @@ def test_unknown_threshold_names_raise_type_error():
         ("overfit_patience", 2.5, TypeError),
         ("overfit_rise", "big", TypeError),
         ("underfit_gap", math.nan, ValueError),
+        ("eval_gap", -0.5, ValueError),
+        ("eval_accuracy_drop", 1.5, ValueError),
+        ("chance_accuracy", 2.0, ValueError),
+        ("chance_train_accuracy", -0.1, ValueError),
     ],
 )
 def test_invalid_threshold_values(name, value, error):
@@ -441,3 +445,78 @@ def test_per_layer_returns_network_order():
     h = {"grad_norm/dense_10": [1.0], "grad_norm/dense_2": [2.0], "loss": [1.0]}
     assert list(diagnostics.per_layer(h)) == ["dense_2", "dense_10"]
     assert diagnostics.per_layer(h, "dead_fraction") == {}
+
+
+# ---------------------------------------------- train/eval-mode gap, chance
+
+
+def with_eval(lag: float, drop: float, epochs: int = EPOCHS) -> dict:
+    """Returns ``healthy()`` plus the training data's eval-mode loss/accuracy,
+    ``lag`` × the training-mode loss and ``drop`` below its accuracy."""
+    h = healthy(epochs)
+    h["train_eval_loss"] = h["loss"] * lag
+    h["train_eval_accuracy"] = h["accuracy"] - drop
+    return h
+
+
+def test_eval_mode_close_to_train_mode_is_healthy():
+    # the usual case: after the epoch, eval mode is a little better
+    assert diagnose(with_eval(0.9, -0.02)) == []
+
+
+def test_train_eval_gap_from_batch_norm_lag():
+    h = with_eval(4.0, 0.5)
+    f = only(diagnose(h), "train_eval_gap")
+    assert f.layer is None and f.epoch == 0
+    assert "+300%" in f.message and "momentum" in f.remedy
+    assert f.remedy == diagnostics.REMEDIES["train_eval_gap"]
+
+
+def test_train_eval_gap_that_closes_is_not_reported():
+    h = with_eval(4.0, 0.5)
+    h["train_eval_loss"][-2:] = h["loss"][-2:]  # the statistics caught up
+    h["train_eval_accuracy"][-2:] = h["accuracy"][-2:]
+    assert diagnose(h) == []
+
+
+def test_train_eval_gap_reports_where_it_holds_from():
+    h = with_eval(1.0, 0.0)
+    h["train_eval_loss"][3:] *= 3
+    h["train_eval_accuracy"][3:] -= 0.3
+    assert only(diagnose(h), "train_eval_gap").epoch == 3
+
+
+def test_train_eval_gap_thresholds_are_honoured():
+    h = with_eval(1.4, 0.2)  # +40%: below the default +50%
+    assert diagnose(h) == []
+    assert kinds(diagnose(h, eval_gap=0.3)) == ["train_eval_gap"]
+    h = with_eval(4.0, 0.05)  # the loss gap without the accuracy drop
+    assert diagnose(h) == []
+    assert kinds(diagnose(h, eval_accuracy_drop=0.01)) == ["train_eval_gap"]
+
+
+def test_train_eval_gap_without_accuracy_reads_the_loss():
+    h = with_eval(3.0, 0.0)
+    del h["train_eval_accuracy"]
+    assert kinds(diagnose(h)) == ["train_eval_gap"]
+
+
+def test_chance_validation_with_high_training_accuracy():
+    h = healthy()
+    h["val_accuracy"] = np.full(EPOCHS, 0.1)
+    h["val_loss"] = np.full(EPOCHS, 2.3)
+    h["train_eval_accuracy"] = np.full(EPOCHS, 0.1)
+    found = diagnose(h)
+    f = only(found, "chance_validation")
+    assert f.layer is None and f.epoch == int(np.argmax(h["accuracy"] >= 0.8))
+    assert "0.1" in f.message and "evaluation mode scores 0.1" in f.message
+    assert "Standardizer" in f.remedy
+
+
+def test_chance_validation_needs_high_training_accuracy_and_honours_thresholds():
+    h = healthy()
+    h["val_accuracy"] = np.full(EPOCHS, 0.3)  # above chance (0.2)
+    assert "chance_validation" not in kinds(diagnose(h))
+    assert "chance_validation" in kinds(diagnose(h, chance_accuracy=0.35))
+    h["accuracy"] = np.full(EPOCHS, 0.5)  # the model learnt nothing either
+    assert "chance_validation" not in kinds(diagnose(h, chance_accuracy=0.35))

@@ -47,22 +47,26 @@ def test_compare_models(load, tmp_path, capsys):
     result = run(load, "compare_models", tmp_path)
     rows = result["results"]
     assert list(rows) == [
-        "softmax layer",
-        "MLP sigmoid",
-        "MLP ReLU+He",
+        "no hidden layer",
+        "3 x tanh",
+        "3 x ReLU",
+        "3 x linear",
         "ReLU+dropout",
         "ReLU+batchnorm",
     ]
-    assert rows["softmax layer"]["params"] == 64 * 10 + 10  # y = f(Wx + b)
-    assert rows["MLP ReLU+He"]["params"] == 64 * 128 + 128 + 128 * 10 + 10
+    assert result["seeds"] == 2  # --quick: fit_many over 2 seeds
+    assert rows["no hidden layer"]["params"] == 64 * 10 + 10  # y = f(Wx + b)
+    assert rows["3 x ReLU"]["params"] == 3 * (64 * 64 + 64) + 64 * 10 + 10
+    assert rows["3 x linear"]["params"] == rows["3 x tanh"]["params"]
     for row in rows.values():
-        assert 1 <= row["epochs"] <= 6
+        assert 1 <= row["epochs"] <= 4
         assert 0.0 <= row["test acc"] <= 1.0
+        assert 0.0 <= row["± std"] <= 0.5
     # The best model is chosen on validation accuracy, never on the test set.
     assert rows[result["best"]]["val acc"] == max(r["val acc"] for r in rows.values())
     assert result["best_test_accuracy"] > 0.8
     out = capsys.readouterr().out
-    assert "best model" in out and "softmax layer" in out
+    assert "best model" in out and "no hidden layer" in out and "±" in out
 
 
 def test_california_housing(load, tmp_path):
@@ -126,3 +130,47 @@ def test_watch_runs(load, tmp_path):
         rows = (logdir / f"{name}.csv").read_text().splitlines()
         assert len(rows) == 1 + fit.epochs
     assert result["export_diff"] <= 1e-6
+
+
+def test_residual_mnist(load, tmp_path, capsys):
+    result = run(load, "residual_mnist", tmp_path)
+    rows = result["results"]
+    assert list(rows) == ["plain CNN", "ResNet + batch norm"]
+    # the same convolutions; the ResNet adds batch norm and one 1×1 projection
+    assert rows["ResNet + batch norm"]["params"] > rows["plain CNN"]["params"]
+    for row in rows.values():
+        assert 0.0 <= row["test acc"] <= 1.0 and 0.0 <= row["val acc"] <= 1.0
+        assert 0.0 < row["first/last grad"] < math.inf
+    assert [Path(f).name for f in result["figures"]] == [
+        "residual_mnist_plain.png",
+        "residual_mnist_resnet.png",
+    ]
+    assert all(Path(f).stat().st_size > 0 for f in result["figures"])
+    assert set(result["findings"]) == set(rows)
+    out = capsys.readouterr().out
+    assert "augmentation: random shifts" in out and "ann.diagnose" in out
+
+
+def test_regularization(load, tmp_path, capsys):
+    result = run(load, "regularization", tmp_path)
+    rows = result["results"]
+    assert list(rows) == [
+        "nothing",
+        "L1",
+        "L2",
+        "weight decay",
+        "dropout",
+        "batch norm",
+        "augmentation",
+        "early stopping",
+        "all combined",
+    ]
+    module = load("regularization")
+    assert float(rows["L1"]["setting"].split("=")[1]) in module.L1S
+    assert float(rows["L2"]["setting"].split("=")[1]) in module.L2S
+    for row in rows.values():
+        assert row["gap"] == pytest.approx(row["train acc"] - row["test acc"])
+        assert 1 <= row["epochs"] <= 3
+        assert row["diagnose"]
+    assert rows["nothing"]["test acc"] > 0.3  # well above chance (0.1)
+    assert "fit_many sweep" in capsys.readouterr().out

@@ -137,7 +137,7 @@ def test_validation_curve_falls_then_rises(xor):
 
 
 def test_epoch_runs_as_one_compilation(xor):
-    # every epoch of the first fit ran the same compiled function
+    # every epoch of the first fit ran the same ONE compiled function
     assert xor.compiled.count("run_epoch") == 1
 
 

@@ -15,6 +15,7 @@ import pytest
 import annjax as ann
 from annjax.analysis import findings as diagnostics
 from annjax.analysis.diagnose import diagnose
+from annjax.training.epoch import TRAIN_EVAL_EXAMPLES
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
@@ -127,3 +128,68 @@ def test_one_unit_bottleneck_underfits(digits):
     assert "underfitting" in kinds(findings)
     assert "overfitting" not in kinds(findings)
     assert history["accuracy"].max() < 0.4  # far below 0.6
+
+
+def _lagging_batch_norm(momentum: float) -> ann.Layer:
+    return ann.serial(
+        ann.dense(64),
+        ann.batch_norm(momentum=momentum),
+        ann.activation("relu"),
+        ann.dense(10),
+    )
+
+
+@pytest.mark.parametrize(
+    ("steps_per_call", "eval_batch_size", "m"),
+    [(None, 100, 100), (2, 1024, TRAIN_EVAL_EXAMPLES)],  # the slice: ≤ 256
+)
+def test_batch_norm_lag_is_a_train_eval_gap_with_chance_validation(
+    digits, steps_per_call, eval_batch_size, m
+):
+    """momentum 0.999 after ~90 steps: the running statistics are still near
+    their initial (0, 1) while the inputs' offset of 10 moves every
+    pre-activation; evaluation mode sees other activations than training."""
+    (x, y), (xv, yv) = digits
+    result = ann.fit(
+        _lagging_batch_norm(0.999),
+        (x + 10, y),
+        val_data=(xv + 10, yv),
+        optimizer=ann.adam(1e-2),
+        epochs=4,
+        batch_size=64,
+        metrics=("accuracy",),
+        eval_batch_size=eval_batch_size,
+        steps_per_call=steps_per_call,
+        progress=False,
+        key=jax.random.key(0),
+    )
+    h = result.history
+    # the slice in eval mode: the first m training examples
+    slice_scores = ann.evaluate(
+        _lagging_batch_norm(0.999),
+        result.params,
+        result.state,
+        (x[:m] + 10, y[:m]),
+        loss="softmax_cross_entropy",
+        metrics=("accuracy",),
+    )
+    assert h["train_eval_loss"][-1] == pytest.approx(slice_scores["loss"], rel=1e-5)
+    assert h["train_eval_accuracy"][-1] == pytest.approx(slice_scores["accuracy"])
+    assert h["accuracy"][-1] > 0.9 and h["train_eval_accuracy"][-1] < 0.2
+    findings = diagnose(h)
+    assert {"train_eval_gap", "chance_validation"} <= kinds(findings)
+    gap = next(f for f in findings if f.kind == "train_eval_gap")
+    assert "momentum" in gap.remedy
+
+
+def test_batch_norm_that_keeps_up_has_no_train_eval_gap(digits):
+    (x, y), (xv, yv) = digits
+    history, findings = train(
+        ((x, y), (xv, yv)),
+        _lagging_batch_norm(0.9),
+        ann.adam(1e-2),
+        epochs=4,
+        track=False,
+    )
+    assert history["train_eval_loss"][-1] < 2 * history["loss"][-1]
+    assert not {"train_eval_gap", "chance_validation"} & kinds(findings)

@@ -158,7 +158,7 @@ def forbid(monkeypatch):
     def setup(init: bool) -> None:
         monkeypatch.setattr(loop.Engine, "epoch", _forbidden)
         if init:
-            monkeypatch.setattr(fit_module, "init_train_state", _forbidden)
+            monkeypatch.setattr(fit_module, "start_states", _forbidden)
 
     return setup
 

@@ -124,3 +124,17 @@ def test_bad_arguments_are_refused(blobs, kwargs, match):
 def test_select_refuses_an_index_out_of_range(sweep):
     with pytest.raises(ValueError, match="model index"):
         sweep.select(3)
+
+
+def test_train_eval_loss_of_models_with_state_equals_each_fit(blobs):
+    """A batch-norm model records train_eval_loss per model, as its own fit."""
+    train, val = blobs
+    model = ann.mlp([8, 3], batch_norm=True)
+    args = {"epochs": 2, "batch_size": 16, "metrics": ("accuracy",), "progress": False}
+    many = ann.fit_many(model, train, val_data=val, keys=KEYS[:2], **args)
+    assert many.history["train_eval_loss"].shape == (2, 2)
+    assert many.history["train_eval_accuracy"].shape == (2, 2)
+    alone = ann.fit(model, train, val_data=val, key=KEYS[1], **args)
+    np.testing.assert_allclose(
+        alone.history["train_eval_loss"], many.history["train_eval_loss"][:, 1], **TOL
+    )

@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import annjax as ann
-from annjax.data.batching import epoch_batches
+from annjax.training.epoch import plan_batches
 
 N, FEATURES, BATCH = 40, 3, 16  # 3 steps per epoch, the last one padded
 STEPS = -(-N // BATCH)
@@ -181,9 +181,7 @@ def _hand_written_step_losses(epochs: int) -> np.ndarray:
     step = jax.jit(ann.make_train_step(MODEL, "softmax_cross_entropy", opt))
     losses = []
     for epoch in range(epochs):
-        perm_key, step_key = jax.random.split(jax.random.fold_in(train_key, epoch))
-        idx, w = epoch_batches(perm_key, N, BATCH)
-        keys = jax.random.split(step_key, idx.shape[0])
+        idx, w, keys = plan_batches(BATCH, train_key, epoch, N)  # fit's plan
         for i in range(idx.shape[0]):
             ts, logs = step(ts, (X[idx[i]], Y[idx[i]], w[i]), keys[i])
             losses.append(float(logs["loss"]))

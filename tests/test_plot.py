@@ -62,6 +62,19 @@ def test_history_one_panel_per_loss_and_metric(tmp_path):
     assert_png(path)
 
 
+def test_history_draws_the_eval_mode_training_curve_in_its_panel():
+    h = history()
+    h["train_eval_loss"] = 2 * h["loss"]
+    h["train_eval_accuracy"] = h["accuracy"] - 0.1
+    fig = plot.history(h)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "mse"]
+    loss, accuracy, _ = fig.axes
+    eval_mode = "training data, evaluation mode"
+    assert labels(accuracy) == ["training", "validation", eval_mode]
+    assert labels(loss)[2] == eval_mode
+    np.testing.assert_allclose(loss.get_lines()[2].get_ydata(), h["train_eval_loss"])
+
+
 def test_history_log_scale_for_losses_and_errors_only():
     fig = plot.history(history(), log=True)
     assert [ax.get_yscale() for ax in fig.axes] == ["log", "linear", "log"]

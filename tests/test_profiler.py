@@ -90,6 +90,42 @@ def test_dead_fraction_of_a_relu_tap_with_known_dead_columns(key):
     assert float(stats["dead_fraction/relu_1"]) == pytest.approx(3 / 8)
 
 
+def test_dead_fraction_of_an_image_activation_counts_channels(key):
+    # (batch, H, W, C): a unit is a channel, dead when ≤ 0 for every example
+    # AND every position (its filter is shared by all positions).
+    y = jax.nn.relu(jax.random.normal(key, (4, 5, 5, 6)) + 3.0)
+    y = y.at[..., jnp.array([0, 3])].set(0.0)  # two channels dead everywhere
+    y = y.at[:, :, :, 1].set(0.0).at[2, 4, 4, 1].set(1.0)  # alive at one position
+    y = y.at[:, 0, 0, 2].set(0.0)  # one dead position: the channel lives
+    stats = profiler.activation_stats({"conv2d_0": Tap("relu", y)})
+    assert float(stats["dead_fraction/conv2d_0"]) == pytest.approx(2 / 6)
+
+
+def test_gradient_flow_of_a_conv_stack_matches_a_hand_written_grad(key):
+    model = ann.serial(
+        ann.conv2d(3, 3, activation="relu"),
+        ann.max_pool(2),
+        ann.conv2d(4, 3, strides=2),
+        ann.global_avg_pool(),
+        ann.dense(2),
+    )
+    params, state = init(model, key, (8, 8, 2))
+    x = jax.random.normal(key, (5, 8, 8, 2))
+    y = jnp.arange(5) % 2
+    flow = ann.gradient_flow(model, params, state, (x, y))
+
+    def loss(p):
+        logits = model.apply(p, state, x)[0]
+        return ann.losses.get("softmax_cross_entropy")(y, logits)
+
+    grads = jax.grad(loss)(params)
+    for layer in ("conv2d_0", "conv2d_2", "dense_4"):
+        expected = numpy_norm(*jax.tree_util.tree_leaves(grads[layer]))
+        assert flow[f"grad_norm/{layer}"] == pytest.approx(expected, rel=1e-5)
+    assert 0.0 <= flow["dead_fraction/conv2d_0"] <= 1.0
+    assert not any(k.endswith(("max_pool_1", "global_avg_pool_3")) for k in flow)
+
+
 @pytest.mark.parametrize("name", ["leaky_relu", "elu", "gelu", "swish"])
 def test_units_that_keep_a_gradient_below_zero_are_never_dead(name):
     y = -jnp.ones((4, 3))  # negative everywhere, yet f' > 0 there
@@ -206,11 +242,25 @@ def test_gradient_flow_on_a_flax_model_uses_its_module_paths(key):
             ],
             ["dead_fraction/relu_2", "dead_fraction/residual_3/relu_2"],
         ),
+        (
+            ann.serial(
+                ann.conv2d(3, 3, activation="relu"),
+                ann.max_pool(2),
+                ann.conv2d(4, 3),
+                ann.batch_norm(),
+                ann.activation("relu"),
+                ann.global_avg_pool(),
+                ann.dense(3),
+            ),
+            ["conv2d_0", "conv2d_2", "batch_norm_3", "dense_6"],
+            ["dead_fraction/conv2d_0", "dead_fraction/relu_4"],
+        ),
     ],
-    ids=["mlp", "residual-batch-norm"],
+    ids=["mlp", "residual-batch-norm", "conv-stack"],
 )
 def test_fit_history_keys(key, model, layers, taps):
-    x = np.asarray(jax.random.normal(key, (24, 5)))
+    shape = (4, 4, 2) if model.config[1][0].kind == "conv2d" else (5,)
+    x = np.asarray(jax.random.normal(key, (24, *shape)))
     y = np.arange(24) % 3
     result = ann.fit(
         model,
@@ -227,6 +277,8 @@ def test_fit_history_keys(key, model, layers, taps):
     for kind in ("grad_norm", "param_norm", "update_ratio"):
         expected |= {f"{kind}/{layer}" for layer in layers}
     expected |= {k.replace("/", "_max/", 1) for k in expected if "/" in k}
+    if any("batch_norm" in layer for layer in layers):  # a model with state
+        expected.add("train_eval_loss")
     assert set(h) == expected
     assert all(v.shape == (2,) and np.all(np.isfinite(v)) for v in h.values())
     for layer in layers:

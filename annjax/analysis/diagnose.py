@@ -1,7 +1,8 @@
 """``diagnose``: why a network does not learn, read off its training history.
 
 From the per-epoch history of :func:`annjax.fit` (``loss``, ``val_loss``,
-metrics and, with ``track_gradients=True``, the per-layer measurements of
+metrics, ``train_eval_loss`` for models with state and, with
+``track_gradients=True``, the per-layer measurements of
 :mod:`annjax.analysis.profiler`), :func:`diagnose` returns the lecture's diagnosis as
 :class:`Finding` s, most severe first (:data:`KINDS`), each with the numbers
 behind it and the lecture's remedy. A history without profiler measurements
@@ -180,6 +181,56 @@ def _activations(h, n: int, t: Thresholds) -> _Raw:
                 yield kind, layer, e, message
 
 
+def _mode_gap(h, n: int, t: Thresholds) -> _Raw:
+    """The training data scores worse in evaluation mode than in training mode."""
+    if "loss" not in h or "train_eval_loss" not in h:
+        return
+    loss, evaluated = h["loss"][:n], h["train_eval_loss"][:n]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = (evaluated - loss) / np.abs(loss)
+    mask = _above(gap, t.eval_gap) | (np.isinf(evaluated) & np.isfinite(loss))
+    accuracy = next((k for k in _ACCURACY if f"train_eval_{k}" in h), None)
+    if accuracy is not None and accuracy in h:
+        drop = h[accuracy][:n] - h[f"train_eval_{accuracy}"][:n]
+        mask &= drop >= t.eval_accuracy_drop
+    if (e := _from_on(mask)) is None:
+        return
+    message = (
+        f"the training data's loss in evaluation mode is {evaluated[e]:.3g} "
+        f"against {loss[e]:.3g} in training mode in epoch {e} (+{gap[e]:.0%}; "
+        f"threshold +{t.eval_gap:.0%}), and stays above it to the last epoch "
+        f"({evaluated[n - 1]:.3g} vs {loss[n - 1]:.3g})"
+    )
+    if accuracy is not None and accuracy in h:
+        message += (
+            f"; {accuracy} {h[f'train_eval_{accuracy}'][n - 1]:.3g} in evaluation "
+            f"mode vs {h[accuracy][n - 1]:.3g} in training mode"
+        )
+    yield "train_eval_gap", None, e, message
+
+
+def _chance(h, n: int, t: Thresholds) -> _Raw:
+    """Validation accuracy at chance while the training accuracy is high."""
+    accuracy = next((k for k in _ACCURACY if k in h and f"val_{k}" in h), None)
+    if accuracy is None or n < 1:
+        return
+    train, val = h[accuracy][:n], h[f"val_{accuracy}"][:n]
+    if not (train[-1] >= t.chance_train_accuracy and val[-1] <= t.chance_accuracy):
+        return
+    e = _from_on((train >= t.chance_train_accuracy) & (val <= t.chance_accuracy))
+    message = (
+        f"the validation {accuracy} is {val[-1]:.3g} (at most "
+        f"{t.chance_accuracy:g}, chance level) while the training {accuracy} is "
+        f"{train[-1]:.3g} in the last epoch (from epoch {e} on)"
+    )
+    if f"train_eval_{accuracy}" in h:
+        message += (
+            f"; the training data in evaluation mode scores "
+            f"{h[f'train_eval_{accuracy}'][n - 1]:.3g}"
+        )
+    yield "chance_validation", None, e, message
+
+
 def _underfitting(h, n: int, t: Thresholds) -> _Raw:
     loss = h.get("loss", np.empty(0))[:n]
     accuracy = next((k for k in _ACCURACY if k in h), None)
@@ -269,7 +320,16 @@ def diagnose(history: Mapping[str, Any], **thresholds: float) -> Findings:
     h = _as_history(history)
     n = _finite_epochs(h)
     once: dict[tuple, Finding] = {}  # each kind once per layer, its first epoch
-    for detect in (_non_finite, _gradients, _activations, _underfitting, _overfitting):
+    detectors = (
+        _non_finite,
+        _gradients,
+        _activations,
+        _mode_gap,
+        _chance,
+        _underfitting,
+        _overfitting,
+    )
+    for detect in detectors:
         for kind, layer, epoch, message in detect(h, n, t):
             old = once.get((kind, layer))
             if old is None or epoch < old.epoch:

@@ -31,6 +31,8 @@ KINDS = (
     "vanishing_gradients",
     "dead_units",
     "saturation",
+    "train_eval_gap",
+    "chance_validation",
     "underfitting",
     "overfitting",
 )
@@ -49,6 +51,14 @@ REMEDIES = {
     "batch normalisation before the activation",
     "saturation": "standardise the inputs, Xavier initialisation (smaller "
     "weights), batch normalisation, or ReLU/Leaky ReLU",
+    "train_eval_gap": "batch norm's running statistics lag the weights: a lower "
+    "momentum (ann.batch_norm(momentum=0.9)), or more training steps before "
+    "evaluating (more epochs or a smaller batch size)",
+    "chance_validation": "compare train_eval_accuracy (the training data in "
+    "evaluation mode): at chance too, it is batch norm's running statistics "
+    "(lower momentum, more steps); otherwise preprocess the validation inputs "
+    "exactly as the training ones (same Standardizer, same shape) and check "
+    "their labels",
     "underfitting": "more capacity (wider or more layers), more training (more "
     "epochs, a tuned learning rate), less regularisation (smaller l1/l2, dropout)",
     "overfitting": "more data (or augmentation), dropout, L1/L2 penalties (l1=, "
@@ -186,6 +196,25 @@ class Thresholds(NamedTuple):
         above that minimum, with the training loss lower than there. 0.1:
         well above the epoch-to-epoch noise of a validation loss on a few
         hundred examples (~1–2%).
+      eval_gap: train/eval-mode gap when the training data's loss in
+        evaluation mode (``train_eval_loss``, a fixed slice evaluated after
+        each epoch; recorded for models with state) exceeds the epoch's
+        training-mode loss by more than this fraction, (L_eval − L_train) /
+        L_train, from some epoch to the last. 0.5: the epoch's training loss
+        is a mean over steps whose weights were worse than the final ones, so
+        the honest eval-mode loss is usually LOWER; 50% higher is the
+        running statistics describing other activations than the weights
+        produce. Dropout only makes the eval-mode loss lower still.
+      eval_accuracy_drop: … and, with an accuracy in the history, the
+        eval-mode accuracy at least this much below the training-mode one.
+        0.1: ten points, more than three times the noise (±0.03) of the
+        256-example slice.
+      chance_accuracy: chance validation when the last epoch's validation
+        accuracy is at most this while the training accuracy is high. 0.2:
+        ten classes' chance (0.1) plus a margin; for k classes use 1/k + 0.1
+        (0.6 for a binary task).
+      chance_train_accuracy: … the training accuracy that counts as high.
+        0.8: the network has clearly learnt its training data.
       underfit_improvement: without an accuracy in the history, under-fitting
         when the best training loss is less than this fraction below the
         epoch-0 loss, (L₀ − min L) / L₀. 0.5: a model that can fit its data
@@ -209,6 +238,10 @@ class Thresholds(NamedTuple):
     saturated_fraction: float = 0.5
     overfit_patience: int = 3
     overfit_rise: float = 0.1
+    eval_gap: float = 0.5
+    eval_accuracy_drop: float = 0.1
+    chance_accuracy: float = 0.2
+    chance_train_accuracy: float = 0.8
     underfit_improvement: float = 0.5
     underfit_accuracy: float = 0.6
     underfit_gap: float = 0.25
@@ -217,7 +250,15 @@ class Thresholds(NamedTuple):
         """Returns self, or raises TypeError/ValueError for a bad threshold."""
         for name, value in self._asdict().items():
             _checks.non_negative(name, value)
-        for name in ("dead_fraction", "saturated_fraction", "underfit_accuracy"):
+        probabilities = (
+            "dead_fraction",
+            "saturated_fraction",
+            "underfit_accuracy",
+            "eval_accuracy_drop",
+            "chance_accuracy",
+            "chance_train_accuracy",
+        )
+        for name in probabilities:
             _checks.probability(name, getattr(self, name))
         _checks.integer("overfit_patience", self.overfit_patience, minimum=1)
         return self

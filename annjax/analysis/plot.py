@@ -85,10 +85,11 @@ def _grid(plt, n: int, width: float = 4.2, height: float = 3.2, ncols: int = 3):
 
 
 def _curves(history: Mapping[str, Any]) -> list[str]:
-    """Returns the loss and metric names of a history: ``loss`` first, no ``val_``."""
+    """Returns the loss and metric names of a history: ``loss`` first, no ``val_``
+    and no ``train_eval_`` (drawn in their name's panel)."""
     names = []
     for name in history:
-        base = name.removeprefix("val_")
+        base = name.removeprefix("val_").removeprefix("train_eval_")
         if "/" not in name and base not in names:
             names.append(base)
     return sorted(names, key=lambda name: name != "loss")
@@ -119,8 +120,9 @@ def history(
 
     One panel for the loss and one per metric, each with the training curve
     and, where the history has it, the validation curve (``val_<name>``)
-    over epochs; the loss panel also marks the epoch of the lowest
-    validation loss (the model early stopping would keep). Profiler
+    over epochs (and, for models with state, ``train_eval_<name>``: the
+    training data in evaluation mode, dotted); the loss panel also marks the
+    epoch of the lowest validation loss (the model early stopping would keep). Profiler
     measurements are left out (see :func:`gradient_flow`).
 
     Args:
@@ -149,6 +151,7 @@ def history(
         for key, label, style in (
             (name, "training", "-"),
             (f"val_{name}", "validation", "--"),
+            (f"train_eval_{name}", "training data, evaluation mode", ":"),
         ):
             if key in history:
                 values = np.asarray(history[key], np.float64)

@@ -105,6 +105,11 @@ def activation_stats(
       ≤ 0 for every example of the batch, so no gradient reaches their
       weights through this batch. (Leaky ReLU, ELU, GELU and swish pass a
       gradient below zero: their units cannot die and are not measured.)
+      A unit is a feature of the LAST axis: a dense layer's neuron, and for
+      a (batch, H, W, C) image activation a channel, dead when it is ≤ 0 for
+      every example AND every position (one filter's weights are shared over
+      positions, so a channel gets no gradient only if all its positions are
+      ≤ 0; a single dead position is no dead unit).
     - ``saturation/<layer>`` (sigmoid, tanh): the fraction of unit activations
       whose derivative, read off the output (σ' = y(1−y), tanh' = 1 − y²), is
       below ``saturation_threshold`` × its maximum.
@@ -112,7 +117,9 @@ def activation_stats(
     stats = {}
     for path, (name, y) in _flat_taps(probe).items():
         if name in _DEAD_BELOW_ZERO:
-            stats[f"dead_fraction/{path}"] = jnp.mean(jnp.all(y <= 0, axis=0))
+            batch_and_positions = tuple(range(y.ndim - 1))
+            dead = jnp.all(y <= 0, axis=batch_and_positions)
+            stats[f"dead_fraction/{path}"] = jnp.mean(dead)
         elif name in _MAX_DERIVATIVE:
             derivative = y * (1 - y) if name == "sigmoid" else 1 - jnp.square(y)
             limit = saturation_threshold * _MAX_DERIVATIVE[name]

@@ -75,9 +75,21 @@ def epoch_batches(
       ValueError: for a bad key, n < 1, batch_size < 1, or no batch at all.
     """
     _checks.random_key("key", key)
+    return batches_of(jax.random.permutation(key, n), batch_size, drop_remainder)
+
+
+def batches_of(
+    order: Array, batch_size: int, drop_remainder: bool = False
+) -> tuple[Array, Array]:
+    """Returns :func:`epoch_batches` for a given order of the n examples.
+
+    ``order`` is a permutation of ``range(n)`` (n = its length); the batches
+    are padded or cut as :func:`epoch_batches` describes. Jittable.
+    """
+    n = order.shape[0]
     k = num_batches(n, batch_size, drop_remainder)
     slots = jnp.arange(k * batch_size)
-    indices = jax.random.permutation(key, n)[slots % n].astype(jnp.int32)
+    indices = order[slots % n].astype(jnp.int32)
     weights = (slots < n).astype(jnp.result_type(float))
     return indices.reshape(k, batch_size), weights.reshape(k, batch_size)
 

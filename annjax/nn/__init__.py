@@ -1,23 +1,34 @@
 """Layers as ``Layer(init, apply)`` pairs of pure functions, and their combinators.
 
 ``dense``, ``activation``, ``flatten``, ``dropout`` (:mod:`.layers`);
-``batch_norm`` (:mod:`.normalization`); ``serial``, ``residual``, ``mlp``
+``batch_norm``, ``layer_norm`` (:mod:`.normalization`); ``conv2d``
+(:mod:`.conv`); ``max_pool``, ``avg_pool``, ``global_avg_pool`` (:mod:`.pooling`);
+``resnet`` (:mod:`.resnet`); ``serial``, ``residual``, ``mlp``
 (:mod:`.combinators`); ``from_flax`` (:mod:`.flax_bridge`) for any flax module.
 """
 
 from annjax.nn.combinators import mlp, residual, serial
+from annjax.nn.conv import conv2d
 from annjax.nn.flax_bridge import from_flax
 from annjax.nn.layers import activation, dense, dropout, flatten
-from annjax.nn.normalization import batch_norm
+from annjax.nn.normalization import batch_norm, layer_norm
+from annjax.nn.pooling import avg_pool, global_avg_pool, max_pool
+from annjax.nn.resnet import resnet
 
 __all__ = [
     "activation",
+    "avg_pool",
     "batch_norm",
+    "conv2d",
     "dense",
     "dropout",
     "flatten",
     "from_flax",
+    "global_avg_pool",
+    "layer_norm",
+    "max_pool",
     "mlp",
     "residual",
+    "resnet",
     "serial",
 ]

@@ -1,4 +1,4 @@
-"""Normalisation layers: batch normalisation with running statistics.
+"""Normalisation layers: batch normalisation with running statistics, layer norm.
 
 The math sits in module-level functions (``_batch_stats``, ``_normalize``);
 :func:`batch_norm` wires parameters and state around them.
@@ -20,7 +20,7 @@ from annjax.nn.layers import (
     params_mismatch,
 )
 
-__all__ = ["batch_norm"]
+__all__ = ["batch_norm", "layer_norm"]
 
 
 def _batch_stats(
@@ -201,3 +201,66 @@ def _check_batch(x_last: Array) -> None:
             "of one example normalise every output to β. Use batch_size >= 2 "
             "(PyTorch raises the same), or apply with train=False."
         )
+
+
+# ------------------------------------------------------------------- layer norm
+
+
+def layer_norm(
+    eps: float = 1e-6, use_scale: bool = True, use_bias: bool = True
+) -> Layer:
+    r"""Returns a layer-normalisation layer: each example normalised on its own.
+
+    .. math::
+       \hat{x} = \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}}, \qquad
+       y = \gamma \hat{x} + \beta
+
+    μ and σ² (biased) are taken over the LAST axis of each example (each
+    position's channels, for an image), so training and evaluation compute the
+    same thing and there is no state: no running statistics to lag behind.
+    The conventions (ε = 1e-6, the last axis) are ``flax.linen.LayerNorm``'s.
+
+    Args:
+      eps: ε > 0, added to the variance.
+      use_scale: whether to learn γ (else 1).
+      use_bias: whether to learn β (else 0).
+
+    Returns:
+      A Layer with params ``{"scale", "bias"}`` of shape (features,) (those
+      asked for) and no state.
+
+    Raises:
+      ValueError: for ``eps <= 0``; at init for an input without axes; when
+        applied, for an input whose last axis is not the features.
+    """
+    eps = _checks.positive("layer_norm eps", eps)
+
+    def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
+        del key
+        shape = input_shape_of("layer_norm", input_shape)
+        if not shape:
+            raise _checks.fail("layer_norm input_shape", "at least one axis", shape)
+        params = {}
+        if use_scale:
+            params["scale"] = jnp.ones((shape[-1],))
+        if use_bias:
+            params["bias"] = jnp.zeros((shape[-1],))
+        return shape, params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        n = next((p.shape[0] for p in params.values()), None)
+        if x.ndim < 2 or (n is not None and x.shape[-1] != n):
+            raise ValueError(
+                f"layer_norm: expected a batch whose last axis has {n} features, "
+                f"got x of shape {tuple(x.shape)}."
+            )
+        mean, var = _batch_stats(x, (x.ndim - 1,))
+        mean, var = mean[..., None], var[..., None]
+        scale = params.get("scale", 1.0)
+        bias = params.get("bias", 0.0)
+        return _normalize(x, mean, var, scale, bias, eps), state
+
+    return Layer(
+        init, apply, "layer_norm", None, ("layer_norm", eps, use_scale, use_bias)
+    )

@@ -2,7 +2,8 @@
 
 Bottom to top: :mod:`.types` (``TrainState``, ``EarlyStopping``, the
 results), :mod:`.step` (the pure train and eval steps), :mod:`.epoch` (an
-epoch as one compiled call, or ``steps_per_call`` steps per call),
+epoch as one compiled call, or
+``steps_per_call`` steps per call),
 :mod:`.loop` (the one loop for 1..N models: history, NaN guard, early
 stopping, best params, callbacks, checkpoints), :mod:`.arguments` (every
 argument checked before anything compiles), :mod:`.fitting` (``fit``,

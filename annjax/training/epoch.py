@@ -3,10 +3,10 @@
 An epoch is three pure functions: :func:`plan` draws its order of batches and
 its step keys, :func:`run_steps` scans the train step over some of them, and
 :func:`finish` combines the steps' logs into the epoch's values, applies the
-NaN guard and evaluates the validation data. :func:`run_epoch` is the three in
-ONE compiled call (the default); with ``steps_per_call=k`` the loop calls them
-separately, ``k`` steps per call, on the same keys and order, so the results
-are the same. For ``fit_many`` each is ``jax.vmap``-ed over a leading model
+NaN guard and evaluates the validation data. :func:`run_epoch` is the three
+in ONE compiled call (the default); with ``steps_per_call=k`` the loop calls
+them separately, ``k`` steps per call, on the same keys and order, so the
+results are the same. For ``fit_many`` each is ``jax.vmap``-ed over a leading model
 axis of the train state, the keys and the hyper-parameters
 (:data:`MODEL_AXES`), the data staying unbatched.
 """
@@ -24,9 +24,10 @@ from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax._types import Array, Key, Layer
-from annjax.data.batching import epoch_batches
+from annjax.data.batching import batches_of, num_batches
 from annjax.training import mesh as _mesh
 from annjax.training.prediction import evaluate_arrays
+from annjax.training.scan import scan, tracked_scan
 from annjax.training.step import (
     train_step_with_stats,
     weighted_mean,
@@ -34,6 +35,13 @@ from annjax.training.step import (
 from annjax.training.types import TrainState
 
 __all__ = ["EpochSpec", "run_epoch"]
+
+
+#: How many training examples (the first ones) ``finish`` evaluates in
+#: evaluation mode for a model with state. 256: an accuracy to ±0.03, far
+#: finer than the gaps ``diagnose`` looks for, for at most 256 forward passes
+#: per epoch (a few percent of an epoch on 1,000 examples; ~0 on 60,000).
+TRAIN_EVAL_EXAMPLES = 256
 
 
 class EpochSpec(NamedTuple):
@@ -66,11 +74,29 @@ def plan(spec: EpochSpec, key: Key, epoch, n: int) -> Plan:
     """Returns the epoch's order of batches and one key per step.
 
     The epoch's key is ``fold_in(key, epoch)`` (``epoch`` is traced, so every
-    epoch shares the compiled call); from it a fresh permutation is drawn.
+    epoch shares the compiled call); from it a fresh permutation is drawn
+    (:func:`plan_batches`; it depends on the spec's batch size alone).
     """
-    perm_key, step_key = jax.random.split(jax.random.fold_in(key, epoch))
-    idx, weights = epoch_batches(perm_key, n, spec.batch_size)
-    return Plan(idx, weights, jax.random.split(step_key, idx.shape[0]))
+    return plan_batches(spec.batch_size, key, epoch, n)
+
+
+def plan_batches(batch_size: int, key: Key, epoch, n: int) -> Plan:
+    """Returns :func:`plan` for ``batch_size``.
+
+    Drawing the permutation and the keys was a fifth of an epoch's compile
+    time (each random draw inlines a threefry hash). ONE draw of random bits from
+    ``fold_in(key, epoch)`` gives both: the order sorts its first n words
+    (a uniform permutation up to ties of 32-bit words), the step keys are
+    the words after them. Half the compile time of
+    ``jax.random.permutation`` plus ``split`` (one threefry hash, not five).
+    """
+    k = num_batches(n, batch_size)
+    words = jax.random.key_data(key).shape[-1]  # 2 for threefry keys
+    bits = jax.random.bits(jax.random.fold_in(key, epoch), (n + k * words,), jnp.uint32)
+    idx, weights = batches_of(jnp.argsort(bits[:n]), batch_size)
+    impl = jax.random.key_impl(key)
+    keys = jax.random.wrap_key_data(bits[n:].reshape(k, words), impl=impl)
+    return Plan(idx, weights, keys)
 
 
 def run_steps(
@@ -80,14 +106,12 @@ def run_steps(
 
     ``hyper`` holds the dynamic hyper-parameters (``"l1"``, ``"l2"`` when
     present); ``logs`` are stacked per step (the profiler's only for the
-    measured steps, see :func:`_tracked_scan`). ``track`` is None for a
-    whole epoch, else ``(every, first)`` for a part of one (static). On a
-    mesh each batch is split along its batch axis over ``"data"``.
-
-    ``unroll`` (static) unrolls the steps instead of looping over them:
-    XLA:CPU runs a convolution inside a loop many times slower than outside
-    one (see :func:`_scan`), so ``steps_per_call=k`` runs its k steps
-    unrolled.
+    measured steps, see :func:`annjax.training.scan.tracked_scan`). ``track``
+    is None for a whole epoch, else ``(every, first)`` for a part of one
+    (static). On a mesh each batch is split along its batch axis over
+    ``"data"``. ``unroll`` (static) runs the steps as straight code, not a
+    loop: XLA:CPU runs a convolution inside a loop many times slower (see
+    :func:`annjax.training.scan.scan`), so ``steps_per_call=k`` unrolls.
     """
 
     def body_of(track: bool):
@@ -109,13 +133,10 @@ def run_steps(
         return body
 
     if not spec.track_gradients:
-        ts, logs = _scan(body_of(False), ts, tuple(steps), unroll)
+        ts, logs = scan(body_of(False), ts, tuple(steps), unroll)
     else:
         every, first = (spec.track_every, None) if track is None else track
-        ts, logs = _tracked_scan(body_of, ts, tuple(steps), every, first, unroll)
-    i, w = steps.idx[-1], steps.weights[-1]
-    last = _mesh.constrain_batch((x[i], y[i], w), spec.mesh)
-    logs["loss_after"] = _loss_after(spec, ts, *last)[None]
+        ts, logs = tracked_scan(body_of, ts, tuple(steps), every, first, unroll)
     return ts, logs
 
 
@@ -124,15 +145,24 @@ def _loss_after(spec: EpochSpec, ts: TrainState, x, y, w) -> Array:
 
     Each step's loss is measured before its update, so only this shows that
     the last update overflowed into params that are finite but give a
-    non-finite loss; the NaN guard reads it (one forward pass per call).
+    non-finite loss; the NaN guard reads it (one forward pass per epoch).
     """
     pred, _ = spec.model.apply(ts.params, ts.state, x, train=False)
     return weighted_mean(_losses.get(spec.loss)(y, pred, reduction="none"), w)
 
 
 def _all_finite(tree) -> Array:
-    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+    """Returns whether every value of ``tree`` is finite (integers always are).
+
+    The float leaves are joined into one vector per dtype first: one check
+    to compile instead of one per leaf.
+    """
+    groups: dict[Any, list[Array]] = {}
+    for a in jax.tree_util.tree_leaves(tree):
+        if jnp.issubdtype(a.dtype, jnp.inexact):
+            groups.setdefault(a.dtype, []).append(jnp.ravel(a))
+    checks = [jnp.all(jnp.isfinite(jnp.concatenate(g))) for g in groups.values()]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array]:
@@ -166,22 +196,36 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
     return out
 
 
-def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, val):
+def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, data, val):
     """Returns ``(train_state, out)``: the epoch's values, guarded and validated.
 
-    The NaN guard: when the epoch's loss, or any parameter or state value
-    after its last step, or the loss of those params on the last batch, is
-    not finite (or ``hyper["active"]`` is False, a
-    model that has stopped), the incoming state ``old`` is kept. ``out``
+    ``data`` is ``(x, y, plan)``: the training data and the epoch's plan. The
+    NaN guard: when the epoch's loss, or any parameter or state value after
+    its last step, or the loss of those params on the last batch (each step's
+    loss is measured before its update, so only this sees a last update that
+    overflowed), is not finite (or ``hyper["active"]`` is False, a model that
+    has stopped), the incoming state ``old`` is kept. ``out``
     holds ``finite`` (the guard's verdict), ``first_non_finite_step``, the
     injected learning rate as ``lr`` (see :func:`annjax.optim.learning_rate`)
     and, with ``val``, every ``val_`` value, evaluated in the same call.
+
+    For a model with state (batch norm's running statistics), the first
+    :data:`TRAIN_EVAL_EXAMPLES` training examples (at most
+    ``eval_batch_size``) are evaluated in evaluation mode too, as
+    ``train_eval_loss`` (and ``train_eval_<name>`` per metric), against which
+    ``diagnose`` reads the train/eval-mode gap. A stateless model evaluates
+    the same in both modes (dropout aside), so it skips this and costs
+    nothing.
     """
-    out = _aggregate(spec, logs, n)
+    x, y, steps = data
+    out = _aggregate(spec, logs, x.shape[0])
+    i, w = steps.idx[-1], steps.weights[-1]
     finite = (
         jnp.isfinite(out["loss"])
         & _all_finite((new.params, new.state))
-        & jnp.all(jnp.isfinite(logs["loss_after"]))
+        & jnp.isfinite(
+            _loss_after(spec, new, *_mesh.constrain_batch((x[i], y[i], w), spec.mesh))
+        )
     )
     steps_finite = jnp.isfinite(logs["loss"])
     out["finite"] = finite
@@ -193,154 +237,32 @@ def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, n, va
     lr = _optim.learning_rate(new.opt_state)
     if lr is not None:
         out["lr"] = jnp.asarray(lr, jnp.float32)
-    if val is not None:
-        val_logs = evaluate_arrays(
-            spec.model,
-            spec.loss,
-            spec.metrics,
-            spec.eval_batch_size,
-            new.params,
-            new.state,
-            *val,
-            mesh=spec.mesh,
-        )
-        out.update({f"val_{name}": value for name, value in val_logs.items()})
+    out.update(_evaluations(spec, new, x, y, val))
     return new, out
+
+
+def _evaluations(spec: EpochSpec, ts: TrainState, x, y, val) -> dict[str, Array]:
+    """Returns the evaluation-mode values of an epoch's end: ``val_*`` on the
+    validation data, ``train_eval_*`` on a slice of the training data (models
+    with state only)."""
+    out = {}
+    if val is not None:
+        args = (spec.model, spec.loss, spec.metrics, spec.eval_batch_size)
+        logs = evaluate_arrays(*args, ts.params, ts.state, *val, mesh=spec.mesh)
+        out.update({f"val_{name}": value for name, value in logs.items()})
+    if jax.tree_util.tree_leaves(ts.state):
+        m = min(TRAIN_EVAL_EXAMPLES, spec.eval_batch_size, x.shape[0])
+        args = (spec.model, spec.loss, spec.metrics, m, ts.params, ts.state)
+        logs = evaluate_arrays(*args, x[:m], y[:m], mesh=spec.mesh)
+        out.update({f"train_eval_{name}": value for name, value in logs.items()})
+    return out
 
 
 def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val):
     """Returns ``(train_state, logs)`` after one whole epoch; ONE compiled call."""
     steps = plan(spec, key, epoch, x.shape[0])
     new, logs = run_steps(spec, ts, hyper, x, y, steps)
-    return finish(spec, new, ts, hyper, logs, x.shape[0], val)
-
-
-def _scan(f, carry, xs, unroll: bool):
-    """Returns ``jax.lax.scan(f, carry, xs)``; with ``unroll`` as straight code.
-
-    Unrolled, no while loop is left: ``lax.scan(unroll=True)`` of ONE step
-    still emits one, and XLA:CPU runs a convolution's gradient inside a loop
-    about 30× slower than outside (``benchmarks/conv_steps.py``).
-    """
-    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    if not unroll or n == 0:
-        return jax.lax.scan(f, carry, xs)
-    ys = []
-    for i in range(n):
-        carry, y = f(carry, jax.tree_util.tree_map(lambda a, i=i: a[i], xs))
-        ys.append(y)
-    return carry, jax.tree_util.tree_map(lambda *a: jnp.stack(a), *ys)
-
-
-def _tracked_scan(body_of, ts, inputs, every: int, first=None, unroll=False):
-    """Returns ``lax.scan`` over the steps, measuring the profiler every ``every``.
-
-    The steps run in groups of ``every``: ``every − 1`` plain steps (a scan),
-    then one step that also measures the profiler's quantities; the steps left
-    over after the last whole group run plain. Measuring reads the gradients
-    and updates a second time, which in every step costs about a third of a
-    step on a CPU; one step in ten keeps the overhead to a few percent. The
-    loss and metric logs of all steps come back in step order; the profiler's
-    only for the measured steps.
-
-    So the epoch's step ``s`` is measured when ``(s + 1) % every == 0``
-    (``every`` at most the epoch's steps). A part of an epoch
-    (``steps_per_call``) gives ``first``, the index in ``inputs`` of its
-    first measured step: the steps up to it form a shorter first group, and
-    the same steps are measured as in one call.
-    """
-    n = inputs[0].shape[0]
-    if first is None:
-        every = max(1, min(every, n))
-    elif first < every - 1:
-        lead, rest = (
-            jax.tree_util.tree_map(lambda a, s=s: a[s], inputs)
-            for s in (slice(None, first + 1), slice(first + 1, None))
-        )
-        ts, (lead_plain, lead_tracked) = _group(body_of, ts, lead, unroll)
-        ts, logs = _tracked_scan(body_of, ts, rest, every, every - 1, unroll)
-        one = jax.tree_util.tree_map(lambda a: a[None], lead_tracked)
-        return ts, _in_order(lead_plain, one, logs, True)
-    groups = n // every
-    head = jax.tree_util.tree_map(
-        lambda a: a[: groups * every].reshape(groups, every, *a.shape[1:]), inputs
-    )
-    tail = jax.tree_util.tree_map(lambda a: a[groups * every :], inputs)
-    ts, (plain_logs, tracked_logs) = _scan(
-        lambda carry, chunk: _group(body_of, carry, chunk, unroll), ts, head, unroll
-    )
-    ts, tail_logs = _scan(body_of(False), ts, tail, unroll)
-    return ts, _in_order(plain_logs, tracked_logs, tail_logs, False)
-
-
-def _group(body_of, carry, chunk, unroll=False):
-    """Returns ``(carry, (plain, tracked logs))``: plain steps, one measured."""
-    first = jax.tree_util.tree_map(lambda a: a[:-1], chunk)
-    last = jax.tree_util.tree_map(lambda a: a[-1], chunk)
-    carry, plain_logs = _scan(body_of(False), carry, first, unroll)
-    carry, tracked_logs = body_of(True)(carry, last)
-    return carry, (plain_logs, tracked_logs)
-
-
-def _in_order(plain_logs, tracked_logs, tail_logs, lead: bool) -> dict:
-    """Returns the logs of grouped steps in step order.
-
-    ``plain_logs`` and ``tracked_logs`` are per group (groups, every − 1) and
-    (groups,), or with ``lead`` one short first group followed by the logs
-    ``tail_logs`` of the steps after it (already in order).
-    """
-
-    def every_step(plain, tracked, tail):
-        if lead:
-            return jnp.concatenate([plain, tracked, tail])
-        per_group = jnp.concatenate([plain, tracked[:, None]], axis=1)
-        return jnp.concatenate([per_group.reshape(-1, *per_group.shape[2:]), tail])
-
-    logs = {}
-    for name, values in tracked_logs.items():
-        if name in plain_logs:  # loss, weight, metrics: every step, in order
-            logs[name] = jax.tree_util.tree_map(
-                every_step, plain_logs[name], values, tail_logs[name]
-            )
-        elif lead:  # the profiler's: the measured steps
-            logs[name] = jnp.concatenate([values, tail_logs[name]])
-        else:
-            logs[name] = values
-    return logs
-
-
-def part_tracking(spec: EpochSpec, start: int, end: int, total: int):
-    """Returns ``(spec, track)`` for the epoch's steps ``start:end`` of ``total``.
-
-    The profiler measures the epoch's step ``s`` when ``(s + 1) % every ==
-    0``; ``track`` tells :func:`run_steps` which of this part's steps those
-    are (canonical, so parts alike share one compiled call); a part without
-    one runs the plain step.
-    """
-    if not spec.track_gradients:
-        return spec, None
-    every = max(1, min(spec.track_every, total))
-    first, length = (every - 1 - start) % every, end - start
-    if first >= length:
-        return spec._replace(track_gradients=False), None
-    return spec, (every if first + every < length else length, first)
-
-
-def concat_logs(parts: list[dict], axis: int) -> dict:
-    """Returns per-step logs of consecutive calls joined along the step axis.
-
-    Each entry joins the parts that have it (the profiler's: those measured).
-    """
-    if len(parts) == 1:
-        return parts[0]
-    names = dict.fromkeys(name for part in parts for name in part)
-    return {
-        name: jax.tree_util.tree_map(
-            lambda *a: jnp.concatenate(a, axis=axis),
-            *(part[name] for part in parts if name in part),
-        )
-        for name in names
-    }
+    return finish(spec, new, ts, hyper, logs, (x, y, steps), val)
 
 
 # ---------------------------------------------------------- compiled forms
@@ -353,7 +275,7 @@ MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None),
     "run_steps": (None, 0, 0, None, None, 0, None, None),
-    "finish": (None, 0, 0, 0, 0, None, None),
+    "finish": (None, 0, 0, 0, 0, (None, None, 0), None),
 }
 
 _FUNCTIONS = {
@@ -362,12 +284,7 @@ _FUNCTIONS = {
     "run_steps": run_steps,
     "finish": finish,
 }
-_STATIC = {
-    "run_epoch": (0,),
-    "plan": (0, 3),
-    "run_steps": (0, 6, 7),
-    "finish": (0, 5),
-}
+_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": (0,)}
 # finish returns one train state: donating both it and the guard's fallback
 # leaves one set of buffers unusable (and a warning each compilation)
 _DONATE = {"run_epoch": (1,), "plan": (), "run_steps": (1,), "finish": (1,)}
@@ -383,4 +300,6 @@ def _compile(name: str, many: bool) -> Callable:
 COMPILED = {
     (name, many): _compile(name, many) for name in _FUNCTIONS for many in (False, True)
 }
-"""The jitted epoch functions: ``COMPILED[name, many]``."""
+"""The jitted epoch functions: ``COMPILED[name, many]``, with the signatures
+of :func:`run_epoch`, :func:`plan`, :func:`run_steps` and :func:`finish`
+(vmapped over :data:`MODEL_AXES` when ``many``)."""

@@ -28,7 +28,7 @@ from annjax.training.arguments import (
 )
 from annjax.training.inputs import host_array
 from annjax.training.prediction import evaluate_arrays, predict_batched
-from annjax.training.step import _jitted_init, output_shape
+from annjax.training.step import abstract_init, output_shape
 
 __all__ = ["evaluate", "predict"]
 
@@ -88,8 +88,7 @@ def check_params(model: Layer, input_shape, params, state) -> None:
     model's init (no compute), so another model's params are refused with the
     layers they lack or add, not a bare KeyError from inside the trace.
     """
-    init, _ = _jitted_init(model, tuple(input_shape))
-    want = jax.eval_shape(init, jax.random.key(0))
+    want = abstract_init(model, tuple(input_shape))[1:]
     pairs = zip(("params", "state"), want, (params, state), strict=True)
     for what, expected, got in pairs:
         expected, got = _named_shapes(expected), _named_shapes(got)

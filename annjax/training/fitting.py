@@ -49,7 +49,7 @@ from annjax.training.arguments import (
     steps_per_call_of,
 )
 from annjax.training.inputs import params_dtype
-from annjax.training.step import init_train_state
+from annjax.training.step import start_states
 from annjax.training.types import EarlyStopping, FitResult, ManyResult
 
 __all__ = ["fit", "fit_many"]
@@ -81,7 +81,7 @@ def fit(
     log_steps: bool = False,
     mesh: Mesh | None = None,
 ) -> FitResult:
-    r"""Returns the trained model and its history; each epoch is ONE compiled call.
+    r"""Returns the trained model and its history; each epoch ONE training call.
 
     Minimises the mean ``loss`` (+ λ₁Σ|W| + λ₂ΣW² when ``l1``/``l2`` are set;
     the history's ``loss`` is the data loss alone, comparable to ``val_loss``)
@@ -188,9 +188,8 @@ def fit(
         mesh=mesh,
     )
     key = jax.random.key(0) if key is None else _checks.random_key("key", key)
-    init_key, train_key = jax.random.split(key)
-    ts, _ = init_train_state(
-        model, spec.optimizer, init_key, x.shape[1:], dtype=params_dtype(x)
+    ts, train_key = start_states(
+        model, spec.optimizer, key, x.shape[1:], dtype=params_dtype(x)
     )
     engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, options[1])
 
@@ -284,31 +283,21 @@ def fit_many(
         mesh=mesh,
         models=len(keys),
     )
-    split = jax.vmap(jax.random.split)(keys)  # as fit: (init key, train key)
-    ts = _init_many(model, spec.optimizer, split[:, 0], x, scales)
+    ts, train_keys = start_states(
+        model, spec.optimizer, keys, x.shape[1:], dtype=params_dtype(x)
+    )
+    if (scales != 1).any():
+        ts = ts._replace(
+            opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
+        )
     hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
-    engine = _loop.Engine(spec, split[:, 1], hyper, x, y, val, True, options[1])
+    engine = _loop.Engine(spec, train_keys, hyper, x, y, val, True, options[1])
     swept = {"l1": l1s, "l2": l2s, "lr_scale": scales}
 
     def finish(ts, progress):
         return _loop.many_result(ts, progress, early_stopping, swept)
 
     return _run(engine, ts, epochs, early_stopping, progress, resume, options, finish)
-
-
-def _init_many(model, optimizer, keys, x, scales):
-    """Returns the stacked initial train states, one per key, as ``fit``'s,
-    with each model's learning rate scaled."""
-    ts = jax.vmap(
-        lambda k: init_train_state(
-            model, optimizer, k, x.shape[1:], dtype=params_dtype(x)
-        )[0]
-    )(keys)
-    if (scales != 1).any():
-        ts = ts._replace(
-            opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
-        )
-    return ts
 
 
 def _options(checkpoint, steps_per_call, callbacks):

@@ -28,7 +28,8 @@ import numpy as np
 from annjax import optim as _optim
 from annjax._types import Key
 from annjax.training import mesh as _mesh
-from annjax.training.epoch import COMPILED, EpochSpec, Plan, concat_logs, part_tracking
+from annjax.training.epoch import COMPILED, EpochSpec, Plan
+from annjax.training.scan import concat_logs, part_tracking
 from annjax.training.types import EarlyStopping, FitResult, ManyResult, TrainState
 
 
@@ -71,7 +72,7 @@ class Engine(NamedTuple):
         old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
         ts, logs = self._chunks(ts, hyper, steps)
         ts, out = COMPILED["finish", self.many](
-            self.spec, ts, old, hyper, logs, n, self.val
+            self.spec, ts, old, hyper, logs, (self.x, self.y, steps), self.val
         )
         return ts, _mesh.to_host(out)
 

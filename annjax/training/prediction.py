@@ -33,6 +33,8 @@ def predict_batched(
     if d > 1:
         return _predict_split(model, params, state, x, batch_size, mesh, d)
     bs = max(1, min(batch_size, x.shape[0]))
+    if bs == x.shape[0]:  # one batch: no loop to compile
+        return model.apply(params, state, x, train=False)[0]
 
     def one(xi):
         return model.apply(params, state, xi[None], train=False)[0][0]
