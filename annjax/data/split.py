@@ -1,15 +1,8 @@
-"""The lecture's data protocol: train/validation/test split and standardisation.
+"""Steps 1 and 2 of the lecture's data protocol (see :mod:`annjax.data`).
 
-The lecture's protocol, as functions:
-
-1. :func:`split` the examples once into train, validation and test sets
-   (optionally stratified by class);
-2. fit a :class:`Standardizer` on the **training split only** and apply it to
-   all three, so that nothing about the validation or test data leaks into
-   training (not even their mean);
-3. every epoch, draw a new order of the training examples:
-   :func:`epoch_batches` for a compiled ``lax.scan`` over equal-shaped batches,
-   :func:`batches` for a plain Python loop.
+:func:`split` the examples once into train, validation and test sets, then
+fit a :class:`Standardizer` on the training split only and apply it to all
+three, so nothing about the validation or test data leaks into training.
 
 Examples:
   >>> import jax
@@ -23,9 +16,6 @@ Examples:
   ((70, 3), (10, 3), (20, 3))
   >>> scaler = ann.data.Standardizer.fit(X_tr)        # training statistics only
   >>> X_tr, X_va, X_te = (scaler.transform(x) for x in (X_tr, X_va, X_te))
-  >>> idx, w = ann.data.epoch_batches(jax.random.key(1), 70, 32)
-  >>> idx.shape, float(w.sum())
-  ((3, 32), 70.0)
 """
 
 from __future__ import annotations
