@@ -80,17 +80,14 @@ def _is_norm_layer(name: str) -> bool:
     return base.replace("_", "") in _NORM_LAYERS
 
 
-def key_name(entry: Any) -> str:
+def _key_name(entry: Any) -> str:
     """Returns the name of one step of a pytree path (dict key, attribute, index)."""
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
+    return jax.tree_util.keystr((entry,), simple=True)
 
 
 def _is_weight(path: tuple[Any, ...], leaf: Any) -> bool:
     """Returns True if the leaf at ``path`` is a weight; see :func:`default_mask`."""
-    names = [key_name(entry).lower() for entry in path]
+    names = [_key_name(entry).lower() for entry in path]
     if any(_is_norm_layer(name) for name in names[:-1]):
         return False
     name = names[-1] if names else ""

@@ -179,6 +179,11 @@ def get(name: str | Callable[..., Array]) -> Callable[..., Array]:
     return _checks.lookup("metric", _REGISTRY, name)
 
 
+def _registered_name(fn: Callable) -> str | None:
+    """Returns the registry name of a registered metric function, or None."""
+    return next((key for key, reg in _REGISTRY.items() if reg is fn), None)
+
+
 def name_of(metric: str | Callable[..., Array]) -> str:
     """Returns the history name of a metric: its registry name or ``__name__``.
 
@@ -189,9 +194,8 @@ def name_of(metric: str | Callable[..., Array]) -> str:
     fn = get(metric)
     if isinstance(metric, str):
         return metric.lower()
-    found = [key for key, registered in _REGISTRY.items() if registered is fn]
-    if found:
-        return found[0]
+    if (registered := _registered_name(fn)) is not None:
+        return registered
     name = getattr(fn, "__name__", "")
     if not name.isidentifier():
         raise _checks.fail(
@@ -219,14 +223,14 @@ def mode(name: str | Callable[..., Array]) -> Literal["max", "min"]:
         (say the direction explicitly for your own metrics).
     """
     if callable(name):
-        found = [key for key, fn in _REGISTRY.items() if fn is name]
-        if not found:
+        registered = _registered_name(name)
+        if registered is None:
             raise _checks.fail(
                 "metric",
                 "a registered metric",
                 getattr(name, "__name__", name),
                 "Give the direction ('max' or 'min') for your own metric.",
             )
-        name = found[0]
+        name = registered
     get(name)
     return "max" if GREATER_IS_BETTER[name.lower()] else "min"

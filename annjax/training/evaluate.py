@@ -17,7 +17,6 @@ from jax.sharding import Mesh
 
 from annjax import _checks
 from annjax import losses as _losses
-from annjax import regularizers as _regularizers
 from annjax._types import Array, Layer
 from annjax.training import mesh as _mesh
 from annjax.training.arguments import (
@@ -74,7 +73,7 @@ def _named_shapes(tree) -> dict[str, tuple]:
         tree, is_leaf=lambda t: isinstance(t, dict) and not t
     )[0]
     return {
-        "/".join(_regularizers.key_name(e) for e in path): (
+        jax.tree_util.keystr(path, simple=True, separator="/"): (
             "{}" if isinstance(leaf, dict) else tuple(np.shape(leaf))
         )
         for path, leaf in leaves
