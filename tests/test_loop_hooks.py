@@ -291,7 +291,7 @@ def test_log_steps_adds_no_computation_to_the_compiled_epoch():
             10,
             log_steps,
         )
-        args = (spec, ts, jax.random.key(1), np.int32(0), {"active": True}, X, Y, None)
+        args = (spec, ts, jax.random.key(1), np.int32(0), {}, X, Y, None)
         compiled = COMPILED["run_epoch", False].lower(*args).compile()
         cost = compiled.cost_analysis()
         costs.append((cost[0] if isinstance(cost, list) else cost)["flops"])

@@ -70,13 +70,15 @@ def _capture_epochs() -> dict:
     run = _loop.Engine.epoch
 
     def epoch(self, ts, index, active):
-        hyper = dict(self.hyper)
-        a = np.asarray(active if self.many else active[0])
-        from annjax.training import mesh as _mesh
-
-        hyper["active"] = _mesh.place_state(a, self.spec.mesh, self.many)
         compiled = _epoch.COMPILED["run_epoch", self.many].lower(
-            self.spec, ts, self.keys, np.int32(index), hyper, self.x, self.y, self.val
+            self.spec,
+            ts,
+            self.keys,
+            np.int32(index),
+            self.hyper,
+            self.x,
+            self.y,
+            self.val,
         )
         capture["hlo"] = compiled.compile().as_text()
         spec = getattr(self.x.sharding, "spec", None)  # None: one device

@@ -28,6 +28,7 @@ from flax import serialization
 
 from annjax import metrics as _metrics
 from annjax.training import loop as _loop
+from annjax.training import results as _results
 from annjax.training.types import FitResult, ManyResult, TrainState
 
 __all__ = ["load", "restore_train_state", "save"]
@@ -251,7 +252,7 @@ def _expected_keys(engine, ts: TrainState) -> set[str]:
     names = {"loss", *(_metrics.name_of(m) for m in spec.metrics)}
     if engine.val is not None:
         names |= {f"val_{k}" for k in names}
-    if _loop.learning_rate_logged(ts):
+    if _results.learning_rate_logged(ts):
         names.add("lr")
     if spec.log_steps:
         names.add("step_loss")

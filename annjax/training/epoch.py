@@ -1,14 +1,14 @@
-"""The compiled epoch: shuffle, ``lax.scan`` over the steps, guard, validate.
+"""The compiled epoch: shuffle, ``lax.scan`` over the steps, check, validate.
 
 An epoch is three pure functions: :func:`plan` draws its order of batches and
 its step keys, :func:`run_steps` scans the train step over some of them, and
-:func:`finish` combines the steps' logs into the epoch's values, applies the
-NaN guard and evaluates the validation data. :func:`run_epoch` is the three
-in ONE compiled call (the default); with ``steps_per_call=k`` the loop calls
-them separately, ``k`` steps per call, on the same keys and order, so the
-results are the same. For ``fit_many`` each is ``jax.vmap``-ed over a leading model
-axis of the train state, the keys and the hyper-parameters
-(:data:`MODEL_AXES`), the data staying unbatched.
+:func:`finish` combines the steps' logs into the epoch's values, gives the
+NaN guard's verdict (the loop applies it) and evaluates the validation
+data. :func:`run_epoch` is the three in ONE compiled call (the default); with
+``steps_per_call=k`` the loop calls them separately, ``k`` steps per call, on
+the same keys and order, so the results are the same. For ``fit_many`` each
+is ``jax.vmap``-ed over a leading model axis of the train state, the keys
+and the hyper-parameters (:data:`MODEL_AXES`), the data staying unbatched.
 """
 
 from __future__ import annotations
@@ -196,18 +196,21 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
     return out
 
 
-def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, data, val):
-    """Returns ``(train_state, out)``: the epoch's values, guarded and validated.
+def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]:
+    """Returns the epoch's values: aggregated, the NaN guard's verdict, validated.
 
-    ``data`` is ``(x, y, plan)``: the training data and the epoch's plan. The
-    NaN guard: when the epoch's loss, or any parameter or state value after
-    its last step, or the loss of those params on the last batch (each step's
-    loss is measured before its update, so only this sees a last update that
-    overflowed), is not finite (or ``hyper["active"]`` is False, a model that
-    has stopped), the incoming state ``old`` is kept. ``out``
-    holds ``finite`` (the guard's verdict), ``first_non_finite_step``, the
-    injected learning rate as ``lr`` (see :func:`annjax.optim.learning_rate`)
-    and, with ``val``, every ``val_`` value, evaluated in the same call.
+    ``ts`` is the train state after the epoch's last step; ``data`` is
+    ``(x, y, plan)``: the training data and the epoch's plan. ``out["finite"]``
+    is the NaN guard's verdict: False when the epoch's loss, or any parameter
+    or state value after its last step, or the loss of those params on the
+    last batch is not finite (each step's loss is measured before its update,
+    so only this sees a last update that overflowed). The loop applies it:
+    it keeps the incoming state of a model whose epoch was not finite (and
+    of one that has stopped), outside the compiled call, so the call holds
+    no per-leaf selection (a third of a small model's compiled kernels).
+    ``out`` also holds ``first_non_finite_step``, the injected learning rate
+    as ``lr`` (see :func:`annjax.optim.learning_rate`) and, with ``val``,
+    every ``val_`` value, evaluated in the same call.
 
     For a model with state (batch norm's running statistics), the first
     :data:`TRAIN_EVAL_EXAMPLES` training examples (at most
@@ -220,25 +223,22 @@ def finish(spec: EpochSpec, new: TrainState, old: TrainState, hyper, logs, data,
     x, y, steps = data
     out = _aggregate(spec, logs, x.shape[0])
     i, w = steps.idx[-1], steps.weights[-1]
-    finite = (
+    out["finite"] = (
         jnp.isfinite(out["loss"])
-        & _all_finite((new.params, new.state))
+        & _all_finite((ts.params, ts.state))
         & jnp.isfinite(
-            _loss_after(spec, new, *_mesh.constrain_batch((x[i], y[i], w), spec.mesh))
+            _loss_after(spec, ts, *_mesh.constrain_batch((x[i], y[i], w), spec.mesh))
         )
     )
     steps_finite = jnp.isfinite(logs["loss"])
-    out["finite"] = finite
     out["first_non_finite_step"] = jnp.where(
         jnp.all(steps_finite), -1, jnp.argmin(steps_finite)
     ).astype(jnp.int32)
-    keep = finite & hyper["active"]
-    new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
-    lr = _optim.learning_rate(new.opt_state)
+    lr = _optim.learning_rate(ts.opt_state)
     if lr is not None:
         out["lr"] = jnp.asarray(lr, jnp.float32)
-    out.update(_evaluations(spec, new, x, y, val))
-    return new, out
+    out.update(_evaluations(spec, ts, x, y, val))
+    return out
 
 
 def _evaluations(spec: EpochSpec, ts: TrainState, x, y, val) -> dict[str, Array]:
@@ -261,8 +261,8 @@ def _evaluations(spec: EpochSpec, ts: TrainState, x, y, val) -> dict[str, Array]
 def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val):
     """Returns ``(train_state, logs)`` after one whole epoch; ONE compiled call."""
     steps = plan(spec, key, epoch, x.shape[0])
-    new, logs = run_steps(spec, ts, hyper, x, y, steps)
-    return finish(spec, new, ts, hyper, logs, (x, y, steps), val)
+    ts, logs = run_steps(spec, ts, hyper, x, y, steps)
+    return ts, finish(spec, ts, logs, (x, y, steps), val)
 
 
 # ---------------------------------------------------------- compiled forms
@@ -275,7 +275,7 @@ MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None),
     "run_steps": (None, 0, 0, None, None, 0, None, None),
-    "finish": (None, 0, 0, 0, 0, (None, None, 0), None),
+    "finish": (None, 0, 0, (None, None, 0), None),
 }
 
 _FUNCTIONS = {
@@ -285,9 +285,9 @@ _FUNCTIONS = {
     "finish": finish,
 }
 _STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": (0,)}
-# finish returns one train state: donating both it and the guard's fallback
-# leaves one set of buffers unusable (and a warning each compilation)
-_DONATE = {"run_epoch": (1,), "plan": (), "run_steps": (1,), "finish": (1,)}
+# run_epoch keeps its incoming state: the loop falls back on it when the NaN
+# guard rejects the epoch (the call holds both states at its end either way)
+_DONATE = {"run_epoch": (), "plan": (), "run_steps": (1,), "finish": ()}
 
 
 def _compile(name: str, many: bool) -> Callable:

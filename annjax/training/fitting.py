@@ -40,6 +40,8 @@ from annjax._types import Key, Layer
 from annjax.training import checkpoint as _ckpt
 from annjax.training import loop as _loop
 from annjax.training import mesh as _mesh
+from annjax.training import results as _results
+from annjax.training.ahead import compile_ahead
 from annjax.training.arguments import (
     callbacks_of,
     checkpoint_path,
@@ -49,7 +51,7 @@ from annjax.training.arguments import (
     steps_per_call_of,
 )
 from annjax.training.inputs import params_dtype
-from annjax.training.step import start_states
+from annjax.training.step import abstract_start_states, start_states
 from annjax.training.types import EarlyStopping, FitResult, ManyResult
 
 __all__ = ["fit", "fit_many"]
@@ -188,13 +190,11 @@ def fit(
         mesh=mesh,
     )
     key = jax.random.key(0) if key is None else _checks.random_key("key", key)
-    ts, train_key = start_states(
-        model, spec.optimizer, key, x.shape[1:], dtype=params_dtype(x)
-    )
-    engine = _loop.Engine(spec, train_key, hyper, x, y, val, False, options[1])
+    engine = _loop.Engine(spec, key, hyper, x, y, val, False, options[1])
+    ts, engine = _started(engine, epochs)
 
     def finish(ts, progress):
-        return _loop.fit_result(ts, progress, early_stopping)
+        return _results.fit_result(ts, progress, early_stopping)
 
     return _run(engine, ts, epochs, early_stopping, progress, resume, options, finish)
 
@@ -283,19 +283,17 @@ def fit_many(
         mesh=mesh,
         models=len(keys),
     )
-    ts, train_keys = start_states(
-        model, spec.optimizer, keys, x.shape[1:], dtype=params_dtype(x)
-    )
+    hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
+    engine = _loop.Engine(spec, keys, hyper, x, y, val, True, options[1])
+    ts, engine = _started(engine, epochs)
     if (scales != 1).any():
         ts = ts._replace(
             opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
         )
-    hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
-    engine = _loop.Engine(spec, train_keys, hyper, x, y, val, True, options[1])
     swept = {"l1": l1s, "l2": l2s, "lr_scale": scales}
 
     def finish(ts, progress):
-        return _loop.many_result(ts, progress, early_stopping, swept)
+        return _results.many_result(ts, progress, early_stopping, swept)
 
     return _run(engine, ts, epochs, early_stopping, progress, resume, options, finish)
 
@@ -309,12 +307,31 @@ def _options(checkpoint, steps_per_call, callbacks):
     )
 
 
+def _started(engine, epochs: int):
+    """Returns ``(train state, engine)``: initialised from ``engine.keys``
+    (the user's keys; the engine gets the training keys).
+
+    The epoch's program compiles in a background thread while the
+    initialisation compiles and runs (:func:`annjax.training.ahead.compile_ahead`).
+    """
+    spec, x = engine.spec, engine.x
+    k = _mesh.steps_per_call(engine.steps_per_call, spec.model, x.shape[1:], spec.mesh)
+    engine = engine._replace(steps_per_call=k)
+    args = (spec.model, spec.optimizer, engine.keys, x.shape[1:])
+    dtype = params_dtype(x)
+    ready = None
+    if epochs > 0:
+        ts, keys = abstract_start_states(*args, dtype=dtype)
+        ready = compile_ahead(engine._replace(keys=keys), ts)
+    ts, keys = start_states(*args, dtype=dtype)
+    return ts, engine._replace(keys=keys, ready=ready)
+
+
 def _run(engine, ts, epochs, es, show_progress, resume, options, finish):
     """Returns the result of the loop, from scratch or from ``resume``."""
     path, _, callbacks = options
     n = 1 if not engine.many else len(engine.keys)
     mesh = engine.spec.mesh
-    k = _mesh.steps_per_call(options[1], engine.spec.model, engine.x.shape[1:], mesh)
     if resume is None:
         ts = _mesh.place_state(ts, mesh, engine.many)
         progress = _loop.start(n, ts, es)
@@ -327,7 +344,6 @@ def _run(engine, ts, epochs, es, show_progress, resume, options, finish):
     engine = engine._replace(
         keys=_mesh.place_state(engine.keys, mesh, engine.many),
         hyper=_mesh.place_state(engine.hyper, mesh, engine.many),
-        steps_per_call=k,
     )
     save = None if path is None else (lambda result: _ckpt.save(path, result))
     return _loop.train(

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from annjax import optim as _optim
 from annjax._types import Key
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import COMPILED, EpochSpec, Plan
 from annjax.training.scan import concat_logs, part_tracking
-from annjax.training.types import EarlyStopping, FitResult, ManyResult, TrainState
+from annjax.training.types import EarlyStopping, TrainState
 
 
 class Engine(NamedTuple):
@@ -43,6 +43,9 @@ class Engine(NamedTuple):
       x, y, val: the data on the device.
       many: whether the train state carries a leading model axis.
       steps_per_call: None (the whole epoch in one call) or k steps per call.
+      ready: the background compilation of the epoch
+        (:func:`annjax.training.ahead.compile_ahead`), awaited before the
+        first epoch, or None.
     """
 
     spec: EpochSpec
@@ -53,28 +56,41 @@ class Engine(NamedTuple):
     val: Any
     many: bool
     steps_per_call: int | None = None
+    ready: Future | None = None
 
     def epoch(self, ts: TrainState, epoch: int, active: np.ndarray):
-        """Returns ``(train_state, logs)`` of one epoch, logs on the host."""
-        hyper = dict(self.hyper)
-        hyper["active"] = _mesh.place_state(
-            jnp.asarray(active if self.many else active[0]), self.spec.mesh, self.many
-        )
+        """Returns ``(train_state, logs)`` of one epoch, logs on the host.
+
+        The NaN guard: a model whose epoch was not finite (``logs["finite"]``
+        False), or that had stopped before it (``active`` False), keeps its
+        incoming state. When every model keeps its new state (the common
+        case) nothing is copied.
+        """
         index = np.int32(epoch)
-        n = self.x.shape[0]
-        if self.steps_per_call is None:
-            run = COMPILED["run_epoch", self.many]
-            ts, logs = run(
-                self.spec, ts, self.keys, index, hyper, self.x, self.y, self.val
+        if self.ready is not None:  # its failure, if any, recurs in the call
+            wait([self.ready])
+        if self.steps_per_call is None:  # the incoming state stays valid
+            new, logs = COMPILED["run_epoch", self.many](
+                self.spec, ts, self.keys, index, self.hyper, self.x, self.y, self.val
             )
-            return ts, _mesh.to_host(logs)
+        else:  # run_steps donates its train state: keep a copy
+            new, logs, ts = self._steps(ts, index)
+        logs = _mesh.to_host(logs)
+        keep = np.atleast_1d(logs["finite"]) & active
+        if keep.all():
+            return new, logs
+        return _select(keep, new, ts, self.many), logs
+
+    def _steps(self, ts: TrainState, index):
+        """Returns ``(train_state, logs, copy of ts)`` with ``steps_per_call``."""
+        n = self.x.shape[0]
         steps = COMPILED["plan", self.many](self.spec, self.keys, index, n)
         old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
-        ts, logs = self._chunks(ts, hyper, steps)
-        ts, out = COMPILED["finish", self.many](
-            self.spec, ts, old, hyper, logs, (self.x, self.y, steps), self.val
+        new, logs = self._chunks(ts, self.hyper, steps)
+        out = COMPILED["finish", self.many](
+            self.spec, new, logs, (self.x, self.y, steps), self.val
         )
-        return ts, _mesh.to_host(out)
+        return new, out, old
 
     def _chunks(self, ts: TrainState, hyper, steps: Plan):
         """Returns ``(train_state, logs)`` after the planned steps, k per call
@@ -324,73 +340,3 @@ def train(
         if bar is not None:
             bar.close()
     return finish(ts, run.progress())
-
-
-# -------------------------------------------------------------- the results
-
-
-def best_epochs(history, es: EarlyStopping | None, n: int) -> np.ndarray:
-    """Returns each model's best epoch of the monitored value (−1: none)."""
-    monitor = (
-        es.monitor
-        if es is not None
-        else ("val_loss" if "val_loss" in history else "loss")
-    )
-    values = np.asarray(history.get(monitor, []), np.float32).reshape(-1, n)
-    if es is not None:  # the tracker's epoch (min_delta included)
-        return np.array([es.replay(values[:, i]).best_epoch for i in range(n)], int)
-    values = np.where(np.isfinite(values), values, np.nan)
-    return np.array(
-        [int(np.nanargmin(c)) if not np.isnan(c).all() else -1 for c in values.T], int
-    )
-
-
-def stacked_history(history: dict[str, list]) -> dict[str, np.ndarray]:
-    """Returns name → (epochs, models) arrays; ``step_loss`` → (steps, models)."""
-    return {
-        k: np.concatenate(v) if k == "step_loss" else np.stack(v)
-        for k, v in history.items()
-    }
-
-
-def fit_result(ts, p: Progress, es: EarlyStopping | None) -> FitResult:
-    """Returns one model's :class:`FitResult` from the loop's progress."""
-    hist = {k: v[:, 0] for k, v in stacked_history(p.history).items()}
-    params, state = p.best if p.best is not None else (ts.params, ts.state)
-    best = best_epochs(p.history, es, 1)
-    at = _params_epoch(p, best)
-    return FitResult(
-        params, state, hist, int(best[0]), p.reasons[0], ts, p.done, int(at[0])
-    )
-
-
-def many_result(ts, p: Progress, es, hyper) -> ManyResult:
-    """Returns ``fit_many``'s :class:`ManyResult` from the loop's progress."""
-    n = len(p.active)
-    params, state = p.best if p.best is not None else (ts.params, ts.state)
-    swept = {k: np.asarray(v) for k, v in hyper.items()}
-    best = best_epochs(p.history, es, n)
-    return ManyResult(
-        params,
-        state,
-        stacked_history(p.history),
-        best,
-        list(p.reasons),
-        swept,
-        ts,
-        p.done,
-        p.ran.copy(),
-        _params_epoch(p, best),
-    )
-
-
-def _params_epoch(p: Progress, best: np.ndarray) -> np.ndarray:
-    """Returns the epoch of each model's returned params: best, or last kept."""
-    if p.best is None:
-        return p.kept_epoch.copy()
-    return np.where(best >= 0, best, -1)
-
-
-def learning_rate_logged(ts: TrainState) -> bool:
-    """Returns whether the history will hold ``lr`` (an injected learning rate)."""
-    return _optim.learning_rate(ts.opt_state) is not None

@@ -96,6 +96,35 @@ def start_states(
     return ts, jax.random.wrap_key_data(train, impl=impl)
 
 
+def abstract_start_states(
+    model: Layer,
+    optimizer: optax.GradientTransformation,
+    keys: Key,
+    input_shape,
+    *,
+    dtype=None,
+) -> tuple[TrainState, Key]:
+    """Returns :func:`start_states` as ``jax.ShapeDtypeStruct`` trees.
+
+    Traced abstractly: nothing compiles or runs, so the epoch's program can
+    be compiled (:func:`annjax.training.loop.compile_ahead`) while the
+    initialisation compiles.
+    """
+    impl = jax.random.key_impl(keys)
+    start = _jitted_start(
+        model, optimizer, tuple(input_shape), impl, True, _dtype(dtype)
+    )
+    raw = jax.random.key_data(keys)
+    ts, train = jax.eval_shape(start, jax.ShapeDtypeStruct(raw.shape[-1:], raw.dtype))
+    train = jax.eval_shape(lambda r: jax.random.wrap_key_data(r, impl=impl), train)
+    if raw.ndim == 1:
+        return ts, train
+    n = raw.shape[0]
+    return jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct((n, *a.shape), a.dtype), (ts, train)
+    )
+
+
 def _dtype(dtype):
     """Returns ``dtype`` as a hashable NumPy dtype, or None."""
     return None if dtype is None else np.dtype(dtype)
