@@ -1,10 +1,10 @@
 """The epoch's program, compiled in a background thread while the init runs.
 
 A cold ``fit`` compiles two programs: the initialisation and the epoch. The
-epoch's needs only the SHAPES of the train state
-(:func:`annjax.training.step.abstract_start_states`), so it is lowered and
-compiled in one background thread while the caller compiles and runs the
-initialisation: tracing holds Python's lock, XLA's compiler releases it.
+epoch's needs only the SHAPES of the train state (``start_states(...,
+abstract=True)`` of :mod:`annjax.training.step`), so it is lowered and compiled
+in one background thread while the caller compiles and runs the initialisation:
+tracing holds Python's lock, XLA's compiler releases it.
 ``jit`` keeps the compiled program in its cache, so the first epoch's call
 finds it and compiles nothing. One thread suffices: XLA's CPU compiler
 already spreads each compilation over the cores.

@@ -51,7 +51,7 @@ from annjax.training.arguments import (
     steps_per_call_of,
 )
 from annjax.training.inputs import params_dtype
-from annjax.training.step import abstract_start_states, start_states
+from annjax.training.step import start_states
 from annjax.training.types import EarlyStopping, FitResult, ManyResult
 
 __all__ = ["fit", "fit_many"]
@@ -321,7 +321,7 @@ def _started(engine, epochs: int):
     dtype = params_dtype(x)
     ready = None
     if epochs > 0:
-        ts, keys = abstract_start_states(*args, dtype=dtype)
+        ts, keys = start_states(*args, dtype=dtype, abstract=True)
         ready = compile_ahead(engine._replace(keys=keys), ts)
     ts, keys = start_states(*args, dtype=dtype)
     return ts, engine._replace(keys=keys, ready=ready)

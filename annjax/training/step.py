@@ -72,6 +72,7 @@ def start_states(
     input_shape,
     *,
     dtype=None,
+    abstract: bool = False,
 ) -> tuple[TrainState, Key]:
     """Returns ``fit``'s initial train state and training key for each key.
 
@@ -80,13 +81,19 @@ def start_states(
     shape (models,) a leading model axis on both results. Every model runs the
     same compiled call (no ``vmap``: a vmapped init would compile a program of
     its own, slower to compile than the plain one); the states are stacked on
-    the host.
+    the host. With ``abstract`` both come back as ``jax.ShapeDtypeStruct``
+    trees, traced abstractly: nothing compiles or runs, so the epoch's program
+    can be compiled (:mod:`annjax.training.ahead`) while the initialisation
+    compiles.
     """
     impl = jax.random.key_impl(keys)
     start = _jitted_start(
         model, optimizer, tuple(input_shape), impl, True, _dtype(dtype)
     )
-    raw = np.asarray(jax.random.key_data(keys))
+    raw = jax.random.key_data(keys)
+    if abstract:
+        return _abstract_states(start, raw, impl)
+    raw = np.asarray(raw)
     if raw.ndim == 1:
         ts, train = start(raw)
         return ts, jax.random.wrap_key_data(train, impl=impl)
@@ -96,25 +103,8 @@ def start_states(
     return ts, jax.random.wrap_key_data(train, impl=impl)
 
 
-def abstract_start_states(
-    model: Layer,
-    optimizer: optax.GradientTransformation,
-    keys: Key,
-    input_shape,
-    *,
-    dtype=None,
-) -> tuple[TrainState, Key]:
-    """Returns :func:`start_states` as ``jax.ShapeDtypeStruct`` trees.
-
-    Traced abstractly: nothing compiles or runs, so the epoch's program can
-    be compiled (:func:`annjax.training.loop.compile_ahead`) while the
-    initialisation compiles.
-    """
-    impl = jax.random.key_impl(keys)
-    start = _jitted_start(
-        model, optimizer, tuple(input_shape), impl, True, _dtype(dtype)
-    )
-    raw = jax.random.key_data(keys)
+def _abstract_states(start: Callable, raw, impl) -> tuple[TrainState, Key]:
+    """Returns :func:`start_states`'s results as shapes, without running ``start``."""
     ts, train = jax.eval_shape(start, jax.ShapeDtypeStruct(raw.shape[-1:], raw.dtype))
     train = jax.eval_shape(lambda r: jax.random.wrap_key_data(r, impl=impl), train)
     if raw.ndim == 1:
