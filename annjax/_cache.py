@@ -15,12 +15,17 @@ Where the cache lives, in this order:
 Clear it with ``rm -rf ~/.cache/annjax/xla`` (or the folder of
 :func:`cache_dir`). annjax keeps every entry, however small or quick to
 compile (the lecture's models compile in well under JAX's default threshold
-of one second), unless the user set those thresholds themselves.
+of one second), unless the user set those thresholds themselves. The folder
+is bounded: past :data:`MAX_BYTES` JAX deletes the least recently used
+entries (``jax_compilation_cache_max_size``, which needs the ``filelock``
+package; ``JAX_COMPILATION_CACHE_MAX_SIZE`` in bytes overrides it, ``-1``
+for no bound). An entry of the lecture's models takes 2 to 60 kB.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +37,10 @@ __all__ = ["CompileCount", "cache_dir", "count_compiles", "enable"]
 
 _OFF = ("off", "0", "false", "no", "none", "")
 _ENV = "ANNJAX_CACHE_DIR"
+
+#: The bound on annjax's cache folder: 1 GiB, some 40,000 compiled programs
+#: of the lecture's size.
+MAX_BYTES = 1 << 30
 
 
 def default_dir() -> Path:
@@ -58,7 +67,9 @@ def enable() -> str | None:
     ``ANNJAX_CACHE_DIR=off`` disables annjax's own. Thresholds: every entry
     is kept (``jax_persistent_cache_min_compile_time_secs = 0``,
     ``jax_persistent_cache_min_entry_size_bytes = -1``) unless set in the
-    environment. A folder that cannot be created leaves the cache off.
+    environment. The folder is bounded by :data:`MAX_BYTES` (least recently
+    used entries go first) unless ``JAX_COMPILATION_CACHE_MAX_SIZE`` is set.
+    A folder that cannot be created leaves the cache off.
     """
     configured = jax.config.jax_compilation_cache_dir
     if configured:  # the user's own cache: leave it (and its thresholds) alone
@@ -74,6 +85,8 @@ def enable() -> str | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     _set_unless_user("jax_persistent_cache_min_compile_time_secs", 0.0)
     _set_unless_user("jax_persistent_cache_min_entry_size_bytes", -1)
+    if importlib.util.find_spec("filelock") is not None:  # JAX's eviction needs it
+        _set_unless_user("jax_compilation_cache_max_size", MAX_BYTES)
     return str(folder)
 
 

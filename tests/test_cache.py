@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import annjax as ann
-from annjax._cache import count_compiles
+from annjax._cache import MAX_BYTES, count_compiles
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,7 @@ print(json.dumps({
     "dir": jax.config.jax_compilation_cache_dir,
     "min_time": jax.config.jax_persistent_cache_min_compile_time_secs,
     "min_size": jax.config.jax_persistent_cache_min_entry_size_bytes,
+    "max_size": jax.config.jax_compilation_cache_max_size,
 }))
 """
 
@@ -37,7 +38,7 @@ _FIT = """
 import json
 import numpy as np
 import annjax as ann
-from annjax._cache import count_compiles
+from annjax._cache import MAX_BYTES, count_compiles
 rng = np.random.default_rng(0)
 x = rng.standard_normal((60, 5)).astype(np.float32)
 y = rng.integers(0, 3, 60)
@@ -73,6 +74,7 @@ def test_default_folder_under_home_and_every_entry_kept(tmp_path):
     assert (tmp_path / ".cache" / "annjax" / "xla").is_dir()
     assert report["min_time"] == 0.0
     assert report["min_size"] == -1
+    assert report["max_size"] == MAX_BYTES == 1 << 30  # bounded: LRU eviction
 
 
 def test_annjax_cache_dir_and_off(tmp_path):
@@ -95,6 +97,21 @@ def test_a_cache_the_user_configured_wins(tmp_path):
     assert report["min_time"] == 1.0  # their thresholds too
     env = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "2.5"}
     assert _run(_REPORT, env, tmp_path)["min_time"] == 2.5
+    env = {"JAX_COMPILATION_CACHE_MAX_SIZE": "-1"}  # no bound, if they say so
+    assert _run(_REPORT, env, tmp_path)["max_size"] == -1
+
+
+def test_the_folder_stays_under_its_bound(tmp_path):
+    # the epoch's entry alone is ~70 kB: a 60 kB bound keeps evicting, and
+    # the runs still train (and the second process still reads what is left)
+    folder = tmp_path / "xla"
+    env = {"ANNJAX_CACHE_DIR": str(folder), "JAX_COMPILATION_CACHE_MAX_SIZE": "60000"}
+    first = _run(_FIT, env, tmp_path)
+    second = _run(_FIT, env, tmp_path)
+    entries = list(folder.glob("*-cache"))
+    assert entries and sum(f.stat().st_size for f in entries) <= 60000
+    assert first["compiled"] > 0
+    assert second["compiled"] + second["hits"] == first["compiled"]
 
 
 def test_second_process_compiles_nothing(tmp_path):
