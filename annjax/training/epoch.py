@@ -207,7 +207,8 @@ def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]
     so only this sees a last update that overflowed). The loop applies it:
     it keeps the incoming state of a model whose epoch was not finite (and
     of one that has stopped), outside the compiled call, so the call holds
-    no per-leaf selection (a third of a small model's compiled kernels).
+    no per-leaf selection (26 of the 154 kernels of a 64-64-64-10 MLP's
+    epoch).
     ``out`` also holds ``first_non_finite_step``, the injected learning rate
     as ``lr`` (see :func:`annjax.optim.learning_rate`) and, with ``val``,
     every ``val_`` value, evaluated in the same call.
