@@ -81,6 +81,44 @@ def test_case01_guard_keeps_a_healthy_run():
     assert result.stop_reason == "completed" and result.params_epoch == 4
 
 
+@pytest.mark.parametrize("steps_per_call", [None, 2])
+def test_case01_fit_many_freezes_the_model_the_guard_rejects(steps_per_call):
+    # model 1 overflows; model 0 trains on: each equals its own fit, and the
+    # rejected one's final train state is the last finite one, frozen (the
+    # loop, not the compiled epoch, keeps it while the other model goes on)
+    keys = jax.random.split(jax.random.key(4), 2)
+    kwargs = dict(epochs=6, batch_size=8, progress=False)
+    kwargs["steps_per_call"] = steps_per_call
+    model = ann.mlp([8, 2])
+    many = ann.fit_many(
+        model,
+        (X, LABELS),
+        keys=keys,
+        lr_scale=[1.0, 1e19],
+        optimizer=ann.sgd(0.1),
+        **kwargs,
+    )
+    assert many.stop_reason[0] == "completed"
+    assert many.stop_reason[1].startswith("non_finite:")
+    assert many.model_epochs[1] < many.epochs == 6
+    for i, lr in enumerate((0.1, 0.1 * 1e19)):
+        alone = ann.fit(
+            model, (X, LABELS), key=keys[i], optimizer=ann.sgd(lr), **kwargs
+        )
+        assert alone.stop_reason[:10] == many.stop_reason[i][:10]
+        picked = many.select(i)
+        for a, b in zip(
+            jax.tree.leaves(alone.params), jax.tree.leaves(picked.params), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    frozen = jax.tree.map(lambda a: a[1], many.train_state.params)
+    assert _finite(frozen)
+    for a, b in zip(
+        jax.tree.leaves(frozen), jax.tree.leaves(many.select(1).params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 # -------------------------------------------- case 3: EarlyStopping's direction
 
 
