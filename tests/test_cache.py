@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import flax.linen as flax_nn
@@ -20,17 +21,18 @@ import numpy as np
 import pytest
 
 import annjax as ann
-from annjax._cache import MAX_BYTES, count_compiles
+from annjax._cache import MAX_BYTES, count_compiles, max_bytes, prune
 
 ROOT = Path(__file__).resolve().parents[1]
 
 _REPORT = """
-import json, jax, annjax
+import json, jax, annjax, annjax._cache
 print(json.dumps({
     "dir": jax.config.jax_compilation_cache_dir,
     "min_time": jax.config.jax_persistent_cache_min_compile_time_secs,
     "min_size": jax.config.jax_persistent_cache_min_entry_size_bytes,
     "max_size": jax.config.jax_compilation_cache_max_size,
+    "bound": annjax._cache.max_bytes(),
 }))
 """
 
@@ -38,7 +40,7 @@ _FIT = """
 import json
 import numpy as np
 import annjax as ann
-from annjax._cache import MAX_BYTES, count_compiles
+from annjax._cache import MAX_BYTES, count_compiles, max_bytes, prune
 rng = np.random.default_rng(0)
 x = rng.standard_normal((60, 5)).astype(np.float32)
 y = rng.integers(0, 3, 60)
@@ -74,7 +76,8 @@ def test_default_folder_under_home_and_every_entry_kept(tmp_path):
     assert (tmp_path / ".cache" / "annjax" / "xla").is_dir()
     assert report["min_time"] == 0.0
     assert report["min_size"] == -1
-    assert report["max_size"] == MAX_BYTES == 1 << 30  # bounded: LRU eviction
+    assert report["bound"] == MAX_BYTES == 1 << 30  # pruned by annjax (daily)
+    assert report["max_size"] == -1  # JAX's own bound scans at every write: off
 
 
 def test_annjax_cache_dir_and_off(tmp_path):
@@ -97,21 +100,63 @@ def test_a_cache_the_user_configured_wins(tmp_path):
     assert report["min_time"] == 1.0  # their thresholds too
     env = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "2.5"}
     assert _run(_REPORT, env, tmp_path)["min_time"] == 2.5
-    env = {"JAX_COMPILATION_CACHE_MAX_SIZE": "-1"}  # no bound, if they say so
-    assert _run(_REPORT, env, tmp_path)["max_size"] == -1
+    for value, bound in (("off", None), ("0", None), ("512", 512 << 20)):
+        env = {"ANNJAX_CACHE_MAX_MB": value}
+        assert _run(_REPORT, env, tmp_path)["bound"] == bound
 
 
-def test_the_folder_stays_under_its_bound(tmp_path):
-    # the epoch's entry alone is ~70 kB: a 60 kB bound keeps evicting, and
-    # the runs still train (and the second process still reads what is left)
+def _entries(folder: Path, ages_days: list[float], now: float, size: int = 1000):
+    """Writes one fake entry per age (days since last use); returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, age in enumerate(ages_days):
+        path = folder / f"jit_f{i}-{i:064x}-cache"
+        path.write_bytes(b"x" * size)
+        os.utime(path, (now - age * 86400, now - age * 86400))
+        paths.append(path)
+    return paths
+
+
+def test_prune_deletes_the_least_recently_used_down_to_90_percent(tmp_path):
+    now = 1.9e9
+    paths = _entries(tmp_path, [9, 1, 5, 3, 7, 2, 8, 4, 6, 0], now)  # 10 kB
+    assert prune(tmp_path, 8000, now=now) == 3  # 10 kB → 7 kB ≤ 0.9 × 8 kB
+    gone = {p.name for p in paths if not p.exists()}
+    assert gone == {paths[i].name for i in (0, 6, 4)}  # 9, 8 and 7 days old
+    assert (tmp_path / ".annjax-pruned").stat().st_mtime == now
+
+
+def test_prune_leaves_a_folder_under_its_bound(tmp_path):
+    paths = _entries(tmp_path, [3, 2, 1], now=1.9e9)
+    assert prune(tmp_path, 3000, now=1.9e9) == 0
+    assert all(p.exists() for p in paths)
+
+
+def test_prune_scans_at_most_once_per_period(tmp_path):
+    now = 1.9e9
+    paths = _entries(tmp_path, [3, 2, 1], now)
+    assert prune(tmp_path, 10_000, now=now) == 0  # under: the scan is marked
+    big = tmp_path / "jit_big-cache"
+    big.write_bytes(b"x" * 20_000)  # now over the bound, and the newest
+    os.utime(big, (now, now))
+    assert prune(tmp_path, 10_000, now=now + 3600) == 0  # within a day: no scan
+    assert prune(tmp_path, 10_000, now=now + 86401) == 4  # a day later: pruned
+    assert not any(p.exists() for p in [*paths, big])
+
+
+def test_a_bad_bound_warns_and_keeps_the_default(monkeypatch):
+    monkeypatch.setenv("ANNJAX_CACHE_MAX_MB", "lots")
+    with pytest.warns(UserWarning, match="not a number of megabytes"):
+        assert max_bytes() == MAX_BYTES
+
+
+def test_the_folder_is_pruned_when_annjax_is_imported(tmp_path):
     folder = tmp_path / "xla"
-    env = {"ANNJAX_CACHE_DIR": str(folder), "JAX_COMPILATION_CACHE_MAX_SIZE": "60000"}
-    first = _run(_FIT, env, tmp_path)
-    second = _run(_FIT, env, tmp_path)
-    entries = list(folder.glob("*-cache"))
-    assert entries and sum(f.stat().st_size for f in entries) <= 60000
-    assert first["compiled"] > 0
-    assert second["compiled"] + second["hits"] == first["compiled"]
+    paths = _entries(folder, [5, 4, 3, 2, 1], time.time(), size=30_000)
+    env = {"ANNJAX_CACHE_DIR": str(folder), "ANNJAX_CACHE_MAX_MB": "0.1"}  # 105 kB
+    assert _run(_REPORT, env, tmp_path)["dir"] == str(folder)
+    kept = [p.exists() for p in paths]
+    assert kept == [False, False, True, True, True]  # 150 kB → 90 kB
 
 
 def test_second_process_compiles_nothing(tmp_path):
