@@ -513,6 +513,30 @@ def test_chance_validation_with_high_training_accuracy():
     assert "Standardizer" in f.remedy
 
 
+def _binary(val_accuracy: float) -> dict[str, np.ndarray]:
+    """Returns a healthy history renamed to binary_accuracy, with a flat
+    validation accuracy and the same gap in loss as in accuracy."""
+    h = healthy()
+    h["binary_accuracy"] = h.pop("accuracy")
+    h.pop("val_accuracy")
+    h["val_binary_accuracy"] = np.full(EPOCHS, val_accuracy)
+    h["val_loss"] = np.full(EPOCHS, 0.69)
+    return h
+
+
+def test_chance_validation_of_a_binary_task_is_near_one_half():
+    # two classes' chance is 0.5: the ten-class default (0.2) would never fire
+    f = only(diagnose(_binary(0.52)), "chance_validation")
+    assert "binary_accuracy is 0.52 (at most 0.6, chance level)" in f.message
+    assert "chance_validation" not in kinds(diagnose(_binary(0.75)))
+    assert "chance_validation" not in kinds(
+        diagnose(_binary(0.52), chance_accuracy=0.45)
+    )
+    h = healthy()
+    h["val_accuracy"] = np.full(EPOCHS, 0.52)  # ten classes: well above chance
+    assert "chance_validation" not in kinds(diagnose(h))
+
+
 def test_chance_validation_needs_high_training_accuracy_and_honours_thresholds():
     h = healthy()
     h["val_accuracy"] = np.full(EPOCHS, 0.3)  # above chance (0.2)

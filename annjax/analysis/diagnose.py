@@ -215,12 +215,15 @@ def _chance(h, n: int, t: Thresholds) -> _Raw:
     if accuracy is None or n < 1:
         return
     train, val = h[accuracy][:n], h[f"val_{accuracy}"][:n]
-    if not (train[-1] >= t.chance_train_accuracy and val[-1] <= t.chance_accuracy):
+    chance = t.chance_accuracy
+    if chance is None:  # two classes' chance, or ten classes', plus a margin
+        chance = 0.6 if accuracy == "binary_accuracy" else 0.2
+    if not (train[-1] >= t.chance_train_accuracy and val[-1] <= chance):
         return
-    e = _from_on((train >= t.chance_train_accuracy) & (val <= t.chance_accuracy))
+    e = _from_on((train >= t.chance_train_accuracy) & (val <= chance))
     message = (
         f"the validation {accuracy} is {val[-1]:.3g} (at most "
-        f"{t.chance_accuracy:g}, chance level) while the training {accuracy} is "
+        f"{chance:g}, chance level) while the training {accuracy} is "
         f"{train[-1]:.3g} in the last epoch (from epoch {e} on)"
     )
     if f"train_eval_{accuracy}" in h:

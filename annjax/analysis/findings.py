@@ -210,9 +210,10 @@ class Thresholds(NamedTuple):
         0.1: ten points, more than three times the noise (±0.03) of the
         256-example slice.
       chance_accuracy: chance validation when the last epoch's validation
-        accuracy is at most this while the training accuracy is high. 0.2:
-        ten classes' chance (0.1) plus a margin; for k classes use 1/k + 0.1
-        (0.6 for a binary task).
+        accuracy is at most this while the training accuracy is high. None
+        (the default): 0.6 with ``binary_accuracy`` (two classes' chance,
+        0.5, plus a margin), 0.2 with ``accuracy`` (ten classes' chance, 0.1,
+        plus a margin); for k classes use 1/k + 0.1.
       chance_train_accuracy: … the training accuracy that counts as high.
         0.8: the network has clearly learnt its training data.
       underfit_improvement: without an accuracy in the history, under-fitting
@@ -240,7 +241,7 @@ class Thresholds(NamedTuple):
     overfit_rise: float = 0.1
     eval_gap: float = 0.5
     eval_accuracy_drop: float = 0.1
-    chance_accuracy: float = 0.2
+    chance_accuracy: float | None = None
     chance_train_accuracy: float = 0.8
     underfit_improvement: float = 0.5
     underfit_accuracy: float = 0.6
@@ -249,7 +250,8 @@ class Thresholds(NamedTuple):
     def validate(self) -> Thresholds:
         """Returns self, or raises TypeError/ValueError for a bad threshold."""
         for name, value in self._asdict().items():
-            _checks.non_negative(name, value)
+            if value is not None:  # chance_accuracy: None is the metric's own
+                _checks.non_negative(name, value)
         probabilities = (
             "dead_fraction",
             "saturated_fraction",
@@ -259,6 +261,7 @@ class Thresholds(NamedTuple):
             "chance_train_accuracy",
         )
         for name in probabilities:
-            _checks.probability(name, getattr(self, name))
+            if getattr(self, name) is not None:
+                _checks.probability(name, getattr(self, name))
         _checks.integer("overfit_patience", self.overfit_patience, minimum=1)
         return self
