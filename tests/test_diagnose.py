@@ -427,6 +427,8 @@ def test_unknown_threshold_names_raise_type_error():
         ("eval_accuracy_drop", 1.5, ValueError),
         ("chance_accuracy", 2.0, ValueError),
         ("chance_train_accuracy", -0.1, ValueError),
+        ("vanishing_ratio", None, TypeError),  # only chance_accuracy may be None
+        ("chance_train_accuracy", None, TypeError),
     ],
 )
 def test_invalid_threshold_values(name, value, error):

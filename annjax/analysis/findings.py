@@ -249,9 +249,11 @@ class Thresholds(NamedTuple):
 
     def validate(self) -> Thresholds:
         """Returns self, or raises TypeError/ValueError for a bad threshold."""
-        for name, value in self._asdict().items():
-            if value is not None:  # chance_accuracy: None is the metric's own
-                _checks.non_negative(name, value)
+        fields = self._asdict()
+        if fields["chance_accuracy"] is None:  # the metric's own (see _chance)
+            del fields["chance_accuracy"]
+        for name, value in fields.items():
+            _checks.non_negative(name, value)
         probabilities = (
             "dead_fraction",
             "saturated_fraction",
@@ -261,7 +263,7 @@ class Thresholds(NamedTuple):
             "chance_train_accuracy",
         )
         for name in probabilities:
-            if getattr(self, name) is not None:
-                _checks.probability(name, getattr(self, name))
+            if name in fields:
+                _checks.probability(name, fields[name])
         _checks.integer("overfit_patience", self.overfit_patience, minimum=1)
         return self
