@@ -25,6 +25,13 @@ X = RNG.randn(32, 3).astype(np.float32)
 LABELS = (X[:, 0] > 0).astype(np.int32)
 
 
+def _fit_xor(**kwargs):
+    """Returns ``ann.fit`` of an 8-2 MLP on XOR, one batch per epoch (the case
+    tests' common run); ``kwargs`` add to or override its settings."""
+    settings = {"batch_size": 4, "progress": False} | kwargs
+    return ann.fit(ann.mlp([8, 2]), (XOR_X, XOR_Y), **settings)
+
+
 def _finite(tree) -> bool:
     return all(bool(jnp.isfinite(a).all()) for a in jax.tree_util.tree_leaves(tree))
 
@@ -70,13 +77,9 @@ def test_case01_guard_never_returns_params_that_give_a_non_finite_loss(
 
 
 def test_case01_guard_keeps_a_healthy_run():
-    result = ann.fit(
-        ann.mlp([8, 2]),
-        (XOR_X, XOR_Y),
+    result = _fit_xor(
         optimizer=ann.sgd(0.5),
         epochs=5,
-        batch_size=4,
-        progress=False,
     )
     assert result.stop_reason == "completed" and result.params_epoch == 4
 
@@ -239,13 +242,9 @@ def test_case08_fit_never_moves_running_statistics_toward_the_padding():
 def unrestored_run(tmp_path):
     """A 5-epoch XOR run whose loss is best in epoch 1, saved without restore_best."""
     path = tmp_path / "run.ckpt"
-    first = ann.fit(
-        ann.mlp([8, 2]),
-        (XOR_X, XOR_Y),
+    first = _fit_xor(
         optimizer=ann.sgd(5.0),
         epochs=5,
-        batch_size=4,
-        progress=False,
         checkpoint=path,
     )
     assert int(np.argmin(first.history["loss"])) != first.params_epoch
@@ -254,26 +253,18 @@ def unrestored_run(tmp_path):
 
 def test_case09_resume_restore_best_without_the_best_params_raises(unrestored_run):
     with pytest.raises(ValueError, match=r"restore_best=True\) needs the params of"):
-        ann.fit(
-            ann.mlp([8, 2]),
-            (XOR_X, XOR_Y),
+        _fit_xor(
             optimizer=ann.sgd(5.0),
             epochs=1,
-            batch_size=4,
-            progress=False,
             resume=unrestored_run,
             early_stopping=ann.EarlyStopping("loss", restore_best=True),
         )
 
 
 def test_case09_resume_without_restore_best_continues(unrestored_run):
-    result = ann.fit(
-        ann.mlp([8, 2]),
-        (XOR_X, XOR_Y),
+    result = _fit_xor(
         optimizer=ann.sgd(5.0),
         epochs=1,
-        batch_size=4,
-        progress=False,
         resume=unrestored_run,
         early_stopping=ann.EarlyStopping("loss", restore_best=False, patience=9),
     )
@@ -291,26 +282,14 @@ def test_case09_resume_without_restore_best_continues(unrestored_run):
     ids=["metrics", "val_data", "log_steps", "track_gradients"],
 )
 def test_case10_resume_with_another_history_raises(unrestored_run, change):
-    kwargs = {"optimizer": ann.sgd(5.0), "epochs": 1, "batch_size": 4}
     with pytest.raises(ValueError, match=r"resume: "):
-        ann.fit(
-            ann.mlp([8, 2]),
-            (XOR_X, XOR_Y),
-            progress=False,
-            resume=unrestored_run,
-            **kwargs,
-            **change,
-        )
+        _fit_xor(optimizer=ann.sgd(5.0), epochs=1, resume=unrestored_run, **change)
 
 
 def test_case10_resume_with_the_same_history_has_aligned_arrays(unrestored_run):
-    result = ann.fit(
-        ann.mlp([8, 2]),
-        (XOR_X, XOR_Y),
+    result = _fit_xor(
         optimizer=ann.sgd(5.0),
         epochs=2,
-        batch_size=4,
-        progress=False,
         resume=unrestored_run,
     )
     assert {len(v) for v in result.history.values()} == {7}
