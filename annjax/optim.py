@@ -36,7 +36,14 @@ import optax
 from annjax import _checks
 from annjax.regularizers import default_mask
 
-__all__ = ["adam", "adamw", "learning_rate", "scale_learning_rate", "sgd"]
+__all__ = [
+    "adam",
+    "adamw",
+    "learning_rate",
+    "scale_learning_rate",
+    "sgd",
+    "with_hyperparams",
+]
 
 LearningRate = float | Callable[[int], float]
 
@@ -97,6 +104,31 @@ def _injected(opt_state) -> list:
     return [
         n for n in nodes if isinstance(n, _KINDS) and "learning_rate" in n.hyperparams
     ]
+
+
+def with_hyperparams(opt_state, source):
+    """Returns ``opt_state`` with the injected hyper-parameters of ``source``.
+
+    Every ``optax.inject_hyperparams`` link's ``hyperparams`` in
+    ``opt_state`` is replaced by the one at the same path in ``source`` (an
+    optimizer state of the same structure); the moments, counts and
+    schedules' states stay. ``fit(resume=...)`` so applies the resuming
+    call's learning rate (and ``lr_scale``) to a restored state.
+
+    Examples:
+      >>> import jax.numpy as jnp, annjax as ann
+      >>> params = {"w": jnp.ones(2)}
+      >>> old = ann.sgd(0.1).init(params)
+      >>> new = ann.optim.with_hyperparams(old, ann.sgd(0.5).init(params))
+      >>> float(ann.optim.learning_rate(new))
+      0.5
+    """
+    found = optax.tree_utils.tree_get_all_with_path(source, "hyperparams")
+    for path, value in found:
+        opt_state = optax.tree_utils.tree_set(
+            opt_state, lambda p, _, path=path: p == path, hyperparams=value
+        )
+    return opt_state
 
 
 def learning_rate(opt_state) -> jax.Array | None:

@@ -178,7 +178,7 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
     out = {"loss": weighted_mean(logs["loss"], logs["weight"])}
     for metric in spec.metrics:
         name = _metrics.name_of(metric)
-        s = _metrics.streaming(name)
+        s = _metrics.streaming_of(metric)
         if s is not None:
             out[name] = s.finish(s.reduce(logs["stats"][name]))
         else:

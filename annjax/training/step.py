@@ -72,7 +72,6 @@ def start_states(
     input_shape,
     *,
     dtype=None,
-    abstract: bool = False,
 ) -> tuple[TrainState, Key]:
     """Returns ``fit``'s initial train state and training key for each key.
 
@@ -81,19 +80,13 @@ def start_states(
     shape (models,) a leading model axis on both results. Every model runs the
     same compiled call (no ``vmap``: a vmapped init would compile a program of
     its own, slower to compile than the plain one); the states are stacked on
-    the host. With ``abstract`` both come back as ``jax.ShapeDtypeStruct``
-    trees, traced abstractly: nothing compiles or runs, so the epoch's program
-    can be compiled (:mod:`annjax.training.ahead`) while the initialisation
-    compiles.
+    the host.
     """
     impl = jax.random.key_impl(keys)
     start = _jitted_start(
         model, optimizer, tuple(input_shape), impl, True, _dtype(dtype)
     )
-    raw = jax.random.key_data(keys)
-    if abstract:
-        return _abstract_states(start, raw, impl)
-    raw = np.asarray(raw)
+    raw = np.asarray(jax.random.key_data(keys))
     if raw.ndim == 1:
         ts, train = start(raw)
         return ts, jax.random.wrap_key_data(train, impl=impl)
@@ -101,18 +94,6 @@ def start_states(
     ts, train = jax.tree_util.tree_map(lambda *a: np.stack(a), *parts)
     ts = jax.device_put(ts)
     return ts, jax.random.wrap_key_data(train, impl=impl)
-
-
-def _abstract_states(start: Callable, raw, impl) -> tuple[TrainState, Key]:
-    """Returns :func:`start_states`'s results as shapes, without running ``start``."""
-    ts, train = jax.eval_shape(start, jax.ShapeDtypeStruct(raw.shape[-1:], raw.dtype))
-    train = jax.eval_shape(lambda r: jax.random.wrap_key_data(r, impl=impl), train)
-    if raw.ndim == 1:
-        return ts, train
-    n = raw.shape[0]
-    return jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct((n, *a.shape), a.dtype), (ts, train)
-    )
 
 
 def _dtype(dtype):
@@ -209,9 +190,7 @@ def _metric_logger(loss, metrics) -> Callable:
     """Returns ``log(y, pred, w)``: the statistics of each registered metric
     under ``stats``; with custom metric functions, also ``y`` and the metric
     input ``pred`` (the epoch gives those functions all predictions at once)."""
-    streams = {
-        _metrics.name_of(m): _metrics.streaming(_metrics.name_of(m)) for m in metrics
-    }
+    streams = {_metrics.name_of(m): _metrics.streaming_of(m) for m in metrics}
     custom = any(s is None for s in streams.values())
     to_metric = metric_input(loss)
 
@@ -333,14 +312,16 @@ def make_train_step(
         track_gradients=track_gradients,
         augment=augment,
     )
-    fns = {_metrics.name_of(m): _metrics.get(m) for m in metrics}
+    fns = {
+        _metrics.name_of(m): (_metrics.get(m), _metrics.streaming_of(m))
+        for m in metrics
+    }
 
     def step(ts: TrainState, batch, key: Key):
         ts, logs = inner(ts, batch, key)
         stats = logs.pop("stats")
         y, pred = logs.pop("y", None), logs.pop("pred", None)
-        for name, fn in fns.items():
-            s = _metrics.streaming(name)
+        for name, (fn, s) in fns.items():
             logs[name] = fn(y, pred) if s is None else s.finish(stats[name])
         return ts, logs
 
