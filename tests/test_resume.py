@@ -116,7 +116,7 @@ def test_resume_with_another_optimizer_family_names_the_change(tmp_path):
     ann.fit(
         model, (X, Y), optimizer=ann.sgd(0.1), epochs=1, checkpoint=path, progress=False
     )
-    with pytest.raises(ValueError, match="resume: .*same optimizer family"):
+    with pytest.raises(ValueError, match=r"resume: .*same optimizer family"):
         ann.fit(
             model,
             (X, Y),
@@ -163,5 +163,5 @@ def test_two_metrics_with_one_name_are_refused_naming_both():
     def accuracy(y_true, y_pred):
         return 0.0
 
-    with pytest.raises(ValueError, match="'accuracy' and <function.*accuracy"):
+    with pytest.raises(ValueError, match=r"'accuracy' and <function.*accuracy"):
         ann.fit(ann.mlp([4, 2]), (X, Y), metrics=("accuracy", accuracy), progress=False)
