@@ -66,19 +66,31 @@ def _clip(clip_norm: float | None, clip_value: float | None) -> list:
 
 
 def _memoized(factory: Callable) -> Callable:
-    """Returns ``factory`` cached on its (hashable) arguments."""
+    """Returns ``factory`` cached on its arguments when they can all be hashed.
+
+    An argument that cannot be hashed (an array, a list) is tested with
+    ``hash`` before the cache is asked, so the factory builds a new
+    transformation for it; an error inside the factory is never taken for
+    an unhashable argument.
+    """
     cached = functools.lru_cache(maxsize=256)(factory)
 
     @functools.wraps(factory)
     def build(*args, **kwargs):
-        try:
-            return cached(*args, **kwargs)
-        except TypeError as exc:  # an unhashable argument: build it afresh
-            if "unhashable" not in str(exc):
-                raise
+        if not _hashable((args, tuple(kwargs.items()))):
             return factory(*args, **kwargs)
+        return cached(*args, **kwargs)
 
     return build
+
+
+def _hashable(value) -> bool:
+    """Returns whether ``value`` can be hashed (a dict key, an lru_cache key)."""
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _step_size(learning_rate: LearningRate) -> optax.GradientTransformation:
