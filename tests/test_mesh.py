@@ -70,7 +70,7 @@ def _capture_epochs() -> dict:
     original = _loop.run_epoch
 
     def epoch(run, ts, keys, index, active):
-        compiled = _epoch.COMPILED["run_epoch", run.many].lower(
+        compiled = _epoch.compiled("run_epoch", run.many, run.spec).lower(
             run.spec,
             ts,
             keys,

@@ -13,6 +13,9 @@ and the hyper-parameters (:data:`MODEL_AXES`), the data staying unbatched.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -291,8 +294,13 @@ _STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": 
 _DONATE = {"run_epoch": (), "plan": (), "run_steps": (1,), "finish": ()}
 
 
-def _compile(name: str, many: bool) -> Callable:
+def _compile(name: str, many: bool, own: bool = False) -> Callable:
+    """Returns the jitted epoch function ``name``; with ``own``, around a
+    new function object, so that JAX's caches keyed weakly by the function
+    (traces, lowerings, executables) go when the jitted function goes."""
     fn = _FUNCTIONS[name]
+    if own:
+        fn = functools.partial(fn)
     if many:  # static arguments pass through vmap with axis None
         fn = jax.vmap(fn, in_axes=MODEL_AXES[name])
     return jax.jit(fn, static_argnums=_STATIC[name], donate_argnums=_DONATE[name])
@@ -303,4 +311,131 @@ COMPILED = {
 }
 """The jitted epoch functions: ``COMPILED[name, many]``, with the signatures
 of :func:`run_epoch`, :func:`plan`, :func:`run_steps` and :func:`finish`
-(vmapped over :data:`MODEL_AXES` when ``many``)."""
+(vmapped over :data:`MODEL_AXES` when ``many``). :func:`compiled` picks the
+one for a spec."""
+
+
+class Held:
+    """A user's function (loss, metric, augmentation) held weakly by a spec.
+
+    A compiled program keeps its static arguments, the :class:`EpochSpec`,
+    for as long as it lives. Holding the user's function through a weak
+    reference lets it be freed when the user drops it (a notebook cell run
+    again makes a new loss function each time), and with it the programs
+    compiled for it (:func:`compiled`). Equal while the function lives and
+    is the same object; calls and attributes go to the function.
+
+    Examples:
+      >>> import gc
+      >>> from annjax.training.epoch import Held
+      >>> def double(x):
+      ...     return 2 * x
+      >>> h = Held.of(double)
+      >>> h(3), h.__name__, h == Held.of(double)
+      (6, 'double', True)
+      >>> del double; _ = gc.collect()
+      >>> h.alive()
+      False
+    """
+
+    __slots__ = ("__weakref__", "_hash", "_ref")
+
+    def __init__(self, ref: weakref.ref, key: int):
+        self._ref, self._hash = ref, key
+
+    @classmethod
+    def of(cls, fn):
+        """Returns ``fn`` held weakly, or ``fn`` itself where it cannot be
+        (a built-in, a registered function, None)."""
+        if fn is None or isinstance(fn, str | Held):
+            return fn
+        try:
+            ref = weakref.WeakMethod(fn) if inspect.ismethod(fn) else weakref.ref(fn)
+            key = hash(fn)
+        except TypeError:  # not weakly referable, or not hashable
+            return fn
+        return cls(ref, key)
+
+    def alive(self) -> bool:
+        """Returns whether the function still exists."""
+        return self._ref() is not None
+
+    def on_release(self, callback: Callable[[], Any]) -> None:
+        """Calls ``callback()`` once the function is freed."""
+        fn = self._ref()
+        if fn is not None:
+            weakref.finalize(fn.__self__ if inspect.ismethod(fn) else fn, callback)
+
+    @property
+    def __wrapped__(self):  # inspect.signature follows it
+        return self._ref()
+
+    def __call__(self, *args, **kwargs):
+        fn = self._ref()
+        if fn is None:
+            raise ReferenceError("annjax: the function of this run was freed.")
+        return fn(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._ref(), name)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Held):
+            return NotImplemented
+        fn = self._ref()
+        return fn is not None and fn is other._ref()
+
+    def __repr__(self) -> str:
+        return f"Held({self._ref()!r})"
+
+
+def held_spec(spec: EpochSpec) -> EpochSpec:
+    """Returns ``spec`` with the user's own functions held weakly (:class:`Held`):
+    a custom loss, custom metrics and the augmentation."""
+    from annjax import losses as _l
+
+    loss = spec.loss if _l.name_of(spec.loss) in _l.names() else Held.of(spec.loss)
+    metrics = tuple(
+        m if _metrics.registered_name(m) else Held.of(m) for m in spec.metrics
+    )
+    return spec._replace(loss=loss, metrics=metrics, augment=Held.of(spec.augment))
+
+
+_OWNED: dict[EpochSpec, dict] = {}
+
+
+def compiled(name: str, many: bool, spec: EpochSpec) -> Callable:
+    """Returns the jitted epoch function ``name`` for ``spec``.
+
+    A spec without user functions shares :data:`COMPILED`. One that holds
+    some (:class:`Held`) gets jitted functions of its own, dropped with
+    their compiled programs as soon as one of those user functions is
+    freed, so that the programs never keep a user's function alive.
+    """
+    held = [f for f in (spec.loss, *spec.metrics, spec.augment) if isinstance(f, Held)]
+    if not held:
+        return COMPILED[name, many]
+    table = _OWNED.get(spec)
+    if table is None:
+        table = _OWNED[spec] = {}
+        key = _SpecKey(spec)
+        for f in held:
+            f.on_release(key.drop)
+    if (name, many) not in table:
+        table[name, many] = _compile(name, many, own=True)
+    return table[name, many]
+
+
+class _SpecKey:
+    """Drops a spec's own jitted functions from :data:`_OWNED`."""
+
+    def __init__(self, spec: EpochSpec):
+        self.spec = spec
+
+    def drop(self) -> None:
+        _OWNED.pop(self.spec, None)

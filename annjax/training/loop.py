@@ -28,7 +28,7 @@ import numpy as np
 
 from annjax._types import Key
 from annjax.training import mesh as _mesh
-from annjax.training.epoch import COMPILED, Plan
+from annjax.training.epoch import Plan, compiled
 from annjax.training.record import Run
 from annjax.training.scan import concat_logs, part_tracking
 from annjax.training.types import EarlyStopping, TrainState
@@ -42,7 +42,7 @@ def history_names(run: Run, ts: TrainState, keys: Key) -> set[str]:
     less the NaN guard's verdict. A checkpoint to resume must hold exactly
     these (:func:`annjax.training.checkpoint.resume`).
     """
-    shapes = COMPILED["run_epoch", run.many].eval_shape(
+    shapes = compiled("run_epoch", run.many, run.spec).eval_shape(
         run.spec, ts, keys, np.int32(0), run.hyper, run.x, run.y, run.val
     )[1]
     return set(shapes) - {"finite", "first_non_finite_step"}
@@ -59,7 +59,7 @@ def run_epoch(run: Run, ts: TrainState, keys: Key, epoch: int, active: np.ndarra
     """
     index = np.int32(epoch)
     if run.steps_per_call is None:  # the incoming state stays valid
-        new, logs = COMPILED["run_epoch", run.many](
+        new, logs = compiled("run_epoch", run.many, run.spec)(
             run.spec, ts, keys, index, run.hyper, run.x, run.y, run.val
         )
     else:  # run_steps donates its train state: keep a copy
@@ -74,10 +74,10 @@ def run_epoch(run: Run, ts: TrainState, keys: Key, epoch: int, active: np.ndarra
 def _steps(run: Run, ts: TrainState, keys: Key, index):
     """Returns ``(train_state, logs, copy of ts)`` with ``steps_per_call``."""
     n = run.x.shape[0]
-    steps = COMPILED["plan", run.many](run.spec, keys, index, n)
+    steps = compiled("plan", run.many, run.spec)(run.spec, keys, index, n)
     old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
     new, logs = _chunks(run, ts, steps)
-    out = COMPILED["finish", run.many](
+    out = compiled("finish", run.many, run.spec)(
         run.spec, new, logs, (run.x, run.y, steps), run.val
     )
     return new, out, old
@@ -93,7 +93,7 @@ def _chunks(run: Run, ts: TrainState, steps: Plan):
         end = min(start + k, total)
         chunk = Plan(*(jax.lax.slice_in_dim(a, start, end, axis=axis) for a in steps))
         spec, track = part_tracking(run.spec, start, end, total)
-        ts, part = COMPILED["run_steps", run.many](
+        ts, part = compiled("run_steps", run.many, spec)(
             spec, ts, run.hyper, run.x, run.y, chunk, track, True
         )
         parts.append(part)

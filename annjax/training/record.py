@@ -41,7 +41,7 @@ from annjax.training.arguments import (
     setup,
     steps_per_call_of,
 )
-from annjax.training.epoch import EpochSpec
+from annjax.training.epoch import EpochSpec, held_spec
 from annjax.training.types import EarlyStopping
 
 __all__ = ["Run", "resolve"]
@@ -159,7 +159,7 @@ def resolve(
     )
     per_call = _mesh.steps_per_call(per_call, spec.model, x.shape[1:], spec.mesh)
     return Run(
-        spec=spec,
+        spec=held_spec(spec),  # compiled programs never keep user functions alive
         x=x,
         y=y,
         val=val,
