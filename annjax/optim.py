@@ -21,8 +21,14 @@ time, so a second ``fit`` with an equal optimizer reuses the compiled epoch
 (arguments that cannot be hashed, such as an array, just build a new one).
 
 Examples:
+  >>> import jax.numpy as jnp, annjax as ann
+  >>> params = {"dense_0": {"w": jnp.ones((2, 3)), "b": jnp.zeros(2)}}
   >>> opt = ann.sgd(0.1, momentum=0.9, weight_decay=1e-4, clip_norm=1.0)
   >>> opt_state = opt.init(params)
+  >>> round(float(ann.optim.learning_rate(opt_state)), 6)
+  0.1
+  >>> ann.sgd(0.1) is ann.sgd(0.1)  # memoised: equal optimizers share programs
+  True
 """
 
 from __future__ import annotations

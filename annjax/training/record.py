@@ -15,9 +15,9 @@ Examples:
   >>> from annjax.training.record import resolve
   >>> X = np.random.default_rng(0).normal(size=(16, 3)).astype("f4")
   >>> y = (X[:, 0] > 0).astype("i4")
-  >>> run = resolve(ann.mlp([4, 2]), (X, y), epochs=2, batch_size=8, l2=1e-3)
+  >>> run = resolve(ann.mlp([4, 2]), (X, y), epochs=2, batch_size=8, l2=0.5)
   >>> run.models, run.many, run.spec.batch_size, float(run.hyper["l2"])
-  (1, False, 8, 0.001)
+  (1, False, 8, 0.5)
 """
 
 from __future__ import annotations

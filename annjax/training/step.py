@@ -30,7 +30,7 @@ from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax import regularizers as _regularizers
 from annjax._types import Array, Key, Layer, Shape, weights_kwarg
-from annjax.analysis import profiler as _profiler
+from annjax.training import measure as _profiler
 from annjax.training.types import TrainState
 
 __all__ = [
@@ -296,7 +296,7 @@ def make_train_step(
     ``weight``, each metric on the training-mode outputs (names or
     ``(y_true, y_pred)`` functions, keyed by name), and, with
     ``track_gradients``, the per-layer measurements of
-    :mod:`annjax.analysis.profiler`.
+    :mod:`annjax.training.measure`.
 
     ``l1`` and ``l2`` may be traced arrays, so hyper-parameter sweeps vmap over
     them; None or a Python 0 leaves the penalty out of the compiled step.
