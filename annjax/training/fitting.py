@@ -133,7 +133,7 @@ def fit(
         rounding where XLA compiles the step otherwise). ``"auto"``
         (default): 1 for a model with a convolution on the CPU, where XLA
         runs it ~30× slower inside the epoch's loop, else None (see
-        :func:`annjax.training.mesh.steps_per_call`).
+        :func:`annjax.training.record.calls_of`).
       callbacks: functions ``callback(epoch, logs) -> None | bool`` called
         on the host after every epoch, after early stopping and before the
         checkpoint; True (or a true NumPy/JAX bool scalar) stops training

@@ -28,9 +28,8 @@ import numpy as np
 
 from annjax._types import Key
 from annjax.training import mesh as _mesh
-from annjax.training.epoch import Plan, compiled
+from annjax.training.epoch import Plan, compiled, concat_logs, part_tracking
 from annjax.training.record import Run
-from annjax.training.scan import concat_logs, part_tracking
 from annjax.training.types import EarlyStopping, TrainState
 
 

@@ -36,9 +36,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from annjax._types import Layer
-from annjax.nn.tracing import primitives
-
 __all__ = ["DATA", "MODEL", "check", "is_spread"]
 
 DATA = "data"
@@ -169,24 +166,6 @@ def constrain_batch(tree: Any, mesh: Mesh | None) -> Any:
     if mesh is None or DATA not in mesh.shape:
         return tree
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(DATA)))
-
-
-def steps_per_call(value, model: Layer, input_shape, mesh) -> int | None:
-    """Returns the steps per compiled call: ``value``, or the ``"auto"`` rule.
-
-    The one default rule: one step per call for a model with a convolution
-    on the CPU, where XLA runs a convolution inside the epoch's loop about
-    30× slower than in straight code (``benchmarks/conv_steps.py``: a CNN's
-    epoch of 4 steps took 24 s as one scan, 0.9 s one step per call); the
-    whole epoch in one call (None) for every other model and on GPU/TPU.
-    """
-    if value != "auto":
-        return value
-    device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
-    convolves = "conv_general_dilated" in primitives(model, tuple(input_shape))
-    if device.platform == "cpu" and convolves:
-        return 1
-    return None
 
 
 def host_or_spread(a: Any) -> Any:

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from annjax import _checks
-from annjax._types import Key
+from annjax._types import Key, Layer
+from annjax.nn.tracing import primitives
 from annjax.training import mesh as _mesh
 from annjax.training.arguments import (
     callbacks_of,
@@ -44,7 +45,7 @@ from annjax.training.arguments import (
 from annjax.training.epoch import EpochSpec, held_spec
 from annjax.training.types import EarlyStopping
 
-__all__ = ["Run", "resolve"]
+__all__ = ["Run", "calls_of", "resolve"]
 
 
 class Run(NamedTuple):
@@ -157,7 +158,7 @@ def resolve(
         mesh=mesh,
         models=models if many else None,
     )
-    per_call = _mesh.steps_per_call(per_call, spec.model, x.shape[1:], spec.mesh)
+    per_call = calls_of(per_call, spec.model, x.shape[1:], spec.mesh)
     return Run(
         spec=held_spec(spec),  # compiled programs never keep user functions alive
         x=x,
@@ -177,3 +178,29 @@ def resolve(
         resume=None if resume is None else Path(resume),
         progress=bool(progress),
     )
+
+
+def calls_of(value, model: Layer, input_shape, mesh) -> int | None:
+    """Returns the steps per compiled call: ``value``, or the ``"auto"`` rule.
+
+    The one default rule: one step per call for a model with a convolution
+    on the CPU, where XLA runs a convolution inside the epoch's loop many
+    times slower than in straight code (measured by
+    ``benchmarks/conv_steps.py``, see ``benchmarks/README.md``); the whole
+    epoch in one call (None) for every other model and on GPU/TPU.
+
+    Examples:
+      >>> import annjax as ann
+      >>> from annjax.training.record import calls_of
+      >>> calls_of("auto", ann.mlp([4, 2]), (3,), None) is None
+      True
+      >>> calls_of(4, ann.mlp([4, 2]), (3,), None)
+      4
+    """
+    if value != "auto":
+        return value
+    device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
+    convolves = "conv_general_dilated" in primitives(model, tuple(input_shape))
+    if device.platform == "cpu" and convolves:
+        return 1
+    return None
