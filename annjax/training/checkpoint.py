@@ -7,10 +7,21 @@ file is a ``flax.serialization`` msgpack holding the payload's bytes and
 their SHA-256, so a flipped bit is an error on ``load``, never altered
 weights.
 
+Resume: what the checkpoint must hold is derived from the run record (the
+history names its compiled epoch returns); the resuming call's
+hyper-parameters win (:func:`resume`).
+
 Examples:
-  >>> result = ann.fit(model, (X, y), epochs=5, checkpoint="run.ckpt")
-  >>> more = ann.fit(model, (X, y), epochs=5, resume="run.ckpt")  # epochs 5–9
-  >>> ann.load("run.ckpt").history["loss"]
+  >>> import os, tempfile, numpy as np, annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype("f4")
+  >>> y = (X[:, 0] > 0).astype("i4")
+  >>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+  >>> model = ann.mlp([4, 2])
+  >>> r = ann.fit(model, (X, y), epochs=2, checkpoint=path, progress=False)
+  >>> more = ann.fit(model, (X, y), epochs=2, resume=path, checkpoint=path,
+  ...               progress=False)
+  >>> more.epochs, ann.load(path).history["loss"].shape  # epochs 2 and 3 added
+  (4, (4,))
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``fit`` and ``fit_many``: the lecture's training, one model or many at once.
+r"""``fit`` and ``fit_many``: the lecture's training, one model or many at once.
 
 Train on the training set, tune on the validation set, judge once on the
 test set, W ← W − α ∂L/∂W. Both check every argument (:mod:`.arguments`),
@@ -6,22 +6,28 @@ initialise, and hand over to the ONE loop of :mod:`.loop`; ``fit`` is its
 one-model case, ``fit_many`` ``jax.vmap``s the same compiled epoch over a
 leading model axis (keys and hyper-parameters per model, the data shared).
 
+The objective, for params θ and the training set's n examples:
+
+.. math::
+
+   \min_θ\ \frac{1}{n} Σ_i ℓ(y_i, f_θ(x_i)) + λ_1 Σ|W| + λ_2 Σ W^2,
+   \qquad θ ← θ − α\,∂L/∂θ \text{ per mini-batch}
+
 Examples:
-  >>> import jax, annjax as ann
-  >>> d = ann.datasets.load_digits()
-  >>> s = ann.data.split(d.X, d.y, val=0.1, test=0.2, key=jax.random.key(0))
-  >>> model = ann.mlp([64, 10])
-  >>> result = ann.fit(
-  ...     model, s.train, val_data=s.val,
-  ...     loss="softmax_cross_entropy", optimizer=ann.adam(1e-3),
-  ...     epochs=20, batch_size=64, metrics=("accuracy",),
-  ...     early_stopping=ann.EarlyStopping(patience=3), key=jax.random.key(1))
-  >>> result.history["val_accuracy"][result.best_epoch]
-  >>> ann.evaluate(model, result.params, result.state, s.test, metrics=("accuracy",))
-  >>> many = ann.fit_many(model, s.train, val_data=s.val,
-  ...     keys=jax.random.split(jax.random.key(0), 4), l2=[0, 1e-4, 1e-3, 1e-2])
+  >>> import jax, numpy as np, annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(64, 4)).astype("f4")
+  >>> y = (X[:, 0] > 0).astype("i4")
+  >>> s = ann.data.split(X, y, val=0.25, key=jax.random.key(0))
+  >>> result = ann.fit(ann.mlp([8, 2]), s.train, val_data=s.val,
+  ...     optimizer=ann.adam(1e-2), epochs=3, batch_size=16,
+  ...     metrics=("accuracy",), progress=False)
+  >>> result.history["val_accuracy"].shape
+  (3,)
+  >>> many = ann.fit_many(ann.mlp([8, 2]), s.train, val_data=s.val,
+  ...     keys=jax.random.split(jax.random.key(0), 4), l2=[0, 1e-4, 1e-3, 1e-2],
+  ...     epochs=3, progress=False)
   >>> many.history["val_loss"].shape                   # (epochs, models)
-  (20, 4)
+  (3, 4)
 """
 
 from __future__ import annotations

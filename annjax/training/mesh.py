@@ -16,15 +16,22 @@ Without a mesh (``mesh=None``) every function here returns its input
 unchanged: one device, as before. The same code serves several hosts:
 after ``jax.distributed.initialize()`` a mesh over ``jax.devices()`` spans
 them all, and each host feeds its own shard of the data (see the README,
-"Scaling out"). :func:`steps_per_call` is the one rule for how many steps
-a compiled call runs on the device's platform.
+"Scaling out").
 
 Examples:
+  >>> import jax, numpy as np, annjax as ann
   >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype("f4")
+  >>> y = (X[:, 0] > 0).astype("i4")
   >>> mesh = Mesh(np.array(jax.devices()), ("data",))
-  >>> result = ann.fit(model, (X, y), batch_size=128, mesh=mesh)
-  >>> X8 = jax.device_put(X, NamedSharding(mesh, P("data")))  # stays there
-  >>> result = ann.fit(model, (X8, y8), batch_size=128, mesh=mesh)
+  >>> n = mesh.devices.size
+  >>> r = ann.fit(ann.mlp([4, 2]), (X, y), batch_size=8 * n, epochs=1,
+  ...             mesh=mesh, progress=False)
+  >>> Xs = jax.device_put(X, NamedSharding(mesh, P("data")))  # used where it lies
+  >>> r = ann.fit(ann.mlp([4, 2]), (Xs, y), batch_size=8 * n, epochs=1,
+  ...             mesh=mesh, progress=False)
+  >>> r.history["loss"].shape
+  (1,)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pure training and evaluation steps, and the train state they carry.
+r"""The pure training and evaluation steps, and the train state they carry.
 
 The step is a pure function of ``(train_state, batch, key)``; everything else
 (the compiled epoch of :mod:`annjax.training.epoch`, many models at once with
@@ -6,13 +6,24 @@ The step is a pure function of ``(train_state, batch, key)``; everything else
 own loop take :func:`make_train_step` and :func:`make_eval_step` and jit them
 as they like.
 
+The train step, for a batch (x, y) with weights w and params θ:
+
+.. math::
+
+   L(θ) = \frac{Σ_i w_i\,ℓ(y_i, f_θ(x_i))}{Σ_i w_i} + λ_1 Σ|W| + λ_2 Σ W^2,
+   \qquad θ ← θ + \mathrm{optimizer}(∇_θ L)
+
 Examples:
-  >>> model = ann.mlp([64, 10])
-  >>> opt = ann.adam(1e-3)
-  >>> ts, out_shape = ann.init_train_state(model, opt, jax.random.key(0), (784,))
+  >>> import jax, numpy as np, annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype("f4")
+  >>> y = (X[:, 0] > 0).astype("i4")
+  >>> model, opt = ann.mlp([8, 2]), ann.adam(1e-2)
+  >>> ts, out_shape = ann.init_train_state(model, opt, jax.random.key(0), (4,))
   >>> step = jax.jit(ann.make_train_step(model, "softmax_cross_entropy", opt))
-  >>> for i, (xb, yb) in enumerate(ann.data.batches(X, y, 128)):
-  ...     ts, logs = step(ts, (xb, yb), jax.random.key(i))
+  >>> for i in range(0, 32, 8):
+  ...     ts, logs = step(ts, (X[i : i + 8], y[i : i + 8]), jax.random.key(i))
+  >>> out_shape, int(ts.step)
+  ((2,), 4)
 """
 
 from __future__ import annotations
