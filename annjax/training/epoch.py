@@ -49,7 +49,7 @@ __all__ = [
 #: How many training examples (the first ones) ``finish`` evaluates in
 #: evaluation mode for a model with state. 256: an accuracy to ±0.03, far
 #: finer than the gaps ``diagnose`` looks for, for at most 256 forward passes
-#: per epoch (a few percent of an epoch on 1,000 examples; ~0 on 60,000).
+#: per epoch.
 TRAIN_EVAL_EXAMPLES = 256
 
 
@@ -59,7 +59,7 @@ def scan(f, carry, xs, unroll: bool):
 
     Unrolled, no while loop is left: ``lax.scan(unroll=True)`` of ONE step
     still emits one, and XLA:CPU runs a convolution's gradient inside a loop
-    about 30× slower than outside (``benchmarks/conv_steps.py``).
+    many times slower than outside (see ``benchmarks/README.md``).
     """
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
     if not unroll or n == 0:
@@ -77,8 +77,8 @@ def tracked_scan(body_of, ts, inputs, every: int, first=None, unroll=False):
     The steps run in groups of ``every``: ``every − 1`` plain steps (a scan),
     then one step that also measures the profiler's quantities; the steps left
     over after the last whole group run plain. Measuring reads the gradients
-    and updates a second time, which in every step costs about a third of a
-    step on a CPU; one step in ten keeps the overhead to a few percent. The
+    and updates a second time, a fraction of a step; measuring one step in
+    ``every`` divides that cost by ``every`` (see ``benchmarks/README.md``). The
     loss and metric logs of all steps come back in step order; the profiler's
     only for the measured steps.
 
@@ -226,12 +226,12 @@ def plan(spec: EpochSpec, key: Key, epoch, n: int) -> Plan:
 def plan_batches(batch_size: int, key: Key, epoch, n: int) -> Plan:
     """Returns :func:`plan` for ``batch_size``.
 
-    Drawing the permutation and the keys was a fifth of an epoch's compile
-    time (each random draw inlines a threefry hash). ONE draw of random bits from
-    ``fold_in(key, epoch)`` gives both: the order sorts its first n words
-    (a uniform permutation up to ties of 32-bit words), the step keys are
-    the words after them. Half the compile time of
-    ``jax.random.permutation`` plus ``split`` (one threefry hash, not five).
+    ONE draw of random bits from ``fold_in(key, epoch)`` gives both the
+    order and the step keys: the order sorts its first n words (a uniform
+    permutation up to ties of 32-bit words), the step keys are the words
+    after them. One threefry hash, not the five of ``jax.random.permutation``
+    plus ``split``, each inlined into the compiled epoch (the compile times
+    are in ``benchmarks/README.md``).
     """
     k = num_batches(n, batch_size)
     words = jax.random.key_data(key).shape[-1]  # 2 for threefry keys

@@ -123,7 +123,7 @@ def fit(
       track_gradients: record the profiler's per-layer measurements.
       track_every: measure them in one step out of this many (every step
         with 1); the steps between run untouched, which keeps the profiler's
-        cost to a few percent (see ``benchmarks/``).
+        cost small (measured in ``benchmarks/README.md``).
       key: the random key for init, shuffling, dropout and augmentation;
         default ``jax.random.key(0)``, so runs are reproducible.
       progress: show a tqdm bar (only on a terminal).
@@ -138,7 +138,7 @@ def fit(
         the same batches and keys, so the results are the same (up to float
         rounding where XLA compiles the step otherwise). ``"auto"``
         (default): 1 for a model with a convolution on the CPU, where XLA
-        runs it ~30× slower inside the epoch's loop, else None (see
+        runs it many times slower inside the epoch's loop, else None (see
         :func:`annjax.training.record.calls_of`).
       callbacks: functions ``callback(epoch, logs) -> None | bool`` called
         on the host after every epoch, after early stopping and before the

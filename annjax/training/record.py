@@ -185,8 +185,7 @@ def calls_of(value, model: Layer, input_shape, mesh) -> int | None:
 
     The one default rule: one step per call for a model with a convolution
     on the CPU, where XLA runs a convolution inside the epoch's loop many
-    times slower than in straight code (measured by
-    ``benchmarks/conv_steps.py``, see ``benchmarks/README.md``); the whole
+    times slower than in straight code (``benchmarks/README.md``); the whole
     epoch in one call (None) for every other model and on GPU/TPU.
 
     Examples:
