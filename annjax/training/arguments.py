@@ -133,8 +133,8 @@ def _optimizer(optimizer) -> optax.GradientTransformation:
 
 def penalties(l1: float, l2: float) -> dict[str, Array]:
     """Returns the dynamic hyper-parameters of the step: the penalties present."""
-    l1 = _checks.non_negative("l1", l1)
-    l2 = _checks.non_negative("l2", l2)
+    l1 = float(_checks.penalty("l1", _checks.number("l1", l1)))
+    l2 = float(_checks.penalty("l2", _checks.number("l2", l2)))
     return {name: jnp.float32(v) for name, v in (("l1", l1), ("l2", l2)) if v > 0}
 
 
@@ -361,8 +361,7 @@ def per_model(keys, l1, l2, lr_scale):
     l2s, n = _per_model("l2", l2, n)
     scales, n = _per_model("lr_scale", lr_scale, n)
     n = 1 if n is None else n
-    if not all(((v >= 0) & np.isfinite(v)).all() for v in (l1s, l2s)):
-        raise _checks.fail("l1/l2", "finite values >= 0", (l1, l2))
+    _checks.penalty("l1", l1s), _checks.penalty("l2", l2s)
     if not ((scales > 0) & np.isfinite(scales)).all():
         raise _checks.fail("lr_scale", "finite values > 0", lr_scale)
     keys = jax.random.split(jax.random.key(0), n) if keys is None else keys
