@@ -104,6 +104,13 @@ def numeric_array(name: str, value: Any) -> np.ndarray | Any:
     checked for a numeric dtype, so ``"abc"`` fails with a TypeError that names
     the argument instead of an obscure error deep inside XLA.
     """
+    if type(value).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"{name}: expected a dense array, got a scipy sparse "
+            f"{type(value).__name__} of shape {value.shape}. annjax computes on "
+            "dense arrays: pass X.toarray() (densify it in parts if it does not "
+            "fit in memory)."
+        )
     dtype = getattr(value, "dtype", None)
     if dtype is None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
+import jax
 import numpy as np
 import pytest
 
@@ -84,3 +85,43 @@ def test_fit_and_fit_many_refuse_a_non_finite_penalty_alike(no_training, name, v
     for run in (ann.fit, ann.fit_many):
         with pytest.raises(ValueError, match=f"{name}: expected finite values >= 0"):
             run(ann.mlp([3, 2]), data, epochs=1, progress=False, **{name: value})
+
+
+# ------------------------------------------ a custom Layer breaking the protocol
+
+
+def _two_value_layer() -> ann.Layer:
+    def init(key, input_shape):
+        return (2,), {"w": jax.random.normal(key, (2, input_shape[-1]))}
+
+    def apply(params, state, x, *, key=None, train=False):
+        return x @ params["w"].T, state
+
+    return ann.Layer(init, apply, "mine")
+
+
+@pytest.mark.parametrize("wrap", [lambda m: m, lambda m: ann.serial(m, ann.dense(2))])
+def test_custom_layer_whose_init_returns_two_values_raises(no_training, wrap):
+    match = (
+        r"expected init\(key, input_shape\) to return \(output_shape, params, "
+        r"state\), the Layer protocol, got 2 values"
+    )
+    with pytest.raises(TypeError, match=match):
+        ann.fit(wrap(_two_value_layer()), (X, Y), epochs=1, progress=False)
+
+
+# ------------------------------------------------------------- sparse input
+
+
+@pytest.mark.parametrize("where", ["fit", "predict"])
+def test_scipy_sparse_x_raises_saying_densify(no_training, where):
+    sparse = pytest.importorskip("scipy.sparse")
+    xs = sparse.csr_matrix(X)
+    match = r"[xX]: expected a dense array, got a scipy sparse csr_matrix .*X\.toarray"
+    model = ann.mlp([3, 2])
+    with pytest.raises(TypeError, match=match):
+        if where == "fit":
+            ann.fit(model, (xs, Y), epochs=1, progress=False)
+        else:
+            _, params, state = model.init(jax.random.key(0), (4,))
+            ann.predict(model, params, state, xs)
