@@ -96,7 +96,11 @@ def test_case05_binary_loss_with_labels_outside_0_1_raises(no_training, loss):
 
 def test_case05_binary_loss_accepts_probabilities(no_training):
     with pytest.raises(Started):  # passes every check
-        _fit(ann.mlp([8, 1]), (X, np.full(32, 0.25)), loss="binary_cross_entropy")
+        _fit(
+            ann.mlp([8, 1], output_activation="sigmoid"),
+            (X, np.full(32, 0.25)),
+            loss="binary_cross_entropy",
+        )
 
 
 # -------------------------------------------- case 6: float32 range, complex

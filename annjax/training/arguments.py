@@ -21,7 +21,12 @@ from annjax import metrics as _metrics
 from annjax._types import Array, Layer
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
-from annjax.training.inputs import check_targets, host_array
+from annjax.training.inputs import (
+    check_functions,
+    check_link,
+    check_targets,
+    host_array,
+)
 from annjax.training.step import default_optimizer, output_shape
 from annjax.training.types import EarlyStopping
 
@@ -183,6 +188,8 @@ def setup(
         val = (xv, yv)
     out_shape = output_shape(model, x.shape[1:])
     y = fit_targets("train_data", y, loss, out_shape, metrics)
+    check_link(model, loss)
+    check_functions(y, loss, out_shape, metrics)
     if val is not None:
         yv = fit_targets("val_data", val[1], loss, out_shape, metrics)
         val = _mesh.place_pair("val_data", (val[0], yv), mesh)
