@@ -7,8 +7,12 @@ devices run in one subprocess with 8 host devices (see ``_on_8_devices``).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -340,3 +344,95 @@ def test_export_of_a_float_model_keeps_float32_and_refuses_a_bad_dtype(tmp_path)
     np.testing.assert_allclose(f(X), ann.predict(model, params, state, X), rtol=1e-6)
     with pytest.raises(TypeError, match="export input_dtype: expected an integer or"):
         ann.export(model, params, state, (4,), tmp_path / "e", input_dtype=complex)
+
+
+# ------------------------------------------------------ on 8 (CPU) devices
+
+DEVICES = 8
+
+
+def _on_8_devices() -> dict:
+    """What the 8-device cases give; run as ``python <this file>``."""
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    def message(fn) -> str:
+        try:
+            fn()
+        except ValueError as exc:
+            return str(exc)
+        return "no error"
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    model = ann.mlp([8, 2])
+    out = {
+        "few": message(
+            lambda: ann.fit(
+                model, (X[:5], Y[:5]), batch_size=8, mesh=mesh, progress=False
+            )
+        ),
+        "cut": message(
+            lambda: ann.fit(
+                model, (X[:12], Y[:12]), batch_size=16, mesh=mesh, progress=False
+            )
+        ),
+    }
+    _, params, state = model.init(jax.random.key(0), (4,))
+    xs = X[:56]  # a multiple of 8: laid out as the user would
+    laid = jax.device_put(xs, NamedSharding(mesh, P("data")))
+    laid_y = jax.device_put(Y[:56], NamedSharding(mesh, P("data")))
+    one = np.asarray(ann.predict(model, params, state, xs))
+    out["predict_diff"] = float(
+        np.max(np.abs(np.asarray(ann.predict(model, params, state, laid)) - one))
+    )
+    ref = ann.evaluate(model, params, state, (xs, Y[:56]), metrics=["accuracy"])
+    got = ann.evaluate(model, params, state, (laid, laid_y), metrics=["accuracy"])
+    out["evaluate_diff"] = max(abs(ref[k] - got[k]) for k in ref)
+    return out
+
+
+@pytest.fixture(scope="module")
+def on_8_devices() -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    env["JAX_PLATFORMS"] = "cpu"
+    done = subprocess.run(
+        [sys.executable, __file__],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-4000:]
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def test_fewer_examples_than_data_devices_says_so(on_8_devices):
+    assert on_8_devices["few"] == (
+        "train_data: expected at least 8 examples, one per device of the mesh's "
+        "'data' axis, got 5. Every device takes an equal part of each batch: use "
+        "a mesh of at most 5 devices on 'data' (e.g. "
+        "Mesh(np.array(jax.devices()[:5]), ('data',))), or more data."
+    )
+
+
+def test_a_batch_cut_to_the_data_names_the_batch_size_given(on_8_devices):
+    assert on_8_devices["cut"] == (
+        "batch_size: expected a multiple of the 8 devices of the mesh's 'data' "
+        "axis, got 12 (batch_size=16 cut to the 12 examples). Every device takes "
+        "an equal part of each batch: use batch_size=8."
+    )
+
+
+def test_predict_and_evaluate_follow_the_mesh_x_lies_on(on_8_devices):
+    # oracle: the one-device result; 1e-5 for the per-device summation order
+    assert on_8_devices["predict_diff"] < 1e-5
+    assert on_8_devices["evaluate_diff"] < 1e-5
+
+
+if __name__ == "__main__":
+    print("RESULT " + json.dumps(_on_8_devices()))

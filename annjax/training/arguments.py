@@ -19,14 +19,10 @@ from annjax import _checks
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
+from annjax.training import inputs as _inputs
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
-from annjax.training.inputs import (
-    check_functions,
-    check_link,
-    check_targets,
-    host_array,
-)
+from annjax.training.inputs import check_targets, host_array
 from annjax.training.step import default_optimizer, output_shape
 from annjax.training.types import EarlyStopping
 
@@ -188,12 +184,12 @@ def setup(
         val = (xv, yv)
     out_shape = output_shape(model, x.shape[1:])
     y = fit_targets("train_data", y, loss, out_shape, metrics)
-    check_link(model, loss)
-    check_functions(y, loss, out_shape, metrics)
+    _inputs.check_link(model, loss)
+    _inputs.check_functions(y, loss, out_shape, metrics)
     if val is not None:
         yv = fit_targets("val_data", val[1], loss, out_shape, metrics)
         val = _mesh.place_pair("val_data", (val[0], yv), mesh)
-    _mesh.check_batch("batch_size", min(batch_size, x.shape[0]), mesh)
+    _mesh.check_batch("batch_size", batch_size, mesh, x.shape[0])
     spec = EpochSpec(
         model,
         loss,

@@ -43,7 +43,9 @@ def predict(
     ``x`` follows ``fit``'s dtype rule (:mod:`annjax.training.inputs`):
     integers stay int32, float64 stays float64 under x64. With ``mesh`` (a
     ``"data"`` axis, as in :func:`annjax.fit`) each batch is split over its
-    devices; an ``x`` laid over them stays where it lies.
+    devices; an ``x`` laid over them stays where it lies. Without ``mesh``,
+    an ``x`` laid over a mesh's devices runs on that mesh (computation
+    follows data).
 
     Raises:
       TypeError: for a model that is not a Layer, or complex ``x``.
@@ -61,6 +63,7 @@ def predict(
     if x.ndim < 1:
         raise _checks.fail("x", "a batch (n, *input_shape)", x.shape)
     check_params(model, x.shape[1:], params, state)
+    mesh = _mesh.follow_data(mesh, x)
     x = _mesh.place_data("x", x, mesh)
     params, state = _mesh.place_state((params, state), mesh, False)
     return _predict(model, params, state, x, batch_size, mesh)
@@ -175,6 +178,7 @@ def evaluate(
     check_link(model, loss)
     check_functions(y, loss, out_shape, metrics)
     check_params(model, x.shape[1:], params, state, "data X")
+    mesh = _mesh.follow_data(mesh, x, y)
     x, y = _mesh.place_pair("data", (x, y), mesh)
     params, state = _mesh.place_state((params, state), mesh, False)
     logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y, mesh)
