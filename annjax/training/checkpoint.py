@@ -102,8 +102,20 @@ def write(path: Path, kind: str, body: dict, fmt: int = _FORMAT) -> Path:
 
 
 def _open_mode() -> int:
-    """Returns the mode ``open()`` gives a new file: 0o666 less the umask."""
-    umask = os.umask(0o022)  # reading the umask means setting it; restored now
+    """Returns the mode ``open()`` gives a new file: 0o666 less the umask.
+
+    Read from /proc on Linux; elsewhere reading it means setting it for a
+    moment (to the strictest mask, so a file another thread makes then is
+    private rather than open).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)
     os.umask(umask)
     return 0o666 & ~umask
 
