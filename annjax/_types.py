@@ -72,6 +72,32 @@ class Layer(NamedTuple):
         return tuple.__hash__(self)
 
 
+def init_result(name: str, out: Any) -> tuple[Shape, Params, State]:
+    """Returns ``out``, what a Layer's ``init`` returned, if it keeps the protocol.
+
+    Raises:
+      TypeError: unless ``out`` is ``(output_shape, params, state)``, naming
+        the layer and the protocol (a custom init returning two values).
+    """
+    if isinstance(out, tuple | list) and len(out) == 3:
+        shape = out[0]
+        if isinstance(shape, tuple | list) and all(
+            isinstance(d, int) or hasattr(d, "__index__") for d in shape
+        ):
+            return tuple(out)
+        got = f"an output shape {shape!r}"
+    elif isinstance(out, tuple | list):
+        got = f"{len(out)} values"
+    else:
+        got = type(out).__name__
+    raise TypeError(
+        f"{name}: expected init(key, input_shape) to return (output_shape, params, "
+        f"state), the Layer protocol, got {got}. Return a tuple of ints as the "
+        "shape of one example and {} for no params or no state, e.g. "
+        "return (units,), params, {}."
+    )
+
+
 COMBINATOR_KINDS = frozenset({"serial", "residual"})
 
 

@@ -48,6 +48,7 @@ from annjax._loss_steps import (
     _per_example,
     _reduce,
     _same_shape,
+    check_contract,
 )
 
 Array = jax.Array
@@ -56,8 +57,10 @@ Loss = Callable[..., Array]
 __all__ = [
     "BINARY",
     "CLASSIFICATION",
+    "LOGITS_LOSS",
     "REDUCTIONS",
     "binary_cross_entropy",
+    "check_custom",
     "cross_entropy",
     "get",
     "huber",
@@ -319,6 +322,31 @@ BINARY = frozenset(
     for name, fn in _REGISTRY.items()
     if fn in (binary_cross_entropy, sigmoid_binary_cross_entropy)
 )
+
+
+#: For each loss on probabilities, the loss on logits that applies the link
+#: (softmax or sigmoid) itself: what a model ending without one must use.
+LOGITS_LOSS = {
+    "cross_entropy": "softmax_cross_entropy",
+    "binary_cross_entropy": "sigmoid_binary_cross_entropy",
+}
+
+
+def check_custom(loss: str | Loss, y_true, y_pred) -> None:
+    """Raises unless a user's loss keeps the contract of the registered ones,
+    ``loss(y_true, y_pred, *, reduction="mean")``; a registered loss passes.
+
+    See :func:`annjax._loss_steps.check_contract` (abstract: nothing runs).
+
+    Raises:
+      TypeError: for a loss without a ``reduction`` keyword (an optax loss
+        ``(logits, labels)`` among them).
+      ValueError: for a loss that ignores ``reduction`` (a scalar asked for
+        per-example values) or returns another shape.
+    """
+    fn = get(loss)
+    if fn not in _REGISTRY.values():
+        check_contract(fn, y_true, y_pred)
 
 
 def names() -> tuple[str, ...]:

@@ -34,6 +34,7 @@ from annjax._types import (
     Shape,
     State,
     Tap,
+    init_result,
     weights_kwarg,
 )
 from annjax.nn import layers as _layers
@@ -114,7 +115,8 @@ def serial(*layers: Layer) -> Layer:
         params, state = {}, {}
         shape = tuple(input_shape)
         for name, layer, k in zip(names, layers, _split(key, len(layers)), strict=True):
-            shape, params[name], state[name] = layer.init(k, shape)
+            out = init_result(f"serial child {name}", layer.init(k, shape))
+            shape, params[name], state[name] = out
         return shape, params, state
 
     def apply(params, state, x, *, key=None, train=False, probe=None, weights=None):

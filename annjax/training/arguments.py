@@ -19,6 +19,7 @@ from annjax import _checks
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
+from annjax.training import inputs as _inputs
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
 from annjax.training.inputs import check_targets, host_array
@@ -133,8 +134,8 @@ def _optimizer(optimizer) -> optax.GradientTransformation:
 
 def penalties(l1: float, l2: float) -> dict[str, Array]:
     """Returns the dynamic hyper-parameters of the step: the penalties present."""
-    l1 = _checks.non_negative("l1", l1)
-    l2 = _checks.non_negative("l2", l2)
+    l1 = float(_checks.penalty("l1", _checks.number("l1", l1)))
+    l2 = float(_checks.penalty("l2", _checks.number("l2", l2)))
     return {name: jnp.float32(v) for name, v in (("l1", l1), ("l2", l2)) if v > 0}
 
 
@@ -183,10 +184,12 @@ def setup(
         val = (xv, yv)
     out_shape = output_shape(model, x.shape[1:])
     y = fit_targets("train_data", y, loss, out_shape, metrics)
+    _inputs.check_link(model, loss)
+    _inputs.check_functions(y, loss, out_shape, metrics)
     if val is not None:
         yv = fit_targets("val_data", val[1], loss, out_shape, metrics)
         val = _mesh.place_pair("val_data", (val[0], yv), mesh)
-    _mesh.check_batch("batch_size", min(batch_size, x.shape[0]), mesh)
+    _mesh.check_batch("batch_size", batch_size, mesh, x.shape[0])
     spec = EpochSpec(
         model,
         loss,
@@ -373,8 +376,7 @@ def per_model(keys, l1, l2, lr_scale):
     l2s, n = _per_model("l2", l2, n)
     scales, n = _per_model("lr_scale", lr_scale, n)
     n = 1 if n is None else n
-    if not all(((v >= 0) & np.isfinite(v)).all() for v in (l1s, l2s)):
-        raise _checks.fail("l1/l2", "finite values >= 0", (l1, l2))
+    _checks.penalty("l1", l1s), _checks.penalty("l2", l2s)
     if not ((scales > 0) & np.isfinite(scales)).all():
         raise _checks.fail("lr_scale", "finite values > 0", lr_scale)
     keys = jax.random.split(jax.random.key(0), n) if keys is None else keys

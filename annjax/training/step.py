@@ -40,7 +40,7 @@ from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax import regularizers as _regularizers
-from annjax._types import Array, Key, Layer, Shape, weights_kwarg
+from annjax._types import Array, Key, Layer, Shape, init_result, weights_kwarg
 from annjax.training import measure as _profiler
 from annjax.training import mesh as _mesh
 from annjax.training.types import TrainState
@@ -156,7 +156,8 @@ def abstract_init(model: Layer, input_shape: Shape):
     shapes = []
 
     def trace(key):
-        out_shape, params, state = model.init(key, tuple(input_shape))
+        out = init_result(f"model {model.kind}", model.init(key, tuple(input_shape)))
+        out_shape, params, state = out
         shapes.append(tuple(int(d) for d in out_shape))  # static, read at trace
         return params, state
 
