@@ -30,7 +30,7 @@ from annjax import (
     regularizers,
     training,
 )
-from annjax._types import Layer, takes_weights
+from annjax._types import Layer, layer_factory, takes_weights
 from annjax.analysis import plot, profiler
 from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import Finding
@@ -112,6 +112,7 @@ __all__ = [
     "gradient_flow",
     "init_train_state",
     "initializers",
+    "layer_factory",
     "layer_norm",
     "load",
     "load_exported",

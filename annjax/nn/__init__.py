@@ -7,6 +7,7 @@
 (:mod:`.combinators`); ``from_flax`` (:mod:`.flax_bridge`) for any flax module.
 """
 
+from annjax._types import layer_factory
 from annjax.nn.combinators import mlp, residual, serial
 from annjax.nn.conv import conv2d
 from annjax.nn.flax_bridge import from_flax
@@ -25,6 +26,7 @@ __all__ = [
     "flatten",
     "from_flax",
     "global_avg_pool",
+    "layer_factory",
     "layer_norm",
     "max_pool",
     "mlp",

@@ -34,6 +34,7 @@ from annjax._types import (
     Shape,
     State,
     Tap,
+    layer_factory,
     weights_kwarg,
 )
 from annjax.nn import layers as _layers
@@ -94,6 +95,7 @@ def _check_children(kind: str, names, params, state) -> None:
             )
 
 
+@layer_factory
 def serial(*layers: Layer) -> Layer:
     """Returns the composition layers[-1] ∘ … ∘ layers[0] as one Layer.
 
@@ -126,9 +128,10 @@ def serial(*layers: Layer) -> Layer:
             )
         return x, new_state
 
-    return Layer(init, apply, "serial", None, ("serial", layers))
+    return Layer(init, apply, "serial")
 
 
+@layer_factory
 def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
     r"""Returns the residual layer y = x + block(x) (He et al., 2016).
 
@@ -204,7 +207,7 @@ def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
         )
         return px + fx, {**new_state, "shortcut": p_state}
 
-    return Layer(init, apply, "residual", None, ("residual", block, projection))
+    return Layer(init, apply, "residual")
 
 
 def _has_shortcut(projection, params) -> bool:
@@ -222,6 +225,7 @@ def _has_shortcut(projection, params) -> bool:
 _residual = residual  # mlp's `residual` flag shadows the function inside mlp
 
 
+@layer_factory
 def mlp(
     sizes: Sequence[int],
     activation: str | Callable[..., Array] = "relu",

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks, activations, initializers
-from annjax._types import Array, Key, Layer, Params, Shape, State
+from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 from annjax.nn.layers import input_shape_of
 
 __all__ = ["conv2d", "image_shape_of", "padding_of", "pair"]
@@ -118,6 +118,7 @@ def _kernel_init(w_init, act_name):
     return init
 
 
+@layer_factory
 def conv2d(
     features: int,
     kernel_size: int | tuple[int, int],
@@ -199,8 +200,4 @@ def conv2d(
         z = _conv2d(params["w"], params.get("b"), x, *geometry)
         return (z if f is None else f(z)), state
 
-    config = (
-        "conv2d", features, kernel, strides, pad, dilation, activation, use_bias,
-        w_init, b_init,
-    )  # fmt: skip
-    return Layer(init, apply, "conv2d", act_name, config)
+    return Layer(init, apply, "conv2d", act_name)

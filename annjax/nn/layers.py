@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks, activations, initializers
-from annjax._types import Array, Key, Layer, Params, Shape, State
+from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 
 __all__ = ["activation", "dense", "dropout", "flatten", "input_shape_of"]
 
@@ -89,6 +89,7 @@ def _dense(w: Array, b: Array | None, x: Array) -> Array:
     return z if b is None else z + b
 
 
+@layer_factory
 def dense(
     units: int,
     activation: str | Callable[..., Array] | None = None,
@@ -173,13 +174,7 @@ def dense(
         z = _dense(params["w"].astype(ct), b, x.astype(ct))
         return (z if f is None else f(z)), state
 
-    return Layer(
-        init,
-        apply,
-        "dense",
-        act_name,
-        ("dense", units, activation, w_init, use_bias, b_init, dtype, param_dtype),
-    )
+    return Layer(init, apply, "dense", act_name)
 
 
 def _check_dense_params(params, units: int, use_bias: bool) -> None:
@@ -198,6 +193,7 @@ def _check_dense_params(params, units: int, use_bias: bool) -> None:
 # ----------------------------------------------------------------------- activation
 
 
+@layer_factory
 def activation(fn: str | Callable[..., Array], **kwargs) -> Layer:
     """Returns a parameter-free layer applying an activation elementwise.
 
@@ -222,11 +218,10 @@ def activation(fn: str | Callable[..., Array], **kwargs) -> Layer:
         del params, key, train
         return f(x), state
 
-    return Layer(
-        init, apply, name, name, ("activation", fn, tuple(sorted(kwargs.items())))
-    )
+    return Layer(init, apply, name, name)
 
 
+@layer_factory
 def flatten() -> Layer:
     """Returns a layer reshaping each example to one axis: (batch, …) → (batch, n)."""
 
@@ -238,7 +233,7 @@ def flatten() -> Layer:
         del params, key, train
         return jnp.reshape(x, (x.shape[0], -1)), state
 
-    return Layer(init, apply, "flatten", None, ("flatten",))
+    return Layer(init, apply, "flatten")
 
 
 # -------------------------------------------------------------------------- dropout
@@ -258,6 +253,7 @@ def _dropout(key: Key, x: Array, rate: float) -> Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
+@layer_factory
 def dropout(rate: float) -> Layer:
     r"""Returns an inverted-dropout layer; ``rate`` is the probability of DROPPING.
 
@@ -296,4 +292,4 @@ def dropout(rate: float) -> Layer:
             )
         return _dropout(key, x, rate), state
 
-    return Layer(init, apply, "dropout", None, ("dropout", rate))
+    return Layer(init, apply, "dropout")

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks
-from annjax._types import Array, Key, Layer, Params, Shape, State
+from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 from annjax.nn.layers import (
     compute_dtype,
     float_dtype,
@@ -53,6 +53,7 @@ def _normalize(x, mean, var, scale, bias, eps: float) -> Array:
     return (x - mean) * (scale * jax.lax.rsqrt(var + eps)) + bias
 
 
+@layer_factory
 def batch_norm(
     momentum: float = 0.99,
     eps: float = 1e-5,
@@ -142,13 +143,7 @@ def batch_norm(
         y = _normalize(x_last, mean, var, params["scale"], params["bias"], eps)
         return jnp.moveaxis(y.astype(x_last.dtype), -1, fa), state
 
-    return Layer(
-        init,
-        apply,
-        "batch_norm",
-        None,
-        ("batch_norm", momentum, eps, axis, dtype, param_dtype),
-    )
+    return Layer(init, apply, "batch_norm")
 
 
 def _batch_norm_args(momentum, eps, axis) -> tuple[float, float, int]:
@@ -206,6 +201,7 @@ def _check_batch(x_last: Array) -> None:
 # ------------------------------------------------------------------- layer norm
 
 
+@layer_factory
 def layer_norm(
     eps: float = 1e-6, use_scale: bool = True, use_bias: bool = True
 ) -> Layer:
@@ -261,6 +257,4 @@ def layer_norm(
         bias = params.get("bias", 0.0)
         return _normalize(x, mean, var, scale, bias, eps), state
 
-    return Layer(
-        init, apply, "layer_norm", None, ("layer_norm", eps, use_scale, use_bias)
-    )
+    return Layer(init, apply, "layer_norm")

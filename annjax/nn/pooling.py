@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from annjax._types import Array, Key, Layer, Params, Shape, State
+from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 from annjax.nn.conv import check_images, image_shape_of, padding_of, pair
 
 __all__ = ["avg_pool", "global_avg_pool", "max_pool"]
@@ -71,9 +71,10 @@ def _pooling(name: str, fn, window, strides, padding, extra: tuple) -> Layer:
         check_images(name, x)
         return run(x), state
 
-    return Layer(init, apply, name, None, (name, window, strides, pad, *extra))
+    return Layer(init, apply, name)
 
 
+@layer_factory
 def max_pool(
     window: int | tuple[int, int],
     strides: int | tuple[int, int] | None = None,
@@ -98,6 +99,7 @@ def max_pool(
     return _pooling("max_pool", _max, window, strides, padding, ())
 
 
+@layer_factory
 def avg_pool(
     window: int | tuple[int, int],
     strides: int | tuple[int, int] | None = None,
@@ -119,6 +121,7 @@ def avg_pool(
     )
 
 
+@layer_factory
 def global_avg_pool() -> Layer:
     r"""Returns the layer (batch, H, W, C) → (batch, C): each channel's mean.
 
@@ -138,4 +141,4 @@ def global_avg_pool() -> Layer:
         check_images("global_avg_pool", x)
         return jnp.mean(x, axis=(1, 2)), state
 
-    return Layer(init, apply, "global_avg_pool", None, ("global_avg_pool",))
+    return Layer(init, apply, "global_avg_pool")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from annjax import _checks, activations
-from annjax._types import Array, Layer
+from annjax._types import Array, Layer, layer_factory
 from annjax.activations import RELU_FAMILY
 from annjax.nn.combinators import residual as _residual
 from annjax.nn.combinators import serial
@@ -23,6 +23,7 @@ from annjax.nn.pooling import global_avg_pool
 __all__ = ["resnet"]
 
 
+@layer_factory
 def resnet(
     widths: Sequence[int] = (16, 32, 64),
     blocks: int = 1,
