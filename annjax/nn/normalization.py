@@ -80,7 +80,10 @@ def batch_norm(
     ``weights``; ``fit`` passes its example weights in training). In training,
     a batch with one value per feature (a batch of 1 on (batch, features)) is
     a ValueError, as in PyTorch: its statistics would normalise every output
-    to β.
+    to β. A weighted batch whose positive-weight examples give only one value
+    per feature (``fit``'s last batch holding one real example) leaves the
+    running statistics unchanged: its variance would be 0 and make every
+    later prediction explode.
 
     Args:
       momentum: the decay of the running statistics, in [0, 1).
@@ -137,7 +140,7 @@ def batch_norm(
         if train:
             _check_batch(x_last)
             mean, var = _batch_stats(x_last, tuple(range(x.ndim - 1)), weights)
-            state = _running(state, mean, var, momentum)
+            state = _running(state, mean, var, momentum, _enough(x_last, weights))
         else:
             mean, var = state["mean"], state["var"]
         y = _normalize(x_last, mean, var, params["scale"], params["bias"], eps)
@@ -168,12 +171,32 @@ def _feature_axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
-def _running(state: State, mean: Array, var: Array, momentum: float) -> State:
-    """Returns ``momentum · running + (1 − momentum) · batch``, in the state's dtype."""
+def _running(
+    state: State, mean: Array, var: Array, momentum: float, update=True
+) -> State:
+    """Returns ``momentum · running + (1 − momentum) · batch``, in the state's
+    dtype, where ``update`` holds; the running statistics unchanged elsewhere."""
     return {
-        k: (momentum * state[k] + (1.0 - momentum) * v).astype(state[k].dtype)
+        k: jnp.where(
+            update, momentum * state[k] + (1.0 - momentum) * v, state[k]
+        ).astype(state[k].dtype)
         for k, v in (("mean", mean), ("var", var))
     }
+
+
+def _enough(x_last: Array, weights: Array | None):
+    """Returns whether the batch holds more than one real value per feature.
+
+    The static batch-of-1 case is refused by :func:`_check_batch`; with
+    ``weights`` the real examples are those of positive weight (``fit`` pads
+    its last batch with weight-0 rows), known only at run time: a batch whose
+    real examples give one value per feature (one example of a (batch,
+    features) input) would make the running variance (1 − momentum)·0.
+    """
+    if weights is None:
+        return True
+    per_example = math.prod(x_last.shape[1:-1])
+    return jnp.sum(jnp.asarray(weights) > 0) * per_example >= 2
 
 
 def _check_params(params, state) -> None:
