@@ -56,6 +56,8 @@ FACTORIES = {
             "eps": 1e-5,
             "use_scale": False,
             "use_bias": False,
+            "dtype": jnp.bfloat16,
+            "param_dtype": jnp.bfloat16,
         },
     ),
     "conv2d": (
@@ -70,6 +72,8 @@ FACTORIES = {
             "use_bias": False,
             "w_init": "he_normal",
             "b_init": "uniform",
+            "dtype": jnp.bfloat16,
+            "param_dtype": jnp.bfloat16,
         },
     ),
     "max_pool": ({"window": 2}, {"window": 3, "strides": 1, "padding": "SAME"}),
@@ -94,8 +98,11 @@ FACTORIES = {
             "output_activation": "sigmoid",
             "dropout": 0.1,
             "batch_norm": True,
+            "momentum": 0.9,
             "residual": True,
             "w_init": "xavier_normal",
+            "dtype": jnp.bfloat16,
+            "param_dtype": jnp.bfloat16,
         },
     ),
     "resnet": (
@@ -109,6 +116,16 @@ FACTORIES = {
             "residual": False,
             "momentum": 0.5,
             "stem_stride": 2,
+            "dtype": jnp.bfloat16,
+            "param_dtype": jnp.bfloat16,
+        },
+    ),
+    "mixed_precision": (
+        {"model": ann.dense(3)},
+        {
+            "model": ann.dense(4),
+            "compute_dtype": jnp.float16,
+            "output_dtype": jnp.bfloat16,
         },
     ),
     "from_flax": (

@@ -61,14 +61,31 @@ def float_dtype(name: str, value) -> jnp.dtype | None:
     return dtype
 
 
-def compute_dtype(dtype, x: Array, param: Array) -> jnp.dtype:
-    """Returns the dtype a layer computes in: ``dtype`` if given, else float
-    inputs promoted with the params' dtype (integer inputs take the params')."""
+def compute_dtype(dtype, x: Array, param) -> jnp.dtype:
+    """Returns the dtype a layer computes in, flax's rule.
+
+    ``dtype`` if given; else float inputs promoted with the params' dtype
+    (bfloat16 x with float32 params computes in float32, as
+    ``jnp.promote_types`` and flax do), and integer inputs take the params'
+    dtype. ``param`` is a param array or a dtype.
+    """
     if dtype is not None:
         return dtype
+    param_dtype = jnp.dtype(getattr(param, "dtype", param))
     if jnp.issubdtype(x.dtype, jnp.floating):
-        return jnp.promote_types(x.dtype, param.dtype)
-    return param.dtype
+        return jnp.promote_types(x.dtype, param_dtype)
+    return param_dtype
+
+
+def float_input(x) -> Array:
+    """Returns ``x`` as an array, integer and boolean inputs cast to float32.
+
+    The rule of the layers without params (pooling): float inputs keep their
+    dtype (bfloat16 stays bfloat16), integer images (uint8 pixels) are
+    computed in float32, as a layer with float32 params would.
+    """
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.float32)
 
 
 def params_mismatch(name: str, expected: str, got) -> ValueError:

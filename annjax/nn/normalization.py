@@ -89,10 +89,12 @@ def batch_norm(
       momentum: the decay of the running statistics, in [0, 1).
       eps: ε > 0, added to the variance.
       axis: the feature axis of the batch (−1: the last).
-      dtype: the dtype of the computation; None: float inputs promoted with
-        ``param_dtype``.
-      param_dtype: the dtype of γ, β and the running statistics (float32 by
-        default, also under ``jax_enable_x64``).
+      dtype: the dtype of the output and of γ, β in the computation (the
+        statistics are computed in float32 at least, as flax); None: float
+        inputs promoted with ``param_dtype``, integer inputs cast to it.
+      param_dtype: the dtype of γ and β (float32 by default, also under
+        ``jax_enable_x64``). The running statistics are stored in float32 at
+        least (``param_dtype`` promoted with float32), as flax's.
 
     Returns:
       A Layer with params ``{"scale", "bias"}`` and state ``{"mean", "var"}``,
@@ -119,14 +121,16 @@ def batch_norm(
             "scale": jnp.ones((n,), param_dtype),
             "bias": jnp.zeros((n,), param_dtype),
         }
+        stats_dtype = jnp.promote_types(param_dtype, jnp.float32)  # as flax
         state = {
-            "mean": jnp.zeros((n,), param_dtype),
-            "var": jnp.ones((n,), param_dtype),
+            "mean": jnp.zeros((n,), stats_dtype),
+            "var": jnp.ones((n,), stats_dtype),
         }
         return shape, params, state
 
     def apply(params, state, x, *, key=None, train=False, weights=None):
         del key
+        x = jnp.asarray(x)
         fa = feature_axis(x.ndim)
         _check_params(params, state)
         # Move features last so the (features,) vectors broadcast.
@@ -136,15 +140,18 @@ def batch_norm(
                 f"batch_norm: expected {params['scale'].shape[0]} features on axis "
                 f"{axis}, got x of shape {tuple(x.shape)}."
             )
-        x_last = x_last.astype(compute_dtype(dtype, x_last, params["scale"]))
+        ct = compute_dtype(dtype, x_last, params["scale"])
+        # statistics in float32 at least (flax's rule): bfloat16 sums drift
+        x_stats = x_last.astype(jnp.promote_types(ct, jnp.float32))
         if train:
             _check_batch(x_last)
-            mean, var = _batch_stats(x_last, tuple(range(x.ndim - 1)), weights)
+            mean, var = _batch_stats(x_stats, tuple(range(x.ndim - 1)), weights)
             state = _running(state, mean, var, momentum, _enough(x_last, weights))
         else:
             mean, var = state["mean"], state["var"]
-        y = _normalize(x_last, mean, var, params["scale"], params["bias"], eps)
-        return jnp.moveaxis(y.astype(x_last.dtype), -1, fa), state
+        scale, bias = params["scale"].astype(ct), params["bias"].astype(ct)
+        y = _normalize(x_stats, mean, var, scale, bias, eps)
+        return jnp.moveaxis(y.astype(ct), -1, fa), state
 
     return Layer(init, apply, "batch_norm")
 
@@ -226,7 +233,12 @@ def _check_batch(x_last: Array) -> None:
 
 @layer_factory
 def layer_norm(
-    eps: float = 1e-6, use_scale: bool = True, use_bias: bool = True
+    eps: float = 1e-6,
+    use_scale: bool = True,
+    use_bias: bool = True,
+    *,
+    dtype=None,
+    param_dtype=jnp.float32,
 ) -> Layer:
     r"""Returns a layer-normalisation layer: each example normalised on its own.
 
@@ -243,6 +255,10 @@ def layer_norm(
       eps: ε > 0, added to the variance.
       use_scale: whether to learn γ (else 1).
       use_bias: whether to learn β (else 0).
+      dtype: the dtype of the output; None: float inputs promoted with
+        ``param_dtype``, integer inputs cast to it. μ and σ² are computed in
+        float32 at least, as ``flax.linen.LayerNorm``.
+      param_dtype: the dtype of γ and β (float32 by default).
 
     Returns:
       A Layer with params ``{"scale", "bias"}`` of shape (features,) (those
@@ -251,8 +267,20 @@ def layer_norm(
     Raises:
       ValueError: for ``eps <= 0``; at init for an input without axes; when
         applied, for an input whose last axis is not the features.
+      TypeError: for a ``dtype`` or ``param_dtype`` that is not a dtype.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
+      >>> ln = ann.layer_norm()
+      >>> _, params, state = ln.init(jax.random.key(0), (3,))
+      >>> y, _ = ln.apply(params, state, jnp.array([[1.0, 2.0, 3.0]]))
+      >>> y.round(3)
+      Array([[-1.225,  0.   ,  1.225]], dtype=float32)
     """
     eps = _checks.positive("layer_norm eps", eps)
+    dtype = float_dtype("layer_norm dtype", dtype)
+    param_dtype = float_dtype("layer_norm param_dtype", param_dtype)
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         del key
@@ -261,23 +289,27 @@ def layer_norm(
             raise _checks.fail("layer_norm input_shape", "at least one axis", shape)
         params = {}
         if use_scale:
-            params["scale"] = jnp.ones((shape[-1],))
+            params["scale"] = jnp.ones((shape[-1],), param_dtype)
         if use_bias:
-            params["bias"] = jnp.zeros((shape[-1],))
+            params["bias"] = jnp.zeros((shape[-1],), param_dtype)
         return shape, params, {}
 
     def apply(params, state, x, *, key=None, train=False):
         del key, train
+        x = jnp.asarray(x)
         n = next((p.shape[0] for p in params.values()), None)
         if x.ndim < 2 or (n is not None and x.shape[-1] != n):
             raise ValueError(
                 f"layer_norm: expected a batch whose last axis has {n} features, "
                 f"got x of shape {tuple(x.shape)}."
             )
-        mean, var = _batch_stats(x, (x.ndim - 1,))
+        ct = compute_dtype(dtype, x, next(iter(params.values()), param_dtype))
+        x_stats = x.astype(jnp.promote_types(ct, jnp.float32))
+        mean, var = _batch_stats(x_stats, (x.ndim - 1,))
         mean, var = mean[..., None], var[..., None]
-        scale = params.get("scale", 1.0)
-        bias = params.get("bias", 0.0)
-        return _normalize(x, mean, var, scale, bias, eps), state
+        scale = params["scale"].astype(ct) if use_scale else 1.0
+        bias = params["bias"].astype(ct) if use_bias else 0.0
+        y = _normalize(x_stats, mean, var, scale, bias, eps)
+        return y.astype(ct), state
 
     return Layer(init, apply, "layer_norm")

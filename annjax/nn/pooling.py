@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 from annjax.nn.conv import check_images, image_shape_of, padding_of, pair
+from annjax.nn.layers import float_input
 
 __all__ = ["avg_pool", "global_avg_pool", "max_pool"]
 
@@ -67,7 +68,7 @@ def _pooling(name: str, fn, window, strides, padding, extra: tuple) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
-        x = jnp.asarray(x)
+        x = float_input(x)
         check_images(name, x)
         return run(x), state
 
@@ -137,7 +138,7 @@ def global_avg_pool() -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
-        x = jnp.asarray(x)
+        x = float_input(x)
         check_images("global_avg_pool", x)
         return jnp.mean(x, axis=(1, 2)), state
 
