@@ -11,11 +11,15 @@ dead and saturated units are measured inside the compiled step, without hooks.
 Outside the profiler ``probe`` is None and costs nothing.
 
 Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> import annjax as ann
   >>> model = ann.serial(ann.dense(32), ann.activation("relu"), ann.dense(10))
   >>> out_shape, params, state = model.init(jax.random.key(0), (64,))
   >>> sorted(params)
   ['dense_0', 'dense_2', 'relu_1']
-  >>> logits, state = model.apply(params, state, x)
+  >>> logits, state = model.apply(params, state, jnp.ones((5, 64)))
+  >>> logits.shape
+  (5, 10)
 """
 
 from __future__ import annotations

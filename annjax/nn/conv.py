@@ -7,6 +7,8 @@ stored HWIO (height, width, in, out), flax's layout, so a flax ``Conv``'s
 ``kernel`` is an annjax ``w`` unchanged.
 
 Examples:
+  >>> import jax
+  >>> import annjax as ann
   >>> conv = ann.conv2d(16, 3)                   # 3×3, SAME padding, stride 1
   >>> shape, params, state = conv.init(jax.random.key(0), (28, 28, 1))
   >>> shape, params["w"].shape

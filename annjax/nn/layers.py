@@ -150,7 +150,12 @@ def dense(
         of another shape than init makes (another model's).
 
     Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
       >>> fast = ann.dense(256, "relu", dtype=jnp.bfloat16)  # float32 params
+      >>> _, params, state = fast.init(jax.random.key(0), (4,))
+      >>> params["w"].dtype, fast.apply(params, state, jnp.ones((2, 4)))[0].dtype
+      (dtype('float32'), dtype(bfloat16))
     """
     units = _checks.integer("dense units", units, minimum=1)
     f = activations.get(activation) if activation is not None else None
@@ -288,9 +293,16 @@ def dropout(rate: float) -> Layer:
         ``train=True`` and ``rate > 0`` but no ``key``.
 
     Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
       >>> layer = ann.dropout(0.5)
       >>> _, p, s = layer.init(jax.random.key(0), (8,))
+      >>> x = jnp.ones((1000, 8))
       >>> y, _ = layer.apply(p, s, x, key=jax.random.key(1), train=True)
+      >>> sorted(set(y.ravel().tolist()))        # dropped, or scaled by 1/(1 − p)
+      [0.0, 2.0]
+      >>> bool((layer.apply(p, s, x)[0] == x).all())   # evaluation: identity
+      True
     """
     rate = _checks.probability("dropout rate", rate)
 

@@ -101,10 +101,15 @@ def batch_norm(
       each of shape (features,).
 
     Examples:
-      >>> bn = ann.batch_norm()
-      >>> _, params, state = bn.init(jax.random.key(0), (16,))
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
+      >>> bn = ann.batch_norm(momentum=0.9)
+      >>> _, params, state = bn.init(jax.random.key(0), (2,))
+      >>> x = jnp.array([[0.0, 10.0], [2.0, 30.0]])
       >>> y, state = bn.apply(params, state, x, train=True)    # updates state
-      >>> y, _ = bn.apply(params, state, x_test)                # running stats
+      >>> y.round(2).tolist(), state["mean"].tolist()
+      ([[-1.0, -1.0], [1.0, 1.0]], [0.10000000149011612, 2.0])
+      >>> y, _ = bn.apply(params, state, x)                # running statistics
     """
     momentum, eps, axis = _batch_norm_args(momentum, eps, axis)
     dtype = float_dtype("batch_norm dtype", dtype)

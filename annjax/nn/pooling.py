@@ -8,6 +8,8 @@ the window, as in Keras and PyTorch (flax and stax default to 1): ``max_pool(2)`
 halves an image.
 
 Examples:
+  >>> import jax
+  >>> import annjax as ann
   >>> pool = ann.max_pool(2)                     # 2×2 windows, stride 2
   >>> pool.init(jax.random.key(0), (28, 28, 16))[0]
   (14, 14, 16)
