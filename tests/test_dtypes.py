@@ -241,3 +241,16 @@ def test_mixed_precision_training_matches_float32():
     )
     assert {a.dtype for a in leaves if jnp.issubdtype(a.dtype, jnp.floating)} == {F32}
     assert mixed.history["loss"].dtype == np.float32
+
+
+@pytest.mark.usefixtures("strict_promotion")
+@pytest.mark.parametrize("name", ["batch_norm", "layer_norm", "conv2d"])
+def test_bfloat16_compute_under_strict_promotion(name):
+    layer = {
+        "batch_norm": lambda: ann.batch_norm(dtype=jnp.bfloat16),
+        "layer_norm": lambda: ann.layer_norm(dtype=jnp.bfloat16),
+        "conv2d": lambda: ann.conv2d(2, 3, dtype=jnp.bfloat16),
+    }[name]()
+    x = _images(BF16)
+    _, params, state = layer.init(jax.random.key(0), x.shape[1:])
+    assert layer.apply(params, state, x, train=True)[0].dtype == BF16

@@ -77,6 +77,12 @@ def compute_dtype(dtype, x: Array, param) -> jnp.dtype:
     return param_dtype
 
 
+def at_least_float32(dtype) -> jnp.dtype:
+    """Returns ``dtype`` if it has 32 bits or more, else float32 (statistics)."""
+    dtype = jnp.dtype(dtype)
+    return dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+
+
 def float_input(x) -> Array:
     """Returns ``x`` as an array, integer and boolean inputs cast to float32.
 

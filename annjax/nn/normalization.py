@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from annjax import _checks
 from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 from annjax.nn.layers import (
+    at_least_float32,
     compute_dtype,
     float_dtype,
     input_shape_of,
@@ -126,7 +127,7 @@ def batch_norm(
             "scale": jnp.ones((n,), param_dtype),
             "bias": jnp.zeros((n,), param_dtype),
         }
-        stats_dtype = jnp.promote_types(param_dtype, jnp.float32)  # as flax
+        stats_dtype = at_least_float32(param_dtype)  # as flax
         state = {
             "mean": jnp.zeros((n,), stats_dtype),
             "var": jnp.ones((n,), stats_dtype),
@@ -147,15 +148,16 @@ def batch_norm(
             )
         ct = compute_dtype(dtype, x_last, params["scale"])
         # statistics in float32 at least (flax's rule): bfloat16 sums drift
-        x_stats = x_last.astype(jnp.promote_types(ct, jnp.float32))
+        x_stats = x_last.astype(at_least_float32(ct))
         if train:
             _check_batch(x_last)
             mean, var = _batch_stats(x_stats, tuple(range(x.ndim - 1)), weights)
             state = _running(state, mean, var, momentum, _enough(x_last, weights))
         else:
             mean, var = state["mean"], state["var"]
-        scale, bias = params["scale"].astype(ct), params["bias"].astype(ct)
-        y = _normalize(x_stats, mean, var, scale, bias, eps)
+        sd = x_stats.dtype  # normalise in the statistics' dtype, output in ct
+        scale, bias = params["scale"].astype(sd), params["bias"].astype(sd)
+        y = _normalize(x_stats, mean.astype(sd), var.astype(sd), scale, bias, eps)
         return jnp.moveaxis(y.astype(ct), -1, fa), state
 
     return Layer(init, apply, "batch_norm")
@@ -309,11 +311,11 @@ def layer_norm(
                 f"got x of shape {tuple(x.shape)}."
             )
         ct = compute_dtype(dtype, x, next(iter(params.values()), param_dtype))
-        x_stats = x.astype(jnp.promote_types(ct, jnp.float32))
+        x_stats = x.astype(at_least_float32(ct))
         mean, var = _batch_stats(x_stats, (x.ndim - 1,))
         mean, var = mean[..., None], var[..., None]
-        scale = params["scale"].astype(ct) if use_scale else 1.0
-        bias = params["bias"].astype(ct) if use_bias else 0.0
+        scale = params["scale"].astype(x_stats.dtype) if use_scale else 1.0
+        bias = params["bias"].astype(x_stats.dtype) if use_bias else 0.0
         y = _normalize(x_stats, mean, var, scale, bias, eps)
         return y.astype(ct), state
 
