@@ -130,7 +130,7 @@ def test_every_image_layer_takes_integer_and_bfloat16_images(name, x_dtype):
         np.testing.assert_allclose(np.asarray(y, F32), reference, rtol=0, atol=0.05)
 
 
-def test_fit_on_uint8_and_bfloat16_images():
+def test_fit_on_uint8_images():
     x = _images(jnp.uint8, (16, 6, 6, 1))
     y = np.arange(16) % 2
     model = ann.serial(
@@ -139,9 +139,8 @@ def test_fit_on_uint8_and_bfloat16_images():
         ann.flatten(),
         ann.dense(2),
     )
-    for images in (np.asarray(x), np.asarray(x).astype(jnp.bfloat16)):
-        result = ann.fit(model, (images, y), epochs=1, batch_size=8, progress=False)
-        assert np.isfinite(result.history["loss"]).all()
+    result = ann.fit(model, (np.asarray(x), y), epochs=1, batch_size=8, progress=False)
+    assert np.isfinite(result.history["loss"]).all()
 
 
 def _dot_dtypes(model, x) -> set:
@@ -203,7 +202,14 @@ def test_bad_dtypes_raise(factory, arg):
 
 
 def test_mixed_precision_computes_in_bfloat16_and_returns_float32():
-    model = ann.mixed_precision(ann.resnet((4,), num_classes=3))
+    model = ann.mixed_precision(
+        ann.serial(
+            ann.conv2d(3, 3, use_bias=False),
+            ann.batch_norm(),
+            ann.global_avg_pool(),
+            ann.dense(3),
+        )
+    )
     x = _images(F32, (2, 6, 6, 1))
     assert _dot_dtypes(model, x) == {"bfloat16"}
     _, params, state = model.init(jax.random.key(0), (6, 6, 1))
