@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks
-from annjax._types import Key, Layer, Params, Shape, State
+from annjax._types import Key, Layer, Params, Shape, State, layer_factory
 
 __all__ = ["from_flax"]
 
@@ -62,6 +62,7 @@ def _init_variables(module, rngs, input_shape: Shape, kwargs: dict):
     raise first
 
 
+@layer_factory
 def from_flax(module, *, train_arg: str | bool | None = False, name: str | None = None):
     """Returns a Layer that runs a ``flax.linen`` module.
 
@@ -145,9 +146,4 @@ def from_flax(module, *, train_arg: str | bool | None = False, name: str | None 
                 ) from exc
             raise
 
-    try:  # flax modules are frozen dataclasses: equal fields, equal modules
-        config = ("flax", module, arg)
-        hash(config)
-    except TypeError:
-        config = None
-    return Layer(init, apply, kind, None, config)
+    return Layer(init, apply, kind)

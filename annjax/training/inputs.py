@@ -157,25 +157,33 @@ _AFFINE = frozenset({"batch_norm", "layer_norm"})
 def last_activation(model: Layer) -> str | None:
     """Returns the registered activation a model's output comes from, or None.
 
-    Read from the layers' configs: ``serial`` is its last child that changes
-    the range (dropout, flatten and pooling keep it), ``dense`` and
+    Read from the layers' identities (:class:`annjax._types.Identity`):
+    ``serial`` is its last child that changes the range (dropout, flatten
+    and pooling keep it), ``mlp`` its ``output_activation``, ``dense`` and
     ``conv2d`` their ``activation`` (``"identity"`` without one), an
-    activation layer its name, a norm layer ``"identity"``. None when it
+    activation layer its name, a norm layer ``"identity"``, and
+    ``mixed_precision`` the model it wraps. None when it
     cannot be known: a custom Layer, ``from_flax``, ``residual`` (x + F(x)),
     or an activation that is a user's own function.
     """
-    config = model.config
-    head = config[0] if config else None
+    identity = model.identity
+    head = identity.name if identity is not None else None
     if head == "serial":
-        for child in reversed(config[1]):
+        for child in reversed(identity.argument("layers")):
             if child.kind not in _KEEPS_RANGE:
                 return last_activation(child)
         return None
-    if head in ("dense", "conv2d", "activation"):
+    if head == "mixed_precision":
+        return last_activation(identity.argument("model"))
+    if head == "mlp":
+        name = identity.argument("output_activation") or "identity"
+    elif head in ("dense", "conv2d", "activation"):
         name = model.activation or "identity"
     elif head in _AFFINE:
         name = "identity"
     else:
+        return None
+    if not isinstance(name, str):  # a user's own function
         return None
     return name if name in _activations.names() else None
 

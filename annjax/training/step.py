@@ -65,7 +65,7 @@ def init_train_state(
 
     The params, state and optimizer state are made by ONE compiled call,
     cached per (model, optimizer, input shape): equal models (equal
-    ``Layer.config``) and equal optimizers (memoised by :mod:`annjax.optim`)
+    ``Layer.identity``) and equal optimizers (memoised by :mod:`annjax.optim`)
     share it, so a second ``fit`` compiles nothing for its initialisation.
     ``dtype`` (e.g. float64 for float64 data under x64) recasts the float32
     params and state; other dtypes (a layer's own ``param_dtype``) are kept.
