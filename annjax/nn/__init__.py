@@ -4,18 +4,21 @@
 ``batch_norm``, ``layer_norm`` (:mod:`.normalization`); ``conv2d``
 (:mod:`.conv`); ``max_pool``, ``avg_pool``, ``global_avg_pool`` (:mod:`.pooling`);
 ``resnet`` (:mod:`.resnet`); ``serial``, ``residual``, ``mlp``
-(:mod:`.combinators`); ``from_flax`` (:mod:`.flax_bridge`) for any flax module.
+(:mod:`.combinators`); ``from_flax`` (:mod:`.flax_bridge`) for any flax module;
+``summary`` (:mod:`.model_summary`), a model's table of layers.
 """
 
 from annjax.nn.combinators import mlp, residual, serial
 from annjax.nn.conv import conv2d
 from annjax.nn.flax_bridge import from_flax
 from annjax.nn.layers import activation, dense, dropout, flatten
+from annjax.nn.model_summary import Summary, summary
 from annjax.nn.normalization import batch_norm, layer_norm
 from annjax.nn.pooling import avg_pool, global_avg_pool, max_pool
 from annjax.nn.resnet import resnet
 
 __all__ = [
+    "Summary",
     "activation",
     "avg_pool",
     "batch_norm",
@@ -31,4 +34,5 @@ __all__ = [
     "residual",
     "resnet",
     "serial",
+    "summary",
 ]

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from annjax import _checks
 from annjax._types import Key, Layer, Params, Shape, State
 from annjax.nn import _activation_taps, _flax_nnx
+from annjax.nn import model_summary as _summary
 
 __all__ = ["from_flax"]
 
@@ -127,6 +128,63 @@ def _linen_parts(module, call_kwargs):
         return variables.pop("params", {}), variables
 
     return forward, init_variables
+
+
+def _abstract(tree):
+    """Returns ``tree`` with every array replaced by its shape struct."""
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if hasattr(a, "shape") else a,
+        tree,
+    )
+
+
+def _linen_submodules(module, call_kwargs, streams):
+    """Returns ``describe(params, state, x)``: a linen module's direct submodules.
+
+    It yields ``(name, kind, output_shape, params, state, flops)`` for every
+    direct submodule the module calls (the first call of a shared one), found
+    with ``nn.intercept_methods`` while the module is traced; each is then
+    compiled alone for its FLOPs. ``summary`` reads it (``init.submodules``).
+    """
+    import flax.linen as nn
+
+    def describe(params, state, x):
+        calls = {}
+
+        def record(next_fun, args, kwargs, context):
+            out = next_fun(*args, **kwargs)
+            child = context.module
+            path = child.path if child.scope is not None else ()
+            if context.method_name == "__call__" and len(path) == 1:
+                calls.setdefault(path[0], (child, _abstract(args), kwargs, out.shape))
+            return out
+
+        keys = stream_keys(streams, jax.random.key(0))
+        kwargs = call_kwargs(False)
+        with nn.intercept_methods(record):
+            jax.eval_shape(
+                lambda p, s, xs: module.apply(
+                    {"params": p, **s}, xs, rngs=keys, **kwargs
+                ),
+                params,
+                state,
+                x,
+            )
+        for name, (child, args, kw, shape) in calls.items():
+            unbound = child.clone(parent=None)
+            p = params.get(name, {})
+            s = {c: v[name] for c, v in state.items() if name in v}
+            count = _summary.flops(
+                lambda p, s, *a, m=unbound, kw=kw: m.apply(
+                    {"params": p, **s}, *a, rngs=keys, **kw
+                ),
+                p,
+                s,
+                *args,
+            )
+            yield name, type(child).__name__, tuple(shape[1:]), p, s, count
+
+    return describe
 
 
 def _missing_key(module, streams, train: bool) -> ValueError:
@@ -285,6 +343,8 @@ def from_flax(
         return tuple(out[0].shape[1:]), params, state
 
     apply = _apply_function(module, forward, streams, call_kwargs, is_nnx)
+    if not is_nnx:  # summary's protocol: the parts of the layer
+        init.submodules = _linen_submodules(module, call_kwargs, streams)
 
     try:  # flax modules are frozen dataclasses: equal fields, equal modules
         config = ("flax", module, arg, streams)
