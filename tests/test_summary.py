@@ -171,3 +171,10 @@ def test_an_invalid_input_shape_raises(shape):
 def test_a_non_layer_raises():
     with pytest.raises(TypeError, match="summary model: expected an annjax Layer"):
         ann.summary(CNN(), (4,))
+
+
+def test_integer_inputs_with_dtype():
+    model = ann.serial(ann.from_flax(nn.Embed(10, 3)), ann.flatten(), ann.dense(2))
+    s = ann.summary(model, (5,), dtype="int32")
+    assert [r.output_shape for r in s.layers][:2] == [(5, 3), (15,)]
+    assert s.total_params == 10 * 3 + 15 * 2 + 2

@@ -192,7 +192,11 @@ def _parts(layer: Layer, children, params, state, x, path: str) -> list:
 
 
 def summary(
-    model: Layer, input_shape: Shape, *, key: jax.Array | None = None
+    model: Layer,
+    input_shape: Shape,
+    *,
+    dtype: jnp.dtype | str = "float32",
+    key: jax.Array | None = None,
 ) -> Summary:
     """Returns the summary of ``model`` for examples of shape ``input_shape``.
 
@@ -206,6 +210,8 @@ def summary(
     Args:
       model: an annjax Layer.
       input_shape: the shape of one example (no batch axis).
+      dtype: the dtype of the input (``"int32"`` for token ids, e.g. a
+        ``from_flax(nn.Embed(...))``).
       key: the key ``init`` gets (default ``jax.random.key(0)``); only shapes
         are computed, nothing is initialised.
 
@@ -243,7 +249,7 @@ def summary(
         return params, state
 
     params, state = jax.eval_shape(init, key)
-    x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+    x = jax.ShapeDtypeStruct((1, *shape), jnp.dtype(dtype))
     rows, _ = _rows(model, params, state, x, "")
     _, total = _layer_flops(model, params, state, x)
     return Summary(
