@@ -178,3 +178,32 @@ def test_integer_inputs_with_dtype():
     s = ann.summary(model, (5,), dtype="int32")
     assert [r.output_shape for r in s.layers][:2] == [(5, 3), (15,)]
     assert s.total_params == 10 * 3 + 15 * 2 + 2
+
+
+def test_an_nnx_module_is_summarised_by_its_submodules():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(4, 16, rngs=rngs)
+            self.norm = nnx.BatchNorm(16, rngs=rngs)
+            self.out = nnx.Linear(16, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(nnx.relu(self.norm(self.dense(x))))
+
+    model = ann.serial(ann.from_flax(Net(nnx.Rngs(0))), ann.dense(3))
+    s = ann.summary(model, (4,))
+    _, params, state = model.init(KEY, (4,))
+    rows = {r.path: r for r in s.layers}
+    assert list(rows) == ["net_0/dense", "net_0/norm", "net_0/out", "net_0", "dense_1"]
+    assert rows["net_0/dense"].kind == "Linear"
+    assert rows["net_0/dense"].output_shape == (16,)
+    assert rows["net_0/dense"].flops == 2 * 4 * 16 + 16
+    for name in ("dense", "norm", "out"):
+        assert rows[f"net_0/{name}"].params == _count(params["net_0"][name])
+    assert rows["net_0/norm"].state == _count(state["net_0"]["norm"]) == 32
+    assert rows["net_0"].params == 0 and rows["net_0"].flops == 16  # the ReLU
+    assert s.total_params == _count(params)
+    assert s.total_flops == _model_flops(model, (4,))
+    assert sum(r.flops for r in s.layers) == s.total_flops

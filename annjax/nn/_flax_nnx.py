@@ -13,6 +13,7 @@ the updated state off again, so the layer stays a pure function.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 
 def is_nnx(module) -> bool:
@@ -76,3 +77,60 @@ def parts(module):
         return y, nnx.to_pure_dict(rest)
 
     return forward, nnx.to_pure_dict(params_t), nnx.to_pure_dict(rest_t)
+
+
+class _Recorder:
+    """Stands in for a child module: records its first call, then runs it."""
+
+    def __init__(self, name: str, child, calls: dict):
+        self.name, self.child, self.calls = name, child, calls
+
+    def __call__(self, *args, **kwargs):
+        out = self.child(*args, **kwargs)
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
+        self.calls.setdefault(self.name, (self.child, abstract, kwargs, out.shape))
+        return out
+
+
+def submodules(module, kwargs: dict, flops):
+    """Returns ``describe(params, state, x)``: the direct submodules an nnx
+    module calls, as ``(name, kind, output_shape, params, state, flops)``.
+
+    A copy of the module (``nnx.clone``), in evaluation, runs once on a zero
+    batch with each direct child replaced by a recorder; each child is then
+    compiled alone for its FLOPs (``flops(fn, *args)``). ``summary`` reads it.
+    """
+    from flax import nnx
+
+    def describe(params, state, x):
+        copy = nnx.clone(module)
+        copy.eval()
+        calls: dict = {}
+        for name, child in list(nnx.iter_children(copy)):
+            if isinstance(child, nnx.Module):
+                object.__setattr__(copy, name, _Recorder(name, child, calls))
+        copy(jnp.zeros(x.shape, x.dtype), **kwargs)
+        for name, (child, args, kw, shape) in calls.items():
+            graphdef, p, s = nnx.split(child, nnx.Param, ...)
+
+            def run(p, s, *a, graphdef=graphdef, kw=kw):
+                return nnx.merge(graphdef, p, s)(*a, **kw)
+
+            count = flops(run, p, s, *args)
+            yield (
+                name,
+                type(child).__name__,
+                tuple(shape[1:]),
+                nnx.to_pure_dict(p),
+                _pure(s),
+                count,
+            )
+
+    return describe
+
+
+def _pure(state) -> dict:
+    """Returns the non-params, non-rng values of ``state`` as a plain dict."""
+    from flax import nnx
+
+    return nnx.to_pure_dict(nnx.filter_state(state, nnx.Not(nnx.RngState)))

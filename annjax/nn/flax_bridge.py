@@ -343,7 +343,12 @@ def from_flax(
         return tuple(out[0].shape[1:]), params, state
 
     apply = _apply_function(module, forward, streams, call_kwargs, is_nnx)
-    if not is_nnx:  # summary's protocol: the parts of the layer
+    # summary's protocol: the parts of the layer
+    if is_nnx:
+        init.submodules = _flax_nnx.submodules(
+            module, call_kwargs(False), _summary.flops
+        )
+    else:
         init.submodules = _linen_submodules(module, call_kwargs, streams)
 
     try:  # flax modules are frozen dataclasses: equal fields, equal modules

@@ -8,9 +8,9 @@ evaluation mode.
 
 ``serial`` is expanded into its children, ``residual`` into its block plus a
 row for what the residual adds (the shortcut and the sum), and a ``from_flax``
-module into its direct submodules plus a row for what the module computes
-between them (its activation functions, reshapes). Every other layer is one
-row.
+module (linen or nnx) into its direct submodules plus a row for what the
+module computes between them (its activation functions, reshapes). Every
+other layer is one row.
 """
 
 from __future__ import annotations
