@@ -142,3 +142,20 @@ def test_a_module_without_activations_records_nothing():
     probe = {}
     layer.apply(params, state, jnp.ones((2, 4)), probe=probe)
     assert probe == {}
+
+
+def test_gated_units_are_skipped_and_a_gate_from_elsewhere_is_kept():
+    from annjax.nn._activation_taps import call_with_taps
+
+    def fn(a, b):
+        swish = a * jax.nn.sigmoid(a)  # gated by its own input: skipped
+        gelu = jax.nn.gelu(b)  # tanh form: skipped
+        lstm = jax.nn.sigmoid(b) * jnp.tanh(a + 1.0)  # two gates, kept
+        return jax.nn.relu(swish + gelu + lstm)
+
+    a, b = jnp.linspace(-2, 2, 6).reshape(2, 3), jnp.ones((2, 3))
+    out, taps = call_with_taps(fn, a, b)
+    np.testing.assert_allclose(out, fn(a, b), rtol=1e-6)
+    assert sorted(taps) == ["relu_0", "sigmoid_0", "tanh_0"]
+    np.testing.assert_allclose(taps["tanh_0"].output, jnp.tanh(a + 1.0), rtol=1e-6)
+    assert taps["relu_0"].activation == "relu"

@@ -77,14 +77,14 @@ def _activation(eqn) -> str | None:
     return {"logistic": "sigmoid", "tanh": "tanh"}.get(eqn.primitive.name)
 
 
-def _is_gated(eqns, index: int) -> bool:
+def _is_gated(eqns, index: int, producer: dict) -> bool:
     """Returns whether ``eqns[index]``'s output meets its input's sources again.
 
-    The sources are the variables the input is computed from through
+    ``producer`` maps each variable to the equation that computes it. The
+    sources are the variables the input is computed from through
     elementwise equations; the meeting is an elementwise equation, reached
     from the output through elementwise equations, that also reads a source.
     """
-    producer = {v: e for e in eqns for v in e.outvars}
     sources, stack = set(), list(eqns[index].invars)
     while stack:
         var = stack.pop()
@@ -117,9 +117,11 @@ def _scope(eqn, root: str | None) -> str:
 def _find(jaxpr, root: str | None) -> list[tuple[str, str, object]]:
     """Returns ``(path, activation, var)`` for every activation of ``jaxpr``."""
     found, counts = [], {}
+    producer = {v: e for e in jaxpr.eqns for v in e.outvars}
     for index, eqn in enumerate(jaxpr.eqns):
         name = _activation(eqn)
-        if name is None or (name != "relu" and _is_gated(jaxpr.eqns, index)):
+        gated = name not in (None, "relu") and _is_gated(jaxpr.eqns, index, producer)
+        if name is None or gated:
             continue
         scope = _scope(eqn, root)
         number = counts.get((scope, name), 0)
