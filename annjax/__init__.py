@@ -53,6 +53,7 @@ from annjax.nn import (
     residual,
     resnet,
     serial,
+    summary,
 )
 from annjax.optim import adam, adamw, sgd
 from annjax.training import (
@@ -133,6 +134,7 @@ __all__ = [
     "save",
     "serial",
     "sgd",
+    "summary",
     "takes_weights",
     "training",
 ]

@@ -247,6 +247,20 @@ def takes_weights(layer: Layer) -> bool:
     )
 
 
+def takes_probe(layer: Layer) -> bool:
+    """Returns whether ``layer.apply`` records activation taps into ``probe=``.
+
+    The combinators do, and so does ``from_flax`` (the activations a flax
+    module applies); the profiler passes such a layer its own probe dict.
+    """
+    if layer.kind in COMBINATOR_KINDS:
+        return True
+    try:
+        return "probe" in inspect.signature(layer.apply).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+
+
 def weights_kwarg(layer: Layer, weights) -> dict:
     """Returns ``{"weights": weights}`` for a layer that takes them, else ``{}``."""
     return {} if weights is None or not takes_weights(layer) else {"weights": weights}

@@ -5,7 +5,8 @@
 (:mod:`.conv`); ``max_pool``, ``avg_pool``, ``global_avg_pool`` (:mod:`.pooling`);
 ``resnet`` (:mod:`.resnet`); ``serial``, ``residual``, ``mlp``
 (:mod:`.combinators`); ``from_flax`` (:mod:`.flax_bridge`) for any flax module;
-``mixed_precision`` (:mod:`.precision`) for bfloat16 compute of any model.
+``mixed_precision`` (:mod:`.precision`) for bfloat16 compute of any model;
+``summary`` (:mod:`.model_summary`), a model's table of layers.
 """
 
 from annjax._types import layer_factory
@@ -13,12 +14,14 @@ from annjax.nn.combinators import mlp, residual, serial
 from annjax.nn.conv import conv2d
 from annjax.nn.flax_bridge import from_flax
 from annjax.nn.layers import activation, dense, dropout, flatten
+from annjax.nn.model_summary import Summary, summary
 from annjax.nn.normalization import batch_norm, layer_norm
 from annjax.nn.pooling import avg_pool, global_avg_pool, max_pool
 from annjax.nn.precision import mixed_precision
 from annjax.nn.resnet import resnet
 
 __all__ = [
+    "Summary",
     "activation",
     "avg_pool",
     "batch_norm",
@@ -36,4 +39,5 @@ __all__ = [
     "residual",
     "resnet",
     "serial",
+    "summary",
 ]

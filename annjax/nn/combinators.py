@@ -31,7 +31,6 @@ import jax.numpy as jnp
 
 from annjax import _checks, activations, initializers
 from annjax._types import (
-    COMBINATOR_KINDS,
     Array,
     Key,
     Layer,
@@ -41,6 +40,7 @@ from annjax._types import (
     Tap,
     init_result,
     layer_factory,
+    takes_probe,
     weights_kwarg,
 )
 from annjax.nn import layers as _layers
@@ -73,7 +73,7 @@ def _call(layer: Layer, params, state, x, key, train, probe, name, weights=None)
     extra = weights_kwarg(layer, weights)
     if probe is None:
         return layer.apply(params, state, x, key=key, train=train, **extra)
-    if layer.kind in COMBINATOR_KINDS:
+    if takes_probe(layer):  # a combinator, or a flax module's activations
         sub = probe if name is None else probe.setdefault(name, {})
         return layer.apply(params, state, x, key=key, train=train, probe=sub, **extra)
     y, state = layer.apply(params, state, x, key=key, train=train, **extra)
