@@ -130,7 +130,12 @@ FACTORIES = {
     ),
     "from_flax": (
         {"module": nn.Dense(3)},
-        {"module": nn.Dense(4), "train_arg": None, "name": "head"},
+        {
+            "module": nn.Dense(4),
+            "train_arg": None,
+            "name": "head",
+            "rngs": ("dropout", "noise"),
+        },
     ),
 }
 
