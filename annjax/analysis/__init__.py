@@ -9,15 +9,20 @@ remedies (vocabulary in :mod:`.findings`); :mod:`.plot` draws them.
 from annjax.analysis import plot
 from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import KINDS, REMEDIES, Finding, Findings, Thresholds
+from annjax.analysis.hessian import Density, Spectrum, hessian, top_eigenvalue
 from annjax.analysis.profiler import gradient_flow
 
 __all__ = [
     "KINDS",
     "REMEDIES",
+    "Density",
     "Finding",
     "Findings",
+    "Spectrum",
     "Thresholds",
     "diagnose",
     "gradient_flow",
+    "hessian",
     "plot",
+    "top_eigenvalue",
 ]
