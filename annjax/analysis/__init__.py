@@ -10,6 +10,7 @@ from annjax.analysis import plot
 from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import KINDS, REMEDIES, Finding, Findings, Thresholds
 from annjax.analysis.hessian import Density, Spectrum, hessian, top_eigenvalue
+from annjax.analysis.landscape import Landscape, loss_landscape, random_direction
 from annjax.analysis.profiler import gradient_flow
 
 __all__ = [
@@ -18,11 +19,14 @@ __all__ = [
     "Density",
     "Finding",
     "Findings",
+    "Landscape",
     "Spectrum",
     "Thresholds",
     "diagnose",
     "gradient_flow",
     "hessian",
+    "loss_landscape",
     "plot",
+    "random_direction",
     "top_eigenvalue",
 ]
