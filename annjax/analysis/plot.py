@@ -342,7 +342,7 @@ def landscape(results: Any, path: _Target = None, log: bool = False) -> Figure:
             a, b = np.meshgrid(c, c, indexing="ij")
             ax = fig.add_subplot(len(named), 2, 2 * row + 1)
             filled = ax.contourf(a, b, z, levels=30, cmap="viridis")
-            ax.contour(a, b, z, levels=15, colors="white", linewidths=0.4)
+            ax.contour(a, b, z, 15, colors="white", linewidths=0.4, linestyles="solid")
             fig.colorbar(filled, ax=ax, label=label)
             ax.plot([0], [0], "r+", ms=10)
             ax.set(title=f"{name} (contour)".strip(), xlabel="α", ylabel="β")
