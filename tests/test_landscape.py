@@ -165,6 +165,7 @@ def test_a_second_call_does_not_recompile():
         ({"chunk": 0}, "chunk"),
         ({"batch_size": 0}, "batch_size"),
         ({"loss": "nope"}, "nope"),
+        ({"metrics": ("nope",)}, "metric"),
         ({"directions": ({"a": 1}, {"a": 2})}, "directions\\[0\\]"),
     ],
 )
