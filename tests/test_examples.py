@@ -174,3 +174,18 @@ def test_regularization(load, tmp_path, capsys):
         assert row["diagnose"]
     assert rows["nothing"]["test acc"] > 0.3  # well above chance (0.1)
     assert "fit_many sweep" in capsys.readouterr().out
+
+
+def test_loss_landscape(load, tmp_path, capsys):
+    result = run(load, "loss_landscape", tmp_path)
+    rows = result["results"]
+    assert list(rows) == ["plain", "residual"]
+    for row in rows.values():
+        assert row["λ1"] >= row["λ2"] >= row["λ3"]
+        assert row["plane: max loss"] >= row["train loss"] * 0.99
+    # the claim shown: the residual twin trains further on a smoother plane
+    assert rows["residual"]["train loss"] < rows["plain"]["train loss"]
+    assert rows["residual"]["plane: max loss"] < rows["plain"]["plane: max loss"]
+    assert all(len(v) == 7 for v in result["sharpness"].values())  # steps 0..120
+    assert all(Path(f).is_file() for f in result["figures"])
+    assert "2/η" in capsys.readouterr().out and "λ_max" in result["table"]

@@ -34,7 +34,7 @@ from annjax.analysis.findings import per_layer
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["activations", "gradient_flow", "history"]
+__all__ = ["activations", "gradient_flow", "history", "landscape", "spectrum"]
 
 _Target = str | os.PathLike | None  # where to write a figure
 
@@ -301,5 +301,86 @@ def activations(path: _Target = None) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
     fig.suptitle("activation functions f (solid) and their derivatives f′ (dashed)")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def landscape(results: Any, path: _Target = None, log: bool = False) -> Figure:
+    """Returns loss-landscape slices: 1-D as curves, 2-D as contour and surface.
+
+    Args:
+      results: one ``ann.analysis.Landscape`` or a mapping ``name ->
+        Landscape`` (drawn side by side, e.g. a plain network and its residual
+        twin). 1-D slices share one axes; each 2-D slice gets a filled contour
+        of the loss (left) and a 3-D surface (right), its row titled by name.
+      path: where to write the figure, or None.
+      log: draw log10 of the loss (deep nets' slices span decades).
+
+    Returns:
+      The ``matplotlib.figure.Figure``.
+    """
+    named = dict(results) if isinstance(results, Mapping) else {"": results}
+    plt = _pyplot()
+
+    def values(r):
+        z = np.asarray(r.loss, np.float64)
+        return np.log10(np.maximum(z, 1e-12)) if log else z
+
+    label = "log10 loss" if log else "loss"
+    if all(np.ndim(r.loss) == 1 for r in named.values()):
+        fig, (ax,) = _grid(plt, 1, width=5.5, height=3.8)
+        for name, r in named.items():
+            ax.plot(np.asarray(r.coords), values(r), marker=".", label=name or None)
+        ax.set(xlabel="α (along the direction)", ylabel=label)
+        ax.grid(alpha=0.3)
+        if len(named) > 1 or "" not in named:
+            ax.legend(fontsize="small")
+    else:
+        fig = plt.figure(figsize=(9.5, 4.0 * len(named)))
+        for row, (name, r) in enumerate(named.items()):
+            c, z = np.asarray(r.coords), values(r)
+            a, b = np.meshgrid(c, c, indexing="ij")
+            ax = fig.add_subplot(len(named), 2, 2 * row + 1)
+            filled = ax.contourf(a, b, z, levels=30, cmap="viridis")
+            ax.contour(a, b, z, 15, colors="white", linewidths=0.4, linestyles="solid")
+            fig.colorbar(filled, ax=ax, label=label)
+            ax.plot([0], [0], "r+", ms=10)
+            ax.set(title=f"{name} (contour)".strip(), xlabel="α", ylabel="β")
+            ax3 = fig.add_subplot(len(named), 2, 2 * row + 2, projection="3d")
+            ax3.plot_surface(a, b, z, cmap="viridis", linewidth=0)
+            ax3.set(title=f"{name} (surface)".strip(), xlabel="α", ylabel="β")
+            ax3.set_zlabel(label)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def spectrum(result: Any, path: _Target = None, sigma: float | None = None) -> Figure:
+    """Returns the Hessian's eigenvalue density (stochastic Lanczos quadrature).
+
+    The density of ``ann.analysis.hessian(..., density=True)`` (or its
+    ``Density``) smoothed by a Gaussian of width ``sigma`` (default: 1 % of
+    the range), on a log y axis as Ghorbani et al. (2019) draw it: the bulk
+    near 0 and the few outliers both show. A Spectrum's top eigenvalues are
+    marked by dashed lines.
+
+    Returns:
+      The ``matplotlib.figure.Figure``, one axes.
+    """
+    density = getattr(result, "density", result)
+    if not hasattr(density, "smooth"):
+        raise ValueError(
+            "plot.spectrum: expected hessian(..., density=True) or its Density, "
+            f"got {type(result).__name__} without a density."
+        )
+    nodes = np.asarray(density.nodes)
+    pad = 0.05 * max(float(np.ptp(nodes)), 1e-12)
+    grid = np.linspace(nodes.min() - pad, nodes.max() + pad, 1000)
+    plt = _pyplot()
+    fig, (ax,) = _grid(plt, 1, width=5.5, height=3.8)
+    ax.semilogy(grid, np.maximum(density.smooth(grid, sigma), 1e-12), lw=1.5)
+    for value in np.atleast_1d(np.asarray(getattr(result, "eigenvalues", []))):
+        ax.axvline(float(value), color="red", ls="--", lw=0.8)
+    ax.set(xlabel="eigenvalue λ", ylabel="density", title="Hessian spectrum")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _finish(fig, path)
