@@ -38,7 +38,7 @@ from annjax import _checks
 from annjax.data._rotation import rotate_batch
 
 Array = jax.Array
-#: The type of every augmentation: ``fn(key, images) -> images``.
+#: The type of every augmentation, ``fn(key, images) -> images``.
 Augmentation = Callable[[Array, Array], Array]
 
 __all__ = [
