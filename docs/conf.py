@@ -2,9 +2,10 @@
 
 Offline and deterministic: MathJax is served from the site itself
 (``sphinx-mathjax-offline``, not a CDN), and there is no intersphinx (its
-inventories would be fetched from the network, which CI does not have); references into Python, NumPy, JAX, optax
-and flax are listed in ``nitpick_ignore_regex`` instead, so nitpicky mode
-(``-n``) checks every reference into annjax and nothing else.
+inventories would be fetched from the network, which CI does not have):
+references into Python, NumPy, JAX, optax and flax are listed in
+``nitpick_ignore_regex`` instead, so nitpicky mode (``-n``) checks every
+reference into annjax and nothing else.
 """
 
 import os
