@@ -7,10 +7,25 @@ the non-interactive Agg backend is chosen. Every function returns the
 (PNG for a ``.png`` path), creating the parent directories.
 
 Examples:
-  >>> result = ann.fit(model, (X, y), val_data=(Xv, yv), track_gradients=True)
-  >>> ann.plot.history(result.history, log=True, path="out/curves.png")
-  >>> ann.plot.gradient_flow(result.history, path="out/gradient_flow.png")
-  >>> ann.plot.activations(path="out/activations.png")
+  Usually of ``ann.fit(..., track_gradients=True).history``, with ``path=`` to
+  write the image; here a history written by hand:
+
+  >>> import numpy as np
+  >>> import annjax as ann
+  >>> history = {
+  ...     "loss": np.array([1.0, 0.6, 0.4]),
+  ...     "val_loss": np.array([1.1, 0.8, 0.7]),
+  ...     "grad_norm/dense_0": np.array([1e-3, 2e-3, 2e-3]),
+  ...     "grad_norm/dense_2": np.array([0.5, 0.4, 0.4]),
+  ... }
+  >>> fig = ann.plot.history(history, title="MLP 64-10")
+  >>> fig.get_suptitle(), [ax.get_title() for ax in fig.axes]
+  ('learning curves: MLP 64-10', ['loss'])
+  >>> fig = ann.plot.gradient_flow(history, title="MLP 64-10")
+  >>> [t.get_text() for t in fig.axes[1].get_yticklabels()]
+  ['dense_0', 'dense_2']
+  >>> len(ann.plot.activations().axes)
+  8
 """
 
 from __future__ import annotations
