@@ -168,7 +168,7 @@ def history(
             f"history), got the keys {sorted(history)}."
         )
     plt = _pyplot()
-    fig, axes = _grid(plt, len(names))
+    fig, axes = _grid(plt, len(names), height=3.8)
     for ax, name in zip(axes, names, strict=True):
         for key, label, style in (
             (name, "training", "-"),
@@ -192,7 +192,7 @@ def history(
             ax.set_yscale("log")
         # Below the axes, so that it hides no curve.
         ax.legend(
-            fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2
+            fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2
         )
     fig.suptitle(f"learning curves: {title}" if title else "learning curves")
     fig.tight_layout()
@@ -256,7 +256,7 @@ def gradient_flow(
     lines.grid(alpha=0.3, which="both")
     if len(layers) <= 12:  # below the axes, so that it hides no line
         lines.legend(
-            fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=6
+            fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=6
         )
     finite = table[np.isfinite(table)]
     low, high = (finite.min(), finite.max()) if finite.size else (0.1, 10.0)
