@@ -59,9 +59,10 @@ def shape(report: str) -> dict:
         if i and re.fullmatch(r"-+( +-+)+", line.strip()):
             rows = []
             for row in lines[i + 1 :]:
-                if not row.strip():
+                cells = re.split(r"\s{2,}", row.strip())
+                if len(cells) < 2:  # a blank line or prose ends the table
                     break
-                rows.append(re.split(r"\s{2,}", row.strip())[0])
+                rows.append(cells[0])
             tables.append((lines[i - 1].split(), rows))
     command = re.search(r"`(python examples/[^`]*)`", report).group(1)
     return {
