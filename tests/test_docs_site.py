@@ -45,7 +45,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def site(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("site")
     build = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q"]
@@ -82,7 +82,15 @@ def rendered(page: pathlib.Path, shot: str) -> str:
     return chromium("--dump-dom", page.as_uri())
 
 
-def test_api_page_shows_signatures_and_typeset_formulas(site):
+def test_the_built_site_renders_in_a_browser(site):
+    """One test (the site is built once, also under pytest-xdist): the API page,
+    a guide page, and the index of public names."""
+    api_page_shows_signatures_and_typeset_formulas(site)
+    guide_page_shows_formulas_and_code(site)
+    index_lists_every_public_name(site)
+
+
+def api_page_shows_signatures_and_typeset_formulas(site):
     dom = rendered(site / "api" / "perceptron.html", "api_perceptron.png")
     assert "<title>The perceptron - annjax" in dom
     # autodoc's signature of annjax.perceptron.train, with its keyword arguments
@@ -92,7 +100,7 @@ def test_api_page_shows_signatures_and_typeset_formulas(site):
     assert "<mjx-container" in dom and "MathJax" in dom
 
 
-def test_guide_page_shows_formulas_and_code(site):
+def guide_page_shows_formulas_and_code(site):
     dom = rendered(site / "guide" / "1_perceptron.html", "guide_perceptron.png")
     assert "<title>1. The perceptron and the layer - annjax" in dom
     assert dom.count("<mjx-container") >= 2  # the neuron, the layer, the rule
@@ -102,7 +110,7 @@ def test_guide_page_shows_formulas_and_code(site):
     assert "api/perceptron.html#annjax.perceptron.train" in dom
 
 
-def test_index_lists_every_public_name(site):
+def index_lists_every_public_name(site):
     import annjax
 
     html = (site / "api" / "index.html").read_text()
