@@ -52,7 +52,8 @@ def printed(report: str) -> list[str]:
 
 def shape(report: str) -> dict:
     """What a report prints regardless of the numbers: its command (less
-    ``--quick``), each table's header and row names, its ``== section`` names."""
+    ``--quick``), each table's header and row names, or its ``== section``
+    names."""
     lines = printed(report)
     tables = []
     for i, line in enumerate(lines):
@@ -65,10 +66,14 @@ def shape(report: str) -> dict:
                 rows.append(cells[0])
             tables.append((lines[i - 1].split(), rows))
     command = re.search(r"`(python examples/[^`]*)`", report).group(1)
+    # A report without a table prints one "== <model>: ..." section per model; a
+    # report with tables may list findings under "== <model>" for some models
+    # only (which ones depends on the run), so its tables are its shape.
+    sections = [ln.split(":")[0] for ln in lines if ln.startswith("== ")]
     return {
         "command": command.replace(" --quick", ""),
         "tables": tables,
-        "sections": [ln.split(":")[0] for ln in lines if ln.startswith("== ")],
+        "sections": [] if tables else sections,
     }
 
 
