@@ -101,13 +101,13 @@ def fit(
 
     Args:
       model: an annjax Layer (``ann.mlp``, ``ann.serial``, ``ann.from_flax``).
-      train_data: ``(X, y)``; X of shape (n, *input_shape); y integer labels,
+      train_data: ``(X, y)``; X of shape ``(n, *input_shape)``; y integer labels,
         one-hot rows, or targets of the model's output shape ((n,) is taken as
         (n, 1) for a one-output model).
       val_data: ``(X_val, y_val)``, evaluated after every epoch.
       loss: a name from :func:`annjax.losses.get` or a function
         ``(y_true, y_pred, reduction)``. A custom loss gets ``y`` as given:
-        integer labels of shape (n, *output[:-1]) stay int32, other targets
+        integer labels of shape ``(n, *output[:-1])`` stay int32, other targets
         are float32 of the output's shape.
       optimizer: any optax transformation; default ``ann.sgd(0.01)``.
       epochs: epochs to run in this call (on resume: more epochs).
@@ -252,7 +252,8 @@ def fit_many(
         models are split (the number of models a multiple of its size): 8
         models on a ``"model"`` axis of 8 devices each train on their own
         device; with both axes each model's batches are split over ``"data"``.
-      The other arguments are those of :func:`fit`.
+
+    The other arguments are those of :func:`fit`.
 
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.
