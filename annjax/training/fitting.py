@@ -299,7 +299,7 @@ def train(run: Run) -> FitResult | ManyResult:
     the mesh; the loop runs (:func:`annjax.training.loop.train`).
     """
     spec, x, mesh = run.spec, run.x, run.spec.mesh
-    ts, keys = start_states(
+    ts, train_keys = start_states(
         spec.model, spec.optimizer, run.keys, x.shape[1:], dtype=params_dtype(x)
     )
     if run.lr_scale is not None:
@@ -309,10 +309,10 @@ def train(run: Run) -> FitResult | ManyResult:
         ts = _mesh.place_state(ts, mesh, run.many)
         progress = _loop.Progress.fresh(run, ts)
     else:
-        ts, progress = _ckpt.resume(run, ts, keys)
+        ts, progress = _ckpt.resume(run, ts, train_keys)
         ts = _mesh.place_state(ts, mesh, run.many)
         progress.best = _mesh.place_state(progress.best, mesh, run.many)
-    keys = _mesh.place_state(keys, mesh, run.many)
+    train_keys = _mesh.place_state(train_keys, mesh, run.many)
     es = run.early_stopping
     if run.many:
 
@@ -325,4 +325,4 @@ def train(run: Run) -> FitResult | ManyResult:
 
     path = run.checkpoint
     save = None if path is None else (lambda result: _ckpt.save(path, result))
-    return _loop.train(run, ts, keys, progress, save=save, finish=finish)
+    return _loop.train(run, ts, train_keys, progress, save=save, finish=finish)
