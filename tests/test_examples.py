@@ -72,7 +72,12 @@ def test_compare_models(load, tmp_path, capsys):
 def test_california_housing(load, tmp_path):
     result = run(load, "california_housing", tmp_path)
     rows = result["results"]
-    assert list(rows) == ["linear", "MLP", "MLP + L2 0.001"]
+    names = list(rows)
+    assert names[:3] == ["linear", "MLP", "MLP + L2 0.001"]
+    assert names[3].startswith("recipe: best of 6") and names[4].startswith(
+        "recipe: ensemble"
+    )
+    assert names[5:] == ["HistGradientBoosting (scikit-learn)"]
     for row in rows.values():
         assert row["test R2"] > 0.0
         assert 0.0 < row["test MAE"] <= row["test RMSE"]  # MAE ≤ RMSE always
