@@ -7,7 +7,8 @@ reads them (and the learning curves) into the lecture's findings with their
 remedies (vocabulary in :mod:`.findings`); :mod:`.plot` draws them.
 :mod:`.biasvar` decomposes replicas' predictions into bias and variance,
 :mod:`.resampling` draws the replicas as example weights (bootstrap, k-fold,
-training-set sizes) and :mod:`.curves` holds the measured curves.
+training-set sizes), :mod:`.studies` trains each protocol in one ``fit_many``
+and :mod:`.curves` holds the measured curves.
 """
 
 from annjax.analysis import plot
@@ -23,22 +24,36 @@ from annjax.analysis.resampling import (
     subset_sizes,
     subset_weights,
 )
+from annjax.analysis.studies import (
+    SWEEPABLE,
+    CrossValidation,
+    bias_variance,
+    complexity_curve,
+    cross_validate,
+    learning_curve,
+)
 
 __all__ = [
     "KINDS",
     "REMEDIES",
+    "SWEEPABLE",
     "BiasVariance",
     "ComplexityCurve",
+    "CrossValidation",
     "Finding",
     "Findings",
     "Folds",
     "LearningCurve",
     "Thresholds",
+    "bias_variance",
     "bootstrap_weights",
+    "complexity_curve",
+    "cross_validate",
     "decompose",
     "diagnose",
     "gradient_flow",
     "kfold_weights",
+    "learning_curve",
     "plot",
     "subset_sizes",
     "subset_weights",

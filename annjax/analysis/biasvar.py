@@ -41,7 +41,7 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -74,6 +74,9 @@ class BiasVariance(NamedTuple):
         replica's predictions) or mode (``"0-1"``, labels of shape (n,)).
       predictions: the replicas' predictions, shape (R, n, ...), as given.
       loss: ``"mse"`` or ``"0-1"``.
+      weights: the replicas' training weights (rounds, n_train) when
+        ``ann.analysis.bias_variance`` trained them, else None.
+      models: the replicas themselves (a ``ManyResult``), or None.
     """
 
     expected_loss: Array
@@ -85,6 +88,8 @@ class BiasVariance(NamedTuple):
     main_prediction: Array
     predictions: Array
     loss: str
+    weights: Array | None = None
+    models: Any = None
 
 
 def _replica_labels(predictions: Array, threshold: float) -> Array:

@@ -62,8 +62,13 @@ class LearningCurve(NamedTuple):
       train: name → final training value per size and round, shape (s, rounds)
         (``"loss"`` and each metric).
       val: name → validation value, shape (s, rounds) (same names).
+      weights: the models' 0/1 training masks (s·rounds, n), row s·rounds + r
+        for size s, round r; or None.
+      models: the ``ManyResult`` of those models, or None.
     """
 
     sizes: np.ndarray
     train: dict[str, np.ndarray]
     val: dict[str, np.ndarray]
+    weights: Any = None
+    models: Any = None
