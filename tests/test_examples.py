@@ -179,3 +179,16 @@ def test_regularization(load, tmp_path, capsys):
         assert row["diagnose"]
     assert rows["nothing"]["test acc"] > 0.3  # well above chance (0.1)
     assert "fit_many sweep" in capsys.readouterr().out
+
+
+def test_bias_variance(load, tmp_path):
+    result = run(load, "bias_variance", tmp_path)
+    curve = result["curve"]
+    assert list(curve.values) == [1, 8]  # --quick: two widths, two rounds
+    # MSE: expected loss = bias² + variance at every width
+    for e, b, v in zip(curve.expected_loss, curve.bias, curve.variance, strict=True):
+        assert math.isclose(e, b + v, rel_tol=1e-4)
+    # the ensemble's MSE is the bias² term, never above one replica's (Jensen)
+    assert result["ensemble_mse"] <= result["single_mse"] + 1e-6
+    assert (tmp_path / "bias_variance.md").read_text().startswith("| width |")
+    assert (tmp_path / "bias_variance_learning_curve.png").stat().st_size > 0
