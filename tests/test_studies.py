@@ -87,6 +87,15 @@ def test_bias_variance_draws_its_own_bootstrap(curve_data):
     np.testing.assert_allclose(
         d.models.ensemble(test[0])[:, 0], d.main_prediction[:, 0], rtol=1e-6
     )
+    # the averaged prediction's MSE is the decomposition's bias² term
+    scored = ann.analysis.evaluate_ensemble(
+        d.models, test, loss="mse", metrics=("mae",)
+    )
+    np.testing.assert_allclose(scored["loss"], d.bias, rtol=1e-5)
+    mae = np.abs(np.asarray(d.main_prediction)[:, 0] - test[1]).mean()
+    np.testing.assert_allclose(scored["mae"], mae, rtol=1e-5)
+    with pytest.raises(ValueError, match="data: expected"):
+        ann.analysis.evaluate_ensemble(d.models, test[0])
 
 
 def test_zero_one_bias_variance_on_classes():

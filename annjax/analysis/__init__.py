@@ -30,6 +30,7 @@ from annjax.analysis.studies import (
     bias_variance,
     complexity_curve,
     cross_validate,
+    evaluate_ensemble,
     learning_curve,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "cross_validate",
     "decompose",
     "diagnose",
+    "evaluate_ensemble",
     "gradient_flow",
     "kfold_weights",
     "learning_curve",

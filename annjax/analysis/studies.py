@@ -64,6 +64,7 @@ __all__ = [
     "bias_variance",
     "complexity_curve",
     "cross_validate",
+    "evaluate_ensemble",
     "learning_curve",
 ]
 
@@ -404,3 +405,29 @@ def cross_validate(
         split,
         many,
     )
+
+
+def evaluate_ensemble(
+    models: ManyResult,
+    data: tuple[Any, ...],
+    *,
+    loss: str | Callable = "softmax_cross_entropy",
+    metrics: Sequence[str | Callable] = (),
+) -> dict[str, float]:
+    """Returns the loss and metrics of the ensemble's averaged prediction.
+
+    The ensemble predicts ȳ = mean over the models of their outputs
+    (``models.ensemble(X)``); it is scored as one model would be by
+    ``ann.evaluate``: ``{"loss": …, metric: …}`` on ``data = (X, y)`` or
+    ``(X, y, w)`` (weighted). For MSE its loss is the bias² term of the
+    models' decomposition: averaging removes the variance.
+
+    Raises:
+      ValueError: data that is not (X, y) or (X, y, w).
+    """
+    if not isinstance(data, tuple | list) or len(data) not in (2, 3):
+        raise _checks.fail("data", "(X, y) or (X, y, w)", type(data).__name__)
+    w = data[2] if len(data) == 3 else 1.0
+    pred = models.ensemble(data[0])[None]
+    kwargs = {"loss": loss, "metrics": tuple(metrics)}
+    return {k: float(v[0]) for k, v in _scores(kwargs, data[1], pred, w).items()}
