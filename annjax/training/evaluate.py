@@ -7,7 +7,7 @@ in the history and ``evaluate`` on the same data agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -32,6 +32,7 @@ from annjax.training.step import (
     output_shape,
     predict_batched,
 )
+from annjax.training.weights import example_weights, split_data
 
 __all__ = ["evaluate", "predict"]
 
@@ -164,19 +165,25 @@ def evaluate(
     metrics: Sequence[str | Callable] = (),
     batch_size: int = 1024,
     mesh: Mesh | None = None,
+    class_weight: Mapping[Any, float] | None = None,
 ) -> dict[str, float]:
     """Returns ``{"loss": …, metric: …}`` on ``data = (X, y)``, batched and jitted.
 
     Metrics are computed on all predictions at once (exact F1, R²…); a
     metric function ``(y_true, y_pred) -> scalar`` is keyed by its name.
     ``mesh`` splits each batch over its ``"data"`` axis, as in :func:`predict`.
+    ``data = (X, y, w)`` and ``class_weight={label: weight}`` weigh the
+    examples: the loss is Σ wᵢ ℓᵢ / Σ wᵢ and the metrics get
+    ``sample_weight`` (scikit-learn's weighted results).
     """
     check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     mesh = _mesh.check(mesh, many=False)
     _losses.get(loss)
     metrics = metric_names(metrics)
+    data, w = split_data("data", data)
     x, y = as_arrays("data", data)
+    w = example_weights("data w", w, y, class_weight=class_weight)
     out_shape = output_shape(model, x.shape[1:])
     y = fit_targets("data", y, loss, out_shape, metrics)
     check_link(model, loss)
@@ -185,5 +192,5 @@ def evaluate(
     mesh = _mesh.follow_data(mesh, x, y)
     x, y = _mesh.place_pair("data", (x, y), mesh)
     params, state = _mesh.place_state((params, state), mesh, False)
-    logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y, mesh)
+    logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y, mesh, w)
     return {k: float(v) for k, v in logs.items()}

@@ -55,7 +55,7 @@ def fit_result(ts, p: Progress, es: EarlyStopping | None) -> FitResult:
     )
 
 
-def many_result(ts, p: Progress, es, hyper) -> ManyResult:
+def many_result(ts, p: Progress, es, hyper, model=None) -> ManyResult:
     """Returns ``fit_many``'s :class:`ManyResult` from the loop's progress."""
     n = len(p.active)
     params, state = p.best if p.best is not None else (ts.params, ts.state)
@@ -72,6 +72,7 @@ def many_result(ts, p: Progress, es, hyper) -> ManyResult:
         p.done,
         p.ran.copy(),
         _params_epoch(p, best),
+        model,
     )
 
 
