@@ -12,8 +12,21 @@ loss on count only for ``non_finite``. Epochs are 0-based indices into the
 history arrays, like ``FitResult.best_epoch``.
 
 Examples:
-  >>> result = ann.fit(model, (X, y), val_data=(Xv, yv), track_gradients=True)
-  >>> print(ann.diagnose(result.history))  # one per line, or "healthy: no finding"
+  Usually ``ann.diagnose(ann.fit(..., track_gradients=True).history)``; here a
+  history written by hand, whose validation loss turns up after epoch 2:
+
+  >>> import numpy as np
+  >>> import annjax as ann
+  >>> history = {
+  ...     "loss": np.array([1.0, 0.5, 0.3, 0.2, 0.1, 0.05]),
+  ...     "val_loss": np.array([1.0, 0.6, 0.5, 0.6, 0.7, 0.8]),
+  ... }
+  >>> print(ann.diagnose(history))  # doctest: +NORMALIZE_WHITESPACE
+  overfitting (epoch 2): the validation loss reached its minimum 0.5 in epoch 2,
+  then rose to 0.8 (+60%) by epoch 5 while the training loss fell from 0.3 to
+  0.05; epoch 2's model generalises best
+      remedy: more data (or augmentation), dropout, L1/L2 penalties (l1=, l2=),
+      early stopping (ann.EarlyStopping(patience=...))
 """
 
 from __future__ import annotations
@@ -25,14 +38,14 @@ from typing import Any
 import numpy as np
 
 from annjax.analysis.findings import (
-    _ACCURACY,
-    _LOSS_NAMES,
+    ACCURACY_METRICS,
     KINDS,
+    LOSS_NAMES,
     REMEDIES,
     Finding,
     Findings,
     Thresholds,
-    _as_history,
+    as_history,
     network_order,
     per_layer,
 )
@@ -80,7 +93,7 @@ def _non_finite(h, n: int, t: Thresholds) -> _Raw:
     at = {k: v[epoch] for k, v in (losses | grads).items() if epoch < len(v)}
     bad = {k: v for k, v in at.items() if not np.isfinite(v)}
     parts = [
-        f"the {_LOSS_NAMES[k]} loss became {bad.pop(k)}" for k in losses if k in bad
+        f"the {LOSS_NAMES[k]} loss became {bad.pop(k)}" for k in losses if k in bad
     ]
     # An inf marks where the overflow began; the NaNs follow from inf − inf.
     layer = next((k for k, v in bad.items() if np.isinf(v)), next(iter(bad), None))
@@ -190,7 +203,7 @@ def _mode_gap(h, n: int, t: Thresholds) -> _Raw:
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = (evaluated - loss) / np.abs(loss)
     mask = _above(gap, t.eval_gap) | (np.isinf(evaluated) & np.isfinite(loss))
-    accuracy = next((k for k in _ACCURACY if f"train_eval_{k}" in h), None)
+    accuracy = next((k for k in ACCURACY_METRICS if f"train_eval_{k}" in h), None)
     if accuracy is not None and accuracy in h:
         drop = h[accuracy][:n] - h[f"train_eval_{accuracy}"][:n]
         mask &= drop >= t.eval_accuracy_drop
@@ -212,7 +225,7 @@ def _mode_gap(h, n: int, t: Thresholds) -> _Raw:
 
 def _chance(h, n: int, t: Thresholds) -> _Raw:
     """Validation accuracy at chance while the training accuracy is high."""
-    accuracy = next((k for k in _ACCURACY if k in h and f"val_{k}" in h), None)
+    accuracy = next((k for k in ACCURACY_METRICS if k in h and f"val_{k}" in h), None)
     if accuracy is None or n < 1:
         return
     train, val = h[accuracy][:n], h[f"val_{accuracy}"][:n]
@@ -237,7 +250,7 @@ def _chance(h, n: int, t: Thresholds) -> _Raw:
 
 def _underfitting(h, n: int, t: Thresholds) -> _Raw:
     loss = h.get("loss", np.empty(0))[:n]
-    accuracy = next((k for k in _ACCURACY if k in h), None)
+    accuracy = next((k for k in ACCURACY_METRICS if k in h), None)
     if not loss.size:
         return
     if accuracy is not None:  # accuracy is scale-free, the loss is not
@@ -372,7 +385,19 @@ def diagnose(history: Mapping[str, Any], **thresholds: float) -> Findings:
         that is not one value per epoch.
 
     Examples:
-      >>> ann.diagnose(result.history, vanishing_ratio=1e-4, overfit_rise=0.2)
+      A rise of the validation loss counts as over-fitting from
+      ``overfit_rise`` (a fraction of its minimum) on:
+
+      >>> import numpy as np
+      >>> import annjax as ann
+      >>> history = {
+      ...     "loss": np.array([1.0, 0.5, 0.3, 0.2, 0.1, 0.05]),
+      ...     "val_loss": np.array([1.0, 0.6, 0.5, 0.6, 0.7, 0.8]),
+      ... }
+      >>> [f.kind for f in ann.diagnose(history)]  # +60% > the default
+      ['overfitting']
+      >>> print(ann.diagnose(history, overfit_rise=1.0))  # +60% < 100%
+      healthy: no finding
     """
     if unknown := sorted(thresholds.keys() - set(Thresholds._fields)):
         raise TypeError(
@@ -380,7 +405,7 @@ def diagnose(history: Mapping[str, Any], **thresholds: float) -> Findings:
             f"some of {', '.join(Thresholds._fields)}."
         )
     t = Thresholds(**thresholds).validate()
-    h = _as_history(history)
+    h = as_history(history)
     n = _finite_epochs(h)
     once: dict[tuple, Finding] = {}  # each kind once per layer, its first epoch
     detectors = (
