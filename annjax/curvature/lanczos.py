@@ -1,6 +1,6 @@
 r"""The spectrum of a symmetric operator known only by its products ``v ↦ Hv``.
 
-Pure, traceable linear algebra on flat vectors; :mod:`.hessian` applies it to
+Pure, traceable linear algebra on flat vectors; :mod:`.hvp` applies it to
 Hessian-vector products. Nothing here forms ``H``.
 
 - **Lanczos** (full reorthogonalisation): ``m`` products build an orthonormal
