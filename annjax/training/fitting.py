@@ -78,6 +78,7 @@ def fit(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh: Mesh | None = None,
+    track_sharpness: int | None = 0,
 ) -> FitResult:
     r"""Returns the trained model and its history; each epoch ONE training call.
 
@@ -158,6 +159,22 @@ def fit(
         with a ``NamedSharding``, or ``jax.make_array_from_process_local_data``
         on several hosts) is used where it lies; other data is copied to
         every device. See :mod:`annjax.training.mesh`.
+      track_sharpness: every this many epochs (epochs 0, N, 2N, …; 0 or
+        None: never) record ``sharpness``, the top eigenvalue λ_max of the
+        loss's Hessian at the epoch's final params, on a fixed batch: the
+        first ``batch_size`` training examples, the loss of the
+        evaluation-mode outputs without the l1/l2 penalty. Lanczos with
+        ``annjax.curvature.SHARPNESS_ITERATIONS`` (20) Hessian-vector
+        products from ``jax.random.key(annjax.curvature.SHARPNESS_SEED)``
+        (0), inside the compiled epoch; the other epochs hold NaN. It equals
+        ``ann.analysis.hessian(model, params, state, (X[:b], y[:b]),
+        loss=loss, top_k=1, iterations=20, key=jax.random.key(0))``. For
+        plain gradient descent (an optimizer without momentum or moments,
+        whose learning rate is injected, as ``ann.sgd(lr)``) the history
+        also holds ``sharpness_limit`` = 2/lr every epoch, which
+        ``ann.diagnose`` compares with it (edge of stability). One
+        measurement costs about 40 training steps (see
+        ``benchmarks/README.md``).
 
     Returns:
       A :class:`FitResult`.
@@ -190,6 +207,7 @@ def fit(
         callbacks=callbacks,
         log_steps=log_steps,
         mesh=mesh,
+        track_sharpness=track_sharpness,
     )
     return train(run)
 
@@ -220,6 +238,7 @@ def fit_many(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh: Mesh | None = None,
+    track_sharpness: int | None = 0,
 ) -> ManyResult:
     """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
 
@@ -284,6 +303,7 @@ def fit_many(
         callbacks=callbacks,
         log_steps=log_steps,
         mesh=mesh,
+        track_sharpness=track_sharpness,
     )
     return train(run)
 

@@ -121,6 +121,7 @@ def resolve(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh=None,
+    track_sharpness: int | None = 0,
 ) -> Run:
     """Returns the :class:`Run` of ``fit`` (``many=False``, ``key``) or
     ``fit_many`` (``many=True``, ``keys``, per-model ``l1``/``l2``/``lr_scale``).
@@ -157,6 +158,7 @@ def resolve(
         log_steps=log_steps,
         mesh=mesh,
         models=models if many else None,
+        track_sharpness=track_sharpness,
     )
     per_call = calls_of(per_call, spec.model, x.shape[1:], spec.mesh)
     return Run(
