@@ -172,9 +172,9 @@ def fit(
         plain gradient descent (an optimizer without momentum or moments,
         whose learning rate is injected, as ``ann.sgd(lr)``) the history
         also holds ``sharpness_limit`` = 2/lr every epoch, which
-        ``ann.diagnose`` compares with it (edge of stability). One
-        measurement costs about 40 training steps (see
-        ``benchmarks/README.md``).
+        ``ann.diagnose`` compares with it (edge of stability). What one
+        measurement costs in training steps: ``benchmarks/README.md``
+        (``benchmarks/sharpness_cost.py``).
 
     Returns:
       A :class:`FitResult`.
