@@ -32,6 +32,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -183,33 +184,35 @@ def fit(
       ValueError, TypeError: for any invalid argument or data, before
         anything compiles.
     """
-    run = resolve(
-        model,
-        train_data,
-        val_data,
-        key=key,
-        l1=l1,
-        l2=l2,
-        loss=loss,
-        optimizer=optimizer,
-        epochs=epochs,
-        batch_size=batch_size,
-        metrics=metrics,
-        early_stopping=early_stopping,
-        augment=augment,
-        track_gradients=track_gradients,
-        track_every=track_every,
-        progress=progress,
-        resume=resume,
-        checkpoint=checkpoint,
-        eval_batch_size=eval_batch_size,
-        steps_per_call=steps_per_call,
-        callbacks=callbacks,
-        log_steps=log_steps,
-        mesh=mesh,
-        track_sharpness=track_sharpness,
-    )
-    return train(run)
+    with _cache_named_on_failure():
+        return train(
+            resolve(
+                model,
+                train_data,
+                val_data,
+                key=key,
+                l1=l1,
+                l2=l2,
+                loss=loss,
+                optimizer=optimizer,
+                epochs=epochs,
+                batch_size=batch_size,
+                metrics=metrics,
+                early_stopping=early_stopping,
+                augment=augment,
+                track_gradients=track_gradients,
+                track_every=track_every,
+                progress=progress,
+                resume=resume,
+                checkpoint=checkpoint,
+                eval_batch_size=eval_batch_size,
+                steps_per_call=steps_per_call,
+                callbacks=callbacks,
+                log_steps=log_steps,
+                mesh=mesh,
+                track_sharpness=track_sharpness,
+            )
+        )
 
 
 def fit_many(
@@ -277,35 +280,37 @@ def fit_many(
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.
     """
-    run = resolve(
-        model,
-        train_data,
-        val_data,
-        many=True,
-        keys=keys,
-        l1=l1,
-        l2=l2,
-        lr_scale=lr_scale,
-        loss=loss,
-        optimizer=optimizer,
-        epochs=epochs,
-        batch_size=batch_size,
-        metrics=metrics,
-        early_stopping=early_stopping,
-        augment=augment,
-        track_gradients=track_gradients,
-        track_every=track_every,
-        progress=progress,
-        resume=resume,
-        checkpoint=checkpoint,
-        eval_batch_size=eval_batch_size,
-        steps_per_call=steps_per_call,
-        callbacks=callbacks,
-        log_steps=log_steps,
-        mesh=mesh,
-        track_sharpness=track_sharpness,
-    )
-    return train(run)
+    with _cache_named_on_failure():
+        return train(
+            resolve(
+                model,
+                train_data,
+                val_data,
+                many=True,
+                keys=keys,
+                l1=l1,
+                l2=l2,
+                lr_scale=lr_scale,
+                loss=loss,
+                optimizer=optimizer,
+                epochs=epochs,
+                batch_size=batch_size,
+                metrics=metrics,
+                early_stopping=early_stopping,
+                augment=augment,
+                track_gradients=track_gradients,
+                track_every=track_every,
+                progress=progress,
+                resume=resume,
+                checkpoint=checkpoint,
+                eval_batch_size=eval_batch_size,
+                steps_per_call=steps_per_call,
+                callbacks=callbacks,
+                log_steps=log_steps,
+                mesh=mesh,
+                track_sharpness=track_sharpness,
+            )
+        )
 
 
 def train(run: Run) -> FitResult | ManyResult:
@@ -320,7 +325,7 @@ def train(run: Run) -> FitResult | ManyResult:
     the mesh; the loop runs (:func:`annjax.training.loop.train`).
     """
     spec, x, mesh = run.spec, run.x, run.spec.mesh
-    ts, keys = start_states(
+    ts, train_keys = start_states(
         spec.model, spec.optimizer, run.keys, x.shape[1:], dtype=params_dtype(x)
     )
     if run.lr_scale is not None:
@@ -330,10 +335,10 @@ def train(run: Run) -> FitResult | ManyResult:
         ts = _mesh.place_state(ts, mesh, run.many)
         progress = _loop.Progress.fresh(run, ts)
     else:
-        ts, progress = _ckpt.resume(run, ts, keys)
+        ts, progress = _ckpt.resume(run, ts, train_keys)
         ts = _mesh.place_state(ts, mesh, run.many)
         progress.best = _mesh.place_state(progress.best, mesh, run.many)
-    keys = _mesh.place_state(keys, mesh, run.many)
+    train_keys = _mesh.place_state(train_keys, mesh, run.many)
     es = run.early_stopping
     if run.many:
 
@@ -346,4 +351,23 @@ def train(run: Run) -> FitResult | ManyResult:
 
     path = run.checkpoint
     save = None if path is None else (lambda result: _ckpt.save(path, result))
-    return _loop.train(run, ts, keys, progress, save=save, finish=finish)
+    return _loop.train(run, ts, train_keys, progress, save=save, finish=finish)
+
+
+@contextlib.contextmanager
+def _cache_named_on_failure():
+    """Adds the fix to an AssertionError from JAX while a persistent
+    compilation cache is on: JAX does not check that a cache entry belongs
+    to the program it is read for, so entries swapped or copied between
+    programs fail as JAX's bare ``AssertionError`` of a shape."""
+    try:
+        yield
+    except AssertionError as exc:
+        folder = jax.config.jax_compilation_cache_dir
+        if folder:
+            exc.add_note(
+                f"annjax: JAX's persistent compilation cache ({folder}) may hold "
+                "an entry of another program (JAX does not check). Clear it "
+                f"(rm -rf {folder}) and run again."
+            )
+        raise
