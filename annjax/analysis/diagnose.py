@@ -1,9 +1,10 @@
 """``diagnose``: why a network does not learn, read off its training history.
 
 From the per-epoch history of :func:`annjax.fit` (``loss``, ``val_loss``,
-metrics, ``train_eval_loss`` for models with state and, with
-``track_gradients=True``, the per-layer measurements of
-:mod:`annjax.analysis.profiler`), :func:`diagnose` returns the lecture's diagnosis as
+metrics, ``train_eval_loss`` for models with state, with
+``track_gradients=True`` the per-layer measurements of
+:mod:`annjax.analysis.profiler`, with ``track_sharpness=N`` the ``sharpness``
+and its limit 2/η), :func:`diagnose` returns the lecture's diagnosis as
 :class:`Finding` s, most severe first (:data:`KINDS`), each with the numbers
 behind it and the lecture's remedy. A history without profiler measurements
 gives the loss-based findings only; epochs from the first non-finite training
@@ -301,6 +302,65 @@ def _overfitting(h, n: int, t: Thresholds) -> _Raw:
         yield "overfitting", None, turn, message
 
 
+def _edge_of_stability(h, n: int, t: Thresholds) -> _Raw:
+    """The sharpness at or above plain gradient descent's limit 2/η."""
+    if "sharpness" not in h or "sharpness_limit" not in h:
+        return
+    sharpness, limit = h["sharpness"][:n], h["sharpness_limit"][:n]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = sharpness / limit
+    measured = np.isfinite(ratio)
+    above = measured & (ratio >= t.edge_of_stability)
+    if (e := _first(above)) is None:
+        return
+    message = (
+        "edge of stability: the learning rate is at the curvature limit; the "
+        f"sharpness (top Hessian eigenvalue) {sharpness[e]:.3g} reached "
+        f"{ratio[e]:.0%} of 2/lr = {limit[e]:.3g} (lr {2 / limit[e]:.3g}) in "
+        f"epoch {e}, and {int(above.sum())} of {int(measured.sum())} measurements "
+        f"were at or above {t.edge_of_stability:g} × 2/lr"
+    )
+    yield "edge_of_stability", None, e, message
+
+
+def _rising_tail(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the epochs and values of the measurements (the finite values)
+    that rise one after another up to the last one."""
+    epochs = np.flatnonzero(np.isfinite(values))
+    measured = values[epochs]
+    falls = np.flatnonzero(np.diff(measured) <= 0)
+    start = int(falls[-1]) + 1 if falls.size else 0
+    return epochs[start:], measured[start:]
+
+
+def _exploding_loss(h, n: int, t: Thresholds) -> _Raw:
+    """A jump of the training loss after the sharpness kept growing (its cause)."""
+    if "loss" not in h or "sharpness" not in h:
+        return
+    loss = h["loss"][: n + 1]  # the first non-finite epoch is a jump too
+    with np.errstate(invalid="ignore", over="ignore"):
+        jump = ~np.isfinite(loss[1:]) | (loss[1:] >= t.loss_spike * loss[:-1])
+    for e in np.flatnonzero(jump & np.isfinite(loss[:-1])) + 1:
+        epochs, values = _rising_tail(h["sharpness"][:e])
+        if epochs.size < t.sharpening:
+            continue
+        message = (
+            f"the training loss jumped from {loss[e - 1]:.3g} (epoch {e - 1}) to "
+            f"{loss[e]:.3g} in epoch {e} after the sharpness grew over its last "
+            f"{epochs.size} measurements, from {values[0]:.3g} (epoch "
+            f"{epochs[0]}) to {values[-1]:.3g} (epoch {epochs[-1]})"
+        )
+        if "sharpness_limit" in h and np.isfinite(h["sharpness_limit"][epochs[-1]]):
+            limit = h["sharpness_limit"][epochs[-1]]
+            message += f", {values[-1] / limit:.0%} of 2/lr = {limit:.3g}"
+        message += (
+            ": the curvature outgrew the learning rate, so the steps overshoot "
+            "(the cause of the exploding loss)"
+        )
+        yield "exploding_loss", None, int(e), message
+        return
+
+
 def diagnose(history: Mapping[str, Any], **thresholds: float) -> Findings:
     """Returns the problems seen in a training history, most severe first.
 
@@ -356,6 +416,8 @@ def diagnose(history: Mapping[str, Any], **thresholds: float) -> Findings:
         _chance,
         _underfitting,
         _overfitting,
+        _edge_of_stability,
+        _exploding_loss,
     )
     for detect in detectors:
         for kind, layer, epoch, message in detect(h, n, t):

@@ -30,10 +30,12 @@ __all__ = [
 #: The kinds of finding, most severe first; :func:`diagnose` orders by it.
 KINDS = (
     "non_finite",
+    "exploding_loss",
     "exploding_gradients",
     "vanishing_gradients",
     "dead_units",
     "saturation",
+    "edge_of_stability",
     "train_eval_gap",
     "chance_validation",
     "underfitting",
@@ -44,6 +46,10 @@ KINDS = (
 REMEDIES = {
     "non_finite": "lower the learning rate, clip gradients (ann.sgd(lr, "
     "clip_norm=1.0)), standardise the inputs and check them for NaN/inf",
+    "exploding_loss": "a lower learning rate (below 2 / the sharpness), a "
+    "learning-rate warm-up (optax.linear_schedule), normalisation "
+    "(ann.mlp(..., batch_norm=True)), or gradient clipping (ann.sgd(lr, "
+    "clip_norm=1.0))",
     "exploding_gradients": "clip gradients (ann.sgd(lr, clip_norm=1.0)), lower "
     "the learning rate, Xavier/He initialisation instead of large weights, "
     "batch normalisation (ann.mlp(..., batch_norm=True))",
@@ -54,6 +60,9 @@ REMEDIES = {
     "batch normalisation before the activation",
     "saturation": "standardise the inputs, Xavier initialisation (smaller "
     "weights), batch normalisation, or ReLU/Leaky ReLU",
+    "edge_of_stability": "a lower learning rate (below 2 / the sharpness), a "
+    "learning-rate warm-up (optax.linear_schedule), or normalisation "
+    "(ann.mlp(..., batch_norm=True)), which flattens the loss",
     "train_eval_gap": "batch norm's running statistics lag the weights: a lower "
     "momentum (ann.batch_norm(momentum=0.9)), or more training steps before "
     "evaluating (more epochs or a smaller batch size)",
@@ -237,6 +246,18 @@ class Thresholds(NamedTuple):
       underfit_gap: under-fitting also needs the validation loss, at the epoch
         judged, within this fraction of the training loss. 0.25: high bias
         shows on both; a wider gap is variance.
+      edge_of_stability: edge of stability when the sharpness (``sharpness``,
+        the top Hessian eigenvalue that ``fit(track_sharpness=N)`` records)
+        reaches this fraction of the stability limit 2/η of plain gradient
+        descent (``sharpness_limit``). 1: on a quadratic, gradient descent
+        with step η diverges along any curvature above 2/η; Cohen et al.
+        (2021) find the sharpness rises to 2/η and hovers there.
+      loss_spike: an exploding loss when the training loss jumps to at least
+        this multiple of the epoch before (or becomes non-finite). 2: far
+        above the epoch-to-epoch noise of a falling loss.
+      sharpening: … named as caused by the curvature when the last this many
+        sharpness measurements before the jump each rose. 3: two rises in a
+        row, the progressive sharpening of Cohen et al., not one noisy step.
     """
 
     vanishing_ratio: float = 1e-3
@@ -256,6 +277,9 @@ class Thresholds(NamedTuple):
     underfit_improvement: float = 0.5
     underfit_accuracy: float = 0.6
     underfit_gap: float = 0.25
+    edge_of_stability: float = 1.0
+    loss_spike: float = 2.0
+    sharpening: int = 3
 
     def validate(self) -> Thresholds:
         """Returns self, or raises TypeError/ValueError for a bad threshold."""
@@ -276,4 +300,5 @@ class Thresholds(NamedTuple):
             if name in fields:
                 _checks.probability(name, fields[name])
         _checks.integer("overfit_patience", self.overfit_patience, minimum=1)
+        _checks.integer("sharpening", self.sharpening, minimum=2)
         return self

@@ -9,9 +9,11 @@ only Hessian-vector products, forward-over-reverse differentiation:
    = \texttt{jax.jvp(jax.grad(L), (θ,), (v,))[1]},
 
 at about the cost of two gradients, averaged over the data batch by batch
-(:mod:`._objective`), all inside one compiled function. The linear algebra
-(Lanczos, power iteration, Hutchinson, stochastic Lanczos quadrature) is in
-:mod:`.lanczos`.
+(:func:`annjax.curvature.over_batches`), all inside one compiled function.
+The products and the linear algebra (Lanczos, power iteration, Hutchinson,
+stochastic Lanczos quadrature) are in :mod:`annjax.curvature`, the floor
+below ``training/``, whose compiled epoch measures the sharpness with the
+same code (``fit(track_sharpness=N)``).
 
 The top eigenvalue is the loss's *sharpness*: plain gradient descent with
 learning rate η is stable on a quadratic only while :math:`\lambda_{max} <
@@ -32,12 +34,12 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from annjax import _checks
 from annjax._types import Array, Layer
-from annjax.analysis import lanczos as _lanczos
-from annjax.analysis._objective import batch_loss, over_batches, prepare
+from annjax.analysis._objective import prepare
+from annjax.curvature import hvp as _hvp
+from annjax.curvature import lanczos as _lanczos
 
 __all__ = ["Density", "Spectrum", "hessian", "top_eigenvalue"]
 
@@ -78,46 +80,14 @@ class Spectrum(NamedTuple):
     density: Density | None
 
 
-def _hvp(model: Layer, loss, state, x, y, batch_size: int, params):
-    """Returns ``(flat_params, unravel, v ↦ Hv)`` on flat vectors, the data's mean."""
-    flat, unravel = ravel_pytree(params)
-
-    def hvp(v: Array) -> Array:
-        tangent = unravel(v)
-
-        def one(xb, yb):
-            def grad(p):
-                return jax.grad(batch_loss, argnums=2)(model, loss, p, state, xb, yb)
-
-            return ravel_pytree(jax.jvp(grad, (params,), (tangent,))[1])[0]
-
-        return over_batches(one, x, y, batch_size)
-
-    return flat, unravel, hvp
-
-
-def _top(hvp, flat, unravel, top_k: int, method: str, iterations: int, key):
-    """Returns the ``top_k`` eigenvalues (descending) and their vectors as pytrees."""
-    start_key, restart_key = jax.random.split(key)
-    if method == "power":
-        starts = jax.random.normal(start_key, (top_k, flat.size), flat.dtype)
-        values, vectors = _lanczos.power_iteration(hvp, starts, iterations)
-    else:
-        v0 = jax.random.normal(start_key, flat.shape, flat.dtype)
-        steps = min(iterations, flat.size)
-        alphas, betas, basis = _lanczos.lanczos(hvp, v0, steps, restart_key)
-        ritz, y = _lanczos.ritz_pairs(alphas, betas)
-        values = ritz[::-1][:top_k]
-        vectors = (basis.T @ y[:, ::-1][:, :top_k]).T
-    return values, jax.vmap(unravel)(vectors)
-
-
 def _spectrum(model, loss, batch_size, options, params, state, x, y, key):
     """The compiled body of :func:`hessian`; ``options`` is a static tuple."""
     top_k, method, iterations, trace, samples, density, probes = options
-    flat, unravel, hvp = _hvp(model, loss, state, x, y, batch_size, params)
-    top_key, trace_key, density_key = jax.random.split(key, 3)
-    values, vectors = _top(hvp, flat, unravel, top_k, method, iterations, top_key)
+    flat, unravel, hvp = _hvp.loss_hvp(model, loss, state, x, y, batch_size, params)
+    top_key, trace_key, density_key = _hvp.spectrum_keys(key)
+    values, vectors = _hvp.top_eigenpairs(
+        hvp, flat, unravel, top_k, method, iterations, top_key
+    )
     out = {"eigenvalues": values, "eigenvectors": vectors}
     if trace:
         n, dtype = flat.size, flat.dtype
@@ -220,16 +190,20 @@ def hessian(
     )
 
 
-def _top_eigenvalue(model, loss, iterations, params, state, x, y, key) -> Array:
-    flat, unravel, hvp = _hvp(model, loss, state, x, y, x.shape[0], params)
-    return _top(hvp, flat, unravel, 1, "lanczos", iterations, key)[0][0]
-
-
-_compiled_top = jax.jit(_top_eigenvalue, static_argnums=(0, 1, 2))
+_compiled_top = jax.jit(
+    _hvp.sharpness, static_argnums=(0, 1), static_argnames="iterations"
+)
 
 
 def top_eigenvalue(
-    model: Layer, params, state, batch, loss, *, iterations: int = 20, key: Array
+    model: Layer,
+    params,
+    state,
+    batch,
+    loss,
+    *,
+    iterations: int = _hvp.SHARPNESS_ITERATIONS,
+    key: Array,
 ) -> Array:
     r"""Returns :math:`\lambda_{max}` of the loss's Hessian on one batch; compiled.
 
@@ -238,7 +212,10 @@ def top_eigenvalue(
     can be called inside a jitted function (an epoch) as after one. Lanczos
     with ``iterations`` Hessian-vector products (20 are plenty for the top
     eigenvalue of a network: its Ritz value converges first). This is the
-    *sharpness* of Cohen et al. (2021), to compare with 2/lr.
+    *sharpness* of Cohen et al. (2021), to compare with 2/lr: the value of
+    :func:`hessian` with ``top_k=1`` and the same ``iterations`` and ``key``,
+    and of ``fit(track_sharpness=N)`` (:func:`annjax.curvature.sharpness`,
+    which it compiles).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -252,4 +229,6 @@ def top_eigenvalue(
       9.0
     """
     x, y = batch
-    return _compiled_top(model, loss, iterations, params, state, x, y, key)
+    return _compiled_top(
+        model, loss, params, state, x, y, iterations=iterations, key=key
+    )

@@ -45,11 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from annjax import _checks
-from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import regularizers as _regularizers
 from annjax._types import Array, Layer
 from annjax.analysis._objective import prepare
+from annjax.training.step import losses_and_metrics
 
 __all__ = ["Landscape", "loss_landscape", "random_direction"]
 
@@ -139,16 +139,7 @@ def _grid(model, loss, metrics, batch_size, chunk, params, state, x, y, dirs, po
         pred = _predictions(
             model, jax.tree.map(move, params, *dirs), state, x, batch_size
         )
-        # what the metrics read, as training.step.metric_input: σ(z) for logits
-        m_pred = (
-            jax.nn.sigmoid(pred)
-            if _losses.name_of(loss) == "sigmoid_binary_cross_entropy"
-            else pred
-        )
-        out = {"loss": _losses.get(loss)(y, pred)}
-        for m in metrics:
-            out[_metrics.name_of(m)] = _metrics.get(m)(y, m_pred)
-        return out
+        return losses_and_metrics(loss, metrics, y, pred)  # as ann.evaluate
 
     n = points.shape[0]
     padded = jnp.concatenate([points, jnp.zeros((-n % chunk, points.shape[1]))])

@@ -156,6 +156,7 @@ def setup(
     log_steps: bool = False,
     mesh=None,
     models: int | None = None,
+    track_sharpness: int | None = 0,
 ):
     """Returns ``(spec, x, y, val)``: every argument checked, data on the device.
 
@@ -202,6 +203,7 @@ def setup(
         _checks.integer("track_every", track_every, minimum=1),
         bool(log_steps),
         mesh,
+        _checks.integer("track_sharpness", track_sharpness or 0, minimum=0),
     )
     return spec, *_mesh.place_pair("train_data", (x, y), mesh), val
 

@@ -27,6 +27,7 @@ from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax._types import Array, Key, Layer
+from annjax.curvature import hvp as _curvature
 from annjax.data.batching import batches_of, num_batches
 from annjax.training import mesh as _mesh
 from annjax.training.step import (
@@ -203,6 +204,7 @@ class EpochSpec(NamedTuple):
     track_every: int = 10
     log_steps: bool = False
     mesh: Any = None  # a jax.sharding.Mesh: batches split over its "data" axis
+    track_sharpness: int = 0  # every this many epochs (0: never)
 
 
 class Plan(NamedTuple):
@@ -356,7 +358,7 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
 
 
 def finish(
-    spec: EpochSpec, ts: TrainState, logs, data, val, hyper=None
+    spec: EpochSpec, ts: TrainState, logs, data, val, hyper=None, epoch=0
 ) -> dict[str, Array]:
     """Returns the epoch's values: aggregated, the NaN guard's verdict, validated.
 
@@ -381,6 +383,11 @@ def finish(
     ``diagnose`` reads the train/eval-mode gap. A stateless model evaluates
     the same in both modes (dropout aside), so it skips this and costs
     nothing.
+
+    With ``spec.track_sharpness = N``, ``out["sharpness"]`` is the top
+    Hessian eigenvalue at epochs ``0, N, 2N, …`` (NaN at the others; see
+    :func:`_sharpness`) and ``out["sharpness_limit"]`` plain gradient
+    descent's limit 2/η when the optimizer is plain gradient descent.
     """
     x, y, steps = data
     out = _aggregate(spec, logs, x.shape[0])
@@ -401,6 +408,38 @@ def finish(
         out["lr"] = jnp.asarray(lr, jnp.float32)
     val_weight = None if hyper is None else hyper.get("val_weight")
     out.update(_evaluations(spec, ts, x, y, val, val_weight))
+    if spec.track_sharpness:
+        out.update(_sharpness(spec, ts, x, y, epoch))
+    return out
+
+
+def _sharpness(spec: EpochSpec, ts: TrainState, x, y, epoch) -> dict[str, Array]:
+    """Returns the sharpness of the epoch's final params, and its limit 2/η.
+
+    λ_max of the Hessian of the loss (evaluation-mode outputs, no penalty)
+    on a fixed batch, the first ``batch_size`` training examples, by
+    :func:`annjax.curvature.sharpness` (Lanczos, ``SHARPNESS_ITERATIONS``
+    products, from ``jax.random.key(SHARPNESS_SEED)``), at epochs that are
+    multiples of ``spec.track_sharpness``: a ``lax.cond`` on the (shared)
+    epoch, so the other epochs pay nothing and record NaN.
+    """
+    b = min(spec.batch_size, x.shape[0])
+    xb, yb = _mesh.constrain_batch((x[:b], y[:b]), spec.mesh)
+
+    def measure():
+        key = jax.random.key(_curvature.SHARPNESS_SEED)
+        value = _curvature.sharpness(
+            spec.model, spec.loss, ts.params, ts.state, xb, yb, key=key
+        )
+        return value.astype(jnp.float32)
+
+    def skip():
+        return jnp.float32(jnp.nan)
+
+    out = {"sharpness": jax.lax.cond(epoch % spec.track_sharpness == 0, measure, skip)}
+    limit = _curvature.stability_limit(ts.opt_state, ts.params)
+    if limit is not None:
+        out["sharpness_limit"] = jnp.asarray(limit, jnp.float32)
     return out
 
 
@@ -430,7 +469,7 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val
     """Returns ``(train_state, logs)`` after one whole epoch; ONE compiled call."""
     steps = plan(spec, key, epoch, x.shape[0], hyper)
     ts, logs = run_steps(spec, ts, hyper, x, y, steps)
-    return ts, finish(spec, ts, logs, (x, y, steps), val, hyper)
+    return ts, finish(spec, ts, logs, (x, y, steps), val, hyper, epoch)
 
 
 # ---------------------------------------------------------- compiled forms
@@ -443,7 +482,7 @@ MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None, 0),
     "run_steps": (None, 0, 0, None, None, 0, None, None),
-    "finish": (None, 0, 0, (None, None, 0), None, 0),
+    "finish": (None, 0, 0, (None, None, 0), None, 0, None),
 }
 
 _FUNCTIONS = {

@@ -80,6 +80,7 @@ def fit(
     log_steps: bool = False,
     mesh: Mesh | None = None,
     class_weight: Mapping[Any, float] | None = None,
+    track_sharpness: int | None = 0,
 ) -> FitResult:
     r"""Returns the trained model and its history; each epoch ONE training call.
 
@@ -167,6 +168,22 @@ def fit(
       class_weight: ``{label: weight}`` multiplying the training weight of
         every example of that label (1 for labels not named), as Keras' and
         scikit-learn's ``class_weight``; validation is not reweighted.
+      track_sharpness: every this many epochs (epochs 0, N, 2N, …; 0 or
+        None: never) record ``sharpness``, the top eigenvalue λ_max of the
+        loss's Hessian at the epoch's final params, on a fixed batch: the
+        first ``batch_size`` training examples, the loss of the
+        evaluation-mode outputs without the l1/l2 penalty. Lanczos with
+        ``annjax.curvature.SHARPNESS_ITERATIONS`` (20) Hessian-vector
+        products from ``jax.random.key(annjax.curvature.SHARPNESS_SEED)``
+        (0), inside the compiled epoch; the other epochs hold NaN. It equals
+        ``ann.analysis.hessian(model, params, state, (X[:b], y[:b]),
+        loss=loss, top_k=1, iterations=20, key=jax.random.key(0))``. For
+        plain gradient descent (an optimizer without momentum or moments,
+        whose learning rate is injected, as ``ann.sgd(lr)``) the history
+        also holds ``sharpness_limit`` = 2/lr every epoch, which
+        ``ann.diagnose`` compares with it (edge of stability). What one
+        measurement costs in training steps: ``benchmarks/README.md``
+        (``benchmarks/sharpness_cost.py``).
 
     Returns:
       A :class:`FitResult`.
@@ -202,6 +219,7 @@ def fit(
                 log_steps=log_steps,
                 mesh=mesh,
                 class_weight=class_weight,
+                track_sharpness=track_sharpness,
             )
         )
 
@@ -235,6 +253,7 @@ def fit_many(
     sample_weight: Any = None,
     val_weight: Any = None,
     class_weight: Mapping[Any, float] | None = None,
+    track_sharpness: int | None = 0,
 ) -> ManyResult:
     """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
 
@@ -310,6 +329,7 @@ def fit_many(
                 class_weight=class_weight,
                 sample_weight=sample_weight,
                 val_weight=val_weight,
+                track_sharpness=track_sharpness,
             )
         )
 

@@ -81,7 +81,7 @@ def _steps(run: Run, ts: TrainState, train_keys: Key, index):
     old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
     new, logs = _chunks(run, ts, steps)
     out = compiled("finish", run.many, run.spec)(
-        run.spec, new, logs, (run.x, run.y, steps), run.val, run.hyper
+        run.spec, new, logs, (run.x, run.y, steps), run.val, run.hyper, index
     )
     return new, out, old
 

@@ -126,6 +126,7 @@ def resolve(
     sample_weight=None,
     val_weight=None,
     class_weight=None,
+    track_sharpness: int | None = 0,
 ) -> Run:
     """Returns the :class:`Run` of ``fit`` (``many=False``, ``key``) or
     ``fit_many`` (``many=True``, ``keys``, per-model ``l1``/``l2``/``lr_scale``).
@@ -166,6 +167,7 @@ def resolve(
         log_steps=log_steps,
         mesh=mesh,
         models=models if many else None,
+        track_sharpness=track_sharpness,
     )
     per_call = calls_of(per_call, spec.model, x.shape[1:], spec.mesh)
     count = models if many else None

@@ -1,7 +1,7 @@
 r"""The spectrum of a symmetric operator known only by its products ``v ↦ Hv``.
 
-Pure, traceable linear algebra on flat vectors; :mod:`.hessian` applies it to
-Hessian-vector products. Nothing here forms ``H``.
+Pure, traceable linear algebra on flat vectors; :mod:`annjax.curvature`
+applies it to Hessian-vector products. Nothing here forms ``H``.
 
 - **Lanczos** (full reorthogonalisation): ``m`` products build an orthonormal
   basis :math:`V = [v_1 … v_m]` of the Krylov space of :math:`v_1` in which
