@@ -182,7 +182,8 @@ def gradient_flow(history: Mapping[str, Any], path: _Target = None) -> Figure:
     far below the last ones', exploding as lines climbing over epochs.
     Right, the same numbers as a heat map, layers (in network order, the
     first at the top) × epochs, on a logarithmic colour scale; zero norms
-    are left blank, non-finite ones crossed out in red.
+    are left blank, non-finite ones crossed out in red. Layers that
+    ``fit(trainable=...)`` froze are labelled "(frozen)".
 
     Args:
       history: a history with ``grad_norm/<layer>`` entries, from
@@ -206,7 +207,8 @@ def gradient_flow(history: Mapping[str, Any], path: _Target = None) -> Figure:
     plt = _pyplot()
     from matplotlib.colors import LogNorm
 
-    layers = list(grads)
+    frozen = set(per_layer(history, "frozen"))  # fit(trainable=...)'s marks
+    layers = [f"{k} (frozen)" if k in frozen else k for k in grads]
     epochs = max(len(v) for v in grads.values())
     table = np.full((len(layers), epochs), np.nan)
     for i, values in enumerate(grads.values()):

@@ -29,6 +29,7 @@ from annjax import optim as _optim
 from annjax._types import Array, Key, Layer
 from annjax.data.batching import batches_of, num_batches
 from annjax.training import mesh as _mesh
+from annjax.training.measure import frozen_layers
 from annjax.training.step import (
     evaluate_arrays,
     train_step_with_stats,
@@ -203,6 +204,8 @@ class EpochSpec(NamedTuple):
     track_every: int = 10
     log_steps: bool = False
     mesh: Any = None  # a jax.sharding.Mesh: batches split over its "data" axis
+    frozen: tuple[str, ...] = ()  # paths of the params trainable= freezes
+    validate_on: str = "params"  # or "ema": the moving average is validated
 
 
 class Plan(NamedTuple):
@@ -267,6 +270,8 @@ def run_steps(
             l2=hyper.get("l2"),
             track_gradients=track,
             augment=spec.augment,
+            frozen=spec.frozen,
+            ema=hyper.get("ema"),
         )
 
         def body(carry, inputs):
@@ -360,7 +365,10 @@ def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]
     :data:`TRAIN_EVAL_EXAMPLES` training examples (at most
     ``eval_batch_size``) are evaluated in evaluation mode too, as
     ``train_eval_loss`` (and ``train_eval_<name>`` per metric), against which
-    ``diagnose`` reads the train/eval-mode gap. A stateless model evaluates
+    ``diagnose`` reads the train/eval-mode gap. With ``validate_on="ema"``
+    the ``val_`` values are those of the moving average ``ts.ema``. With
+    the profiler on, each layer that ``trainable=`` froze whole is marked
+    ``frozen/<layer>`` (1.0). A stateless model evaluates
     the same in both modes (dropout aside), so it skips this and costs
     nothing.
     """
@@ -381,6 +389,9 @@ def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]
     lr = _optim.learning_rate(ts.opt_state)
     if lr is not None:
         out["lr"] = jnp.asarray(lr, jnp.float32)
+    if spec.track_gradients:  # the profiler's mark: no update, no "vanishing"
+        for layer in frozen_layers(ts.params, spec.frozen):
+            out[f"frozen/{layer}"] = jnp.float32(1.0)
     out.update(_evaluations(spec, ts, x, y, val))
     return out
 
@@ -392,7 +403,8 @@ def _evaluations(spec: EpochSpec, ts: TrainState, x, y, val) -> dict[str, Array]
     out = {}
     if val is not None:
         args = (spec.model, spec.loss, spec.metrics, spec.eval_batch_size)
-        logs = evaluate_arrays(*args, ts.params, ts.state, *val, mesh=spec.mesh)
+        params = ts.ema if spec.validate_on == "ema" else ts.params
+        logs = evaluate_arrays(*args, params, ts.state, *val, mesh=spec.mesh)
         out.update({f"val_{name}": value for name, value in logs.items()})
     if jax.tree_util.tree_leaves(ts.state):
         m = min(TRAIN_EVAL_EXAMPLES, spec.eval_batch_size, x.shape[0])

@@ -24,6 +24,8 @@ from annjax.training.arguments import (
     check_model,
     fit_targets,
     metric_names,
+    shape_mismatch,
+    smoothed_loss,
 )
 from annjax.training.inputs import host_array
 from annjax.training.step import (
@@ -70,20 +72,6 @@ def predict(
     return _predict(model, params, state, x, batch_size, mesh)
 
 
-def _named_shapes(tree) -> dict[str, tuple]:
-    """Returns ``{"dense_0/w": shape, "relu_1": "{}", …}`` for a params tree."""
-    # an empty dict is a leaf here: a layer without params still has a name
-    leaves = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda t: isinstance(t, dict) and not t
-    )[0]
-    return {
-        jax.tree_util.keystr(path, simple=True, separator="/"): (
-            "{}" if isinstance(leaf, dict) else tuple(np.shape(leaf))
-        )
-        for path, leaf in leaves
-    }
-
-
 def check_params(model: Layer, input_shape, params, state) -> None:
     """Raises ValueError unless params and state are shaped as ``model.init``'s.
 
@@ -92,25 +80,11 @@ def check_params(model: Layer, input_shape, params, state) -> None:
     layers they lack or add, not a bare KeyError from inside the trace.
     """
     want = abstract_init(model, tuple(input_shape))[1:]
-    pairs = zip(("params", "state"), want, (params, state), strict=True)
-    for what, expected, got in pairs:
-        expected, got = _named_shapes(expected), _named_shapes(got)
-        if expected == got:
-            continue
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
-        reshaped = [
-            f"{k}: expected {expected[k]}, got {got[k]}"
-            for k in sorted(set(expected) & set(got))
-            if expected[k] != got[k]
-        ]
-        raise ValueError(
-            f"{what}: expected the {what} of this model for inputs of shape "
-            f"{tuple(input_shape)}, got {what} of another model: missing "
-            f"{missing or 'none'}, extra {extra or 'none'}, reshaped "
-            f"{reshaped or 'none'}. Pass the {what} that fit (or this model's "
-            "init) returned."
-        )
+    for what, expected, got in zip(
+        ("params", "state"), want, (params, state), strict=True
+    ):
+        if (error := shape_mismatch(what, expected, got, input_shape)) is not None:
+            raise ValueError(error)
 
 
 def evaluate(
@@ -122,17 +96,22 @@ def evaluate(
     metrics: Sequence[str | Callable] = (),
     batch_size: int = 1024,
     mesh: Mesh | None = None,
+    *,
+    label_smoothing: float = 0.0,
 ) -> dict[str, float]:
     """Returns ``{"loss": …, metric: …}`` on ``data = (X, y)``, batched and jitted.
 
     Metrics are computed on all predictions at once (exact F1, R²…); a
     metric function ``(y_true, y_pred) -> scalar`` is keyed by its name.
     ``mesh`` splits each batch over its ``"data"`` axis, as in :func:`predict`.
+    ``label_smoothing`` α > 0 (softmax cross-entropy only) smooths the
+    targets of the loss as ``fit(label_smoothing=α)`` does, so the two agree.
     """
     check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     mesh = _mesh.check(mesh, many=False)
     _losses.get(loss)
+    loss = smoothed_loss(loss, label_smoothing)
     metrics = metric_names(metrics)
     x, y = as_arrays("data", data)
     y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]), metrics)

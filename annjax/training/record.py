@@ -31,18 +31,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from annjax import _checks
+from annjax import optim as _optim
 from annjax._types import Key, Layer
 from annjax.nn.tracing import primitives
 from annjax.training import mesh as _mesh
 from annjax.training.arguments import (
     callbacks_of,
     checkpoint_path,
+    ema_decay,
+    frozen_paths,
     penalties,
     per_model,
     setup,
+    smoothed_loss,
+    start_tree,
     steps_per_call_of,
 )
 from annjax.training.epoch import EpochSpec, held_spec
+from annjax.training.step import abstract_init
 from annjax.training.types import EarlyStopping
 
 __all__ = ["Run", "calls_of", "resolve"]
@@ -72,6 +78,8 @@ class Run(NamedTuple):
       checkpoint: where to save after every epoch, or None.
       resume: the checkpoint to continue from, or None.
       progress: whether to show a progress bar.
+      params, state: the trees to start from (``params=``, ``state=``;
+        stacked per model for ``fit_many``), or None: the initialisation's.
     """
 
     spec: EpochSpec
@@ -91,6 +99,8 @@ class Run(NamedTuple):
     checkpoint: Path | None
     resume: Path | None
     progress: bool
+    params: Any = None
+    state: Any = None
 
 
 def resolve(
@@ -121,6 +131,12 @@ def resolve(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh=None,
+    params=None,
+    state=None,
+    trainable=None,
+    label_smoothing: float = 0.0,
+    ema: float | None = None,
+    validate_on: str = "params",
 ) -> Run:
     """Returns the :class:`Run` of ``fit`` (``many=False``, ``key``) or
     ``fit_many`` (``many=True``, ``keys``, per-model ``l1``/``l2``/``lr_scale``).
@@ -138,6 +154,16 @@ def resolve(
     else:
         hyper, models, scales, swept = penalties(l1, l2), 1, None, None
         keys = jax.random.key(0) if key is None else _checks.random_key("key", key)
+    decay = ema_decay(ema, validate_on)
+    if decay is not None:
+        hyper["ema"] = jnp.full((models,) if many else (), decay, jnp.float32)
+    if resume is not None and (params is not None or state is not None):
+        raise _checks.fail(
+            "params/state",
+            "no params= or state= with resume= (the checkpoint holds them)",
+            "both",
+            "Drop one of them.",
+        )
     path = checkpoint_path("checkpoint", checkpoint)
     per_call = steps_per_call_of(steps_per_call)
     callbacks = callbacks_of(callbacks)
@@ -145,7 +171,7 @@ def resolve(
         model,
         train_data,
         val_data,
-        loss=loss,
+        loss=smoothed_loss(loss, label_smoothing),
         optimizer=optimizer,
         batch_size=batch_size,
         metrics=metrics,
@@ -159,6 +185,17 @@ def resolve(
         models=models if many else None,
     )
     per_call = calls_of(per_call, spec.model, x.shape[1:], spec.mesh)
+    shapes = abstract_init(spec.model, x.shape[1:])
+    starts = [
+        start_tree(what, want, given, x.shape[1:], models if many else None)
+        for what, want, given in zip(
+            ("params", "state"), shapes[1:], (params, state), strict=True
+        )
+    ]
+    frozen = frozen_paths(trainable, shapes[1])
+    if frozen:
+        spec = spec._replace(optimizer=_optim.freeze(spec.optimizer, frozen))
+    spec = spec._replace(frozen=frozen, validate_on=validate_on)
     return Run(
         spec=held_spec(spec),  # compiled programs never keep user functions alive
         x=x,
@@ -177,6 +214,8 @@ def resolve(
         checkpoint=path,
         resume=None if resume is None else Path(resume),
         progress=bool(progress),
+        params=starts[0],
+        state=starts[1],
     )
 
 
