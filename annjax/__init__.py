@@ -30,7 +30,7 @@ from annjax import (
     training,
 )
 from annjax._cache import count_compiles, enable_compilation_cache
-from annjax._types import Layer, takes_weights
+from annjax._types import Layer, layer_factory, takes_weights
 from annjax.analysis import plot, profiler
 from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import Finding
@@ -48,10 +48,12 @@ from annjax.nn import (
     global_avg_pool,
     layer_norm,
     max_pool,
+    mixed_precision,
     mlp,
     residual,
     resnet,
     serial,
+    summary,
 )
 from annjax.optim import adam, adamw, sgd
 from annjax.training import (
@@ -109,6 +111,7 @@ __all__ = [
     "gradient_flow",
     "init_train_state",
     "initializers",
+    "layer_factory",
     "layer_norm",
     "load",
     "load_exported",
@@ -117,6 +120,7 @@ __all__ = [
     "make_train_step",
     "max_pool",
     "metrics",
+    "mixed_precision",
     "mlp",
     "nn",
     "optim",
@@ -130,6 +134,7 @@ __all__ = [
     "save",
     "serial",
     "sgd",
+    "summary",
     "takes_weights",
     "training",
 ]

@@ -58,7 +58,7 @@ LearningRate = float | Callable[[int], float]
 def _learning_rate(value: LearningRate) -> LearningRate:
     if callable(value):
         return value
-    return _checks.positive("learning_rate", value)
+    return _checks.finite_positive("learning_rate", value)
 
 
 def _clip(clip_norm: float | None, clip_value: float | None) -> list:
@@ -254,7 +254,8 @@ def scale_learning_rate(opt_state, scale):
 
 
 def _decay(weight_decay: float, mask) -> list:
-    weight_decay = _checks.non_negative("weight_decay", weight_decay)
+    weight_decay = _checks.number("weight_decay", weight_decay)
+    weight_decay = float(_checks.penalty("weight_decay", weight_decay))
     if weight_decay == 0.0:
         return []
     return [optax.add_decayed_weights(weight_decay, mask=mask or default_mask)]

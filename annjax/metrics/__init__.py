@@ -76,6 +76,7 @@ __all__ = [
     "Streaming",
     "accuracy",
     "binary_accuracy",
+    "check_scalar",
     "confusion_matrix",
     "f1",
     "f1_macro",
@@ -205,6 +206,26 @@ def name_of(metric: str | Callable[..., Array]) -> str:
             "Define it with def, or use functools.wraps.",
         )
     return name
+
+
+def check_scalar(metric: str | Callable[..., Array], y_true, y_pred) -> None:
+    """Raises ValueError unless ``metric(y_true, y_pred)`` is one scalar.
+
+    Checked with ``jax.eval_shape`` (nothing computed) on arrays or
+    ``jax.ShapeDtypeStruct`` of a batch of 2 or more: a metric returning one
+    value per example would fill the history with arrays, and early stopping
+    would read its first element. Registered metrics pass.
+    """
+    fn = get(metric)
+    if _registered_name(fn) is not None:
+        return
+    shape = tuple(jax.eval_shape(fn, y_true, y_pred).shape)
+    if shape:
+        raise ValueError(
+            f"metrics: {name_of(metric)!r} expected a scalar (one value for all "
+            f"examples), got shape {shape} for a batch of {y_pred.shape[0]}. "
+            "Reduce the per-example values, e.g. return jnp.mean(values)."
+        )
 
 
 def streaming(name: str) -> Streaming | None:

@@ -20,6 +20,7 @@ from annjax import _checks
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
+from annjax.training import inputs as _inputs
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
 from annjax.training.inputs import check_targets, host_array
@@ -134,8 +135,8 @@ def _optimizer(optimizer) -> optax.GradientTransformation:
 
 def penalties(l1: float, l2: float) -> dict[str, Array]:
     """Returns the dynamic hyper-parameters of the step: the penalties present."""
-    l1 = _checks.non_negative("l1", l1)
-    l2 = _checks.non_negative("l2", l2)
+    l1 = float(_checks.penalty("l1", _checks.number("l1", l1)))
+    l2 = float(_checks.penalty("l2", _checks.number("l2", l2)))
     return {name: jnp.float32(v) for name, v in (("l1", l1), ("l2", l2)) if v > 0}
 
 
@@ -184,10 +185,12 @@ def setup(
         val = (xv, yv)
     out_shape = output_shape(model, x.shape[1:])
     y = fit_targets("train_data", y, loss, out_shape, metrics)
+    _inputs.check_link(model, loss)
+    _inputs.check_functions(y, loss, out_shape, metrics)
     if val is not None:
         yv = fit_targets("val_data", val[1], loss, out_shape, metrics)
         val = _mesh.place_pair("val_data", (val[0], yv), mesh)
-    _mesh.check_batch("batch_size", min(batch_size, x.shape[0]), mesh)
+    _mesh.check_batch("batch_size", batch_size, mesh, x.shape[0])
     spec = EpochSpec(
         model,
         loss,
@@ -374,8 +377,7 @@ def per_model(keys, l1, l2, lr_scale):
     l2s, n = _per_model("l2", l2, n)
     scales, n = _per_model("lr_scale", lr_scale, n)
     n = 1 if n is None else n
-    if not all(((v >= 0) & np.isfinite(v)).all() for v in (l1s, l2s)):
-        raise _checks.fail("l1/l2", "finite values >= 0", (l1, l2))
+    _checks.penalty("l1", l1s), _checks.penalty("l2", l2s)
     if not ((scales > 0) & np.isfinite(scales)).all():
         raise _checks.fail("lr_scale", "finite values > 0", lr_scale)
     keys = jax.random.split(jax.random.key(0), n) if keys is None else keys
@@ -566,7 +568,7 @@ def start_tree(what: str, expected, given, input_shape, models: int | None):
     return given
 
 
-def _named_shapes(tree) -> dict[str, tuple]:
+def named_shapes(tree) -> dict[str, tuple]:
     """Returns ``{"dense_0/w": shape, "relu_1": "{}", …}`` for a params tree."""
     # an empty dict is a leaf here: a layer without params still has a name
     leaves = jax.tree_util.tree_flatten_with_path(
@@ -578,15 +580,9 @@ def _named_shapes(tree) -> dict[str, tuple]:
     }
 
 
-def shape_mismatch(what: str, expected, got, input_shape) -> str | None:
-    """Returns the error for a tree ``got`` not shaped as ``expected``, or None.
-
-    The message names the arrays missing, extra and reshaped (paths such as
-    ``dense_0/w``).
-    """
-    expected, got = _named_shapes(expected), _named_shapes(got)
-    if expected == got:
-        return None
+def shape_diff(expected, got) -> tuple[list, list, list]:
+    """Returns the paths missing from ``got``, extra in it, and reshaped
+    (both :func:`named_shapes`)."""
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     reshaped = [
@@ -594,10 +590,23 @@ def shape_mismatch(what: str, expected, got, input_shape) -> str | None:
         for k in sorted(set(expected) & set(got))
         if expected[k] != got[k]
     ]
+    return missing, extra, reshaped
+
+
+def shape_mismatch(what: str, expected, got, input_shape) -> str | None:
+    """Returns the error for a tree ``got`` not shaped as ``expected``, or None.
+
+    The message names the arrays missing, extra and reshaped (paths such as
+    ``dense_0/w``).
+    """
+    expected, got = named_shapes(expected), named_shapes(got)
+    if expected == got:
+        return None
+    missing, extra, reshaped = shape_diff(expected, got)
     return (
         f"{what}: expected the {what} of this model for inputs of shape "
         f"{tuple(input_shape)}, got {what} of another model: missing "
         f"{missing or 'none'}, extra {extra or 'none'}, reshaped "
         f"{reshaped or 'none'}. Pass the {what} that fit (or this model's "
-        "init) returned."
+        "init) returned, or data of the shape the model was trained on."
     )

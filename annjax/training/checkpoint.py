@@ -109,11 +109,32 @@ def write(path: Path, kind: str, body: dict, fmt: int = _FORMAT) -> Path:
     return path
 
 
+def _open_mode() -> int:
+    """Returns the mode ``open()`` gives a new file: 0o666 less the umask.
+
+    Read from /proc on Linux; elsewhere reading it means setting it for a
+    moment (to the strictest mask, so a file another thread makes then is
+    private rather than open).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0o600; open() obeys the umask
+            os.fchmod(fd, _open_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

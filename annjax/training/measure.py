@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from annjax._types import COMBINATOR_KINDS, Array, Layer, Tap, weights_kwarg
+from annjax._types import Array, Layer, Tap, takes_probe, weights_kwarg
 
 __all__ = [
     "SATURATION_THRESHOLD",
@@ -159,7 +159,7 @@ def probe_apply(model: Layer, params, state, x, *, key=None, train=False, weight
     reach the model if it takes them (see :func:`annjax._types.takes_weights`).
     """
     extra = weights_kwarg(model, weights)
-    if model.kind in COMBINATOR_KINDS:
+    if takes_probe(model):  # a combinator, or from_flax: taps its activations
         probe: dict = {}
         y, state = model.apply(
             params, state, x, key=key, train=train, probe=probe, **extra

@@ -81,15 +81,52 @@ def size(mesh: Mesh | None, axis: str) -> int:
     return 1 if mesh is None else int(mesh.shape.get(axis, 1))
 
 
-def check_batch(name: str, batch_size: int, mesh: Mesh | None) -> None:
-    """Raises ValueError unless ``batch_size`` splits evenly over ``"data"``."""
-    n = size(mesh, DATA)
-    if batch_size % n:
+def check_batch(
+    name: str, batch_size: int, mesh: Mesh | None, n: int | None = None
+) -> None:
+    """Raises ValueError unless the batch splits evenly over ``"data"``.
+
+    With ``n`` (the number of examples), ``batch_size`` is the one asked for
+    and the batch is ``min(batch_size, n)``; fewer examples than devices is
+    named as such, since no batch size can fix it.
+    """
+    d = size(mesh, DATA)
+    batch = batch_size if n is None else min(batch_size, n)
+    if not batch % d:
+        return
+    if n is not None and n < d:
         raise ValueError(
-            f"{name}: expected a multiple of the {n} devices of the mesh's "
-            f"'data' axis, got {batch_size}. Every device takes an equal part "
-            f"of each batch: use batch_size={n * max(1, round(batch_size / n))}."
+            f"train_data: expected at least {d} examples, one per device of the "
+            f"mesh's 'data' axis, got {n}. Every device takes an equal part of "
+            f"each batch: use a mesh of at most {n} devices on 'data' (e.g. "
+            f"Mesh(np.array(jax.devices()[:{n}]), ('data',))), or more data."
         )
+    cut = (
+        f" (batch_size={batch_size} cut to the {n} examples)"
+        if batch < batch_size
+        else ""
+    )
+    fit = d * max(1, batch // d)
+    raise ValueError(
+        f"{name}: expected a multiple of the {d} devices of the mesh's "
+        f"'data' axis, got {batch}{cut}. Every device takes an equal part of "
+        f"each batch: use batch_size={fit}."
+    )
+
+
+def follow_data(mesh: Mesh | None, *arrays: Any) -> Mesh | None:
+    """Returns ``mesh``, or when None the mesh the first spread array lies on.
+
+    Computation follows data, as in JAX: ``predict``/``evaluate`` of an X
+    laid over a mesh (a ``NamedSharding``) run on that mesh without
+    ``mesh=``. The mesh is checked as if it were passed.
+    """
+    if mesh is not None:
+        return mesh
+    for a in arrays:
+        if is_spread(a) and isinstance(a.sharding, NamedSharding):
+            return check(a.sharding.mesh, many=False)
+    return None
 
 
 def check_models(n_models: int, mesh: Mesh | None) -> None:

@@ -41,7 +41,7 @@ from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax import regularizers as _regularizers
-from annjax._types import Array, Key, Layer, Shape, weights_kwarg
+from annjax._types import Array, Key, Layer, Shape, init_result, weights_kwarg
 from annjax.training import measure as _profiler
 from annjax.training import mesh as _mesh
 from annjax.training.types import TrainState
@@ -66,7 +66,7 @@ def init_train_state(
 
     The params, state and optimizer state are made by ONE compiled call,
     cached per (model, optimizer, input shape): equal models (equal
-    ``Layer.config``) and equal optimizers (memoised by :mod:`annjax.optim`)
+    ``Layer.identity``) and equal optimizers (memoised by :mod:`annjax.optim`)
     share it, so a second ``fit`` compiles nothing for its initialisation.
     ``dtype`` (e.g. float64 for float64 data under x64) recasts the float32
     params and state; other dtypes (a layer's own ``param_dtype``) are kept.
@@ -157,7 +157,8 @@ def abstract_init(model: Layer, input_shape: Shape):
     shapes = []
 
     def trace(key):
-        out_shape, params, state = model.init(key, tuple(input_shape))
+        out = init_result(f"model {model.kind}", model.init(key, tuple(input_shape)))
+        out_shape, params, state = out
         shapes.append(tuple(int(d) for d in out_shape))  # static, read at trace
         return params, state
 
