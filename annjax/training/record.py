@@ -65,7 +65,8 @@ class Run(NamedTuple):
       keys: the user's key (``fit``) or keys (``fit_many``, shape (models,));
         the initialisation splits each into (init key, training key).
       hyper: the step's dynamic hyper-parameters, name → value (``l1``,
-        ``l2`` when set; per model for ``fit_many``).
+        ``l2`` when set, ``ema``: the moving average's decay when asked;
+        per model for ``fit_many``).
       lr_scale: ``fit_many``'s learning-rate factor per model, or None.
       swept: ``fit_many``'s per-model hyper-parameters as ``result.hyper``
         reports them (``l1``, ``l2``, ``lr_scale``), or None for ``fit``.
