@@ -1,6 +1,7 @@
 """annjax: the ANN lecture as pure, compiled JAX functions, with a profiler.
 
-The functional API (see the README and ``docs/architecture.md``)::
+The functional API (the guide and the API reference: ``docs/``; the map:
+``docs/architecture.md``)::
 
     import annjax as ann
     model = ann.mlp([256, 256, 10], activation="relu")

@@ -107,10 +107,14 @@ class Identity(NamedTuple):
       factory: the undecorated factory function (``dense``, ``serial``…).
       arguments: ``((name, key), …)`` in the signature's order, each value
         made hashable by :func:`argument_key`.
+      built: the identity of the layer the factory returned, when it was
+        itself made by a factory (``mlp`` builds a ``serial``), else None; it
+        follows from the arguments, and :func:`children` reads it.
     """
 
     factory: Callable[..., Layer]
     arguments: tuple[tuple[str, Any], ...]
+    built: Identity | None = None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{name}={value!r}" for name, value in self.arguments)
@@ -131,6 +135,36 @@ def _decoded(key: Any) -> Any:
     if isinstance(key, tuple) and key[:1] == ("sequence",):
         return tuple(_decoded(v) for v in key[1])
     return key
+
+
+def _layers_in(value: Any) -> list[Layer]:
+    if isinstance(value, Layer):
+        return [value]
+    if isinstance(value, tuple):
+        return [layer for v in value for layer in _layers_in(v)]
+    return []
+
+
+def children(layer: Layer) -> tuple[Layer, ...]:
+    """Returns the layers a layer is made of, in order; () for a leaf layer.
+
+    They are the layers among its bound arguments (``serial``'s layers,
+    ``residual``'s block and projection, the model ``mixed_precision``
+    wraps), or, when it has none, those of the layer its factory built
+    (``mlp`` and ``resnet`` build a ``serial``). Read from the identity that
+    :func:`layer_factory` records, so no list of children is kept by hand.
+    """
+    identity = layer.identity
+    while identity is not None:
+        found = [
+            child
+            for name, _ in identity.arguments
+            for child in _layers_in(identity.argument(name))
+        ]
+        if found:
+            return tuple(found)
+        identity = identity.built
+    return ()
 
 
 class _ByObject:
@@ -228,7 +262,7 @@ def layer_factory(factory: Callable[..., Layer]) -> Callable[..., Layer]:
         arguments = tuple(
             (name, argument_key(value)) for name, value in bound.arguments.items()
         )
-        return layer._replace(identity=Identity(factory, arguments))
+        return layer._replace(identity=Identity(factory, arguments, layer.identity))
 
     return make
 

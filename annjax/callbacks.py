@@ -21,10 +21,24 @@ file gets a ``model`` column and one row per model and epoch. A model that
 has stopped has NaN values, as in the history.
 
 Examples:
-  >>> tb = ann.callbacks.TensorBoard("runs/relu", histograms=True)
-  >>> log = ann.callbacks.CSVLogger("runs/relu.csv")
-  >>> ann.fit(model, (X, y), track_gradients=True, callbacks=[tb, log])
-  $ tensorboard --logdir runs
+  Two epochs of a small model, logged to a CSV file and read back (a
+  TensorBoard callback is passed the same way; view it with
+  ``tensorboard --logdir runs``):
+
+  >>> import os, tempfile, jax, numpy as np
+  >>> import annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+  >>> y = (X[:, 0] > 0).astype("int32")
+  >>> path = os.path.join(tempfile.mkdtemp(), "relu.csv")
+  >>> log = ann.callbacks.CSVLogger(path)
+  >>> r = ann.fit(ann.mlp([8, 2]), (X, y), epochs=2, batch_size=16,
+  ...             metrics=("accuracy",), callbacks=[log], progress=False,
+  ...             key=jax.random.key(0))
+  >>> rows = ann.callbacks.read_csv(path)
+  >>> sorted(rows)
+  ['accuracy', 'epoch', 'loss', 'lr']
+  >>> len(rows["loss"])
+  2
 
 The event files are written with tensorboardX (``pip install
 "annjax[tensorboard]"``), a small writer that needs neither TensorFlow nor

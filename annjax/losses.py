@@ -349,7 +349,7 @@ CLASSIFICATION = frozenset(
     if fn in (cross_entropy, softmax_cross_entropy)
 )
 
-#: Names (aliases included) of the binary losses: ``y_true`` holds 0/1 targets
+#: Names (aliases included) of the binary losses, whose ``y_true`` holds 0/1 targets
 #: (or probabilities) of ``y_pred``'s shape, one independent class per unit.
 BINARY = frozenset(
     name

@@ -21,13 +21,22 @@ time, so a second ``fit`` with an equal optimizer reuses the compiled epoch
 (arguments that cannot be hashed, such as an array, just build a new one).
 
 Examples:
-  >>> import jax.numpy as jnp, annjax as ann
-  >>> params = {"dense_0": {"w": jnp.ones((2, 3)), "b": jnp.zeros(2)}}
+  One step on a weight matrix and a bias, every gradient 1: clipping scales the
+  gradient (norm √8) to norm 1, decay adds λ w to the weights only, and the
+  learning rate scales the sum, w ← w − α (d + λ w):
+
+  >>> import jax, jax.numpy as jnp
+  >>> import annjax as ann
   >>> opt = ann.sgd(0.1, momentum=0.9, weight_decay=1e-4, clip_norm=1.0)
+  >>> params = {"dense_0": {"w": jnp.ones((2, 3)), "b": jnp.zeros(2)}}
   >>> opt_state = opt.init(params)
-  >>> round(float(ann.optim.learning_rate(opt_state)), 6)
-  0.1
-  >>> ann.sgd(0.1) is ann.sgd(0.1)  # memoised: equal optimizers share programs
+  >>> grads = jax.tree.map(jnp.ones_like, params)
+  >>> updates, opt_state = opt.update(grads, opt_state, params)
+  >>> updates["dense_0"]["b"]  # −0.1 / √8
+  Array([-0.03535534, -0.03535534], dtype=float32)
+  >>> updates["dense_0"]["w"][0]  # −0.1 (1/√8 + 1e-4 · 1)
+  Array([-0.03536534, -0.03536534, -0.03536534], dtype=float32)
+  >>> ann.sgd(0.1) is ann.sgd(0.1)  # memoised: equal optimizers, one compiled epoch
   True
 """
 

@@ -50,7 +50,8 @@ class Workload:
 
     Attributes:
       name: the name in tables, JSON and ``--only``.
-      kind: ``train`` (an MLP trained with Adam) or ``gemm``; it selects the
+      kind: ``train`` (an MLP trained with Adam), ``gemm``, ``cold`` or
+        ``landscape`` (:mod:`impl_landscape`); it selects the
         measurement protocol in ``worker.py``.
       title: one line for the report.
       config: the full run's settings.
@@ -147,6 +148,21 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             "run_keras",
             ("keras", "jax", "sklearn"),
             env=_KERAS_ENV,
+        ),
+        Implementation(
+            "annjax-landscape",
+            "annjax",
+            "impl_landscape",
+            "make_annjax",
+            ("annjax",),
+            quick=True,
+        ),
+        Implementation(
+            "torch-landscape",
+            "peer",
+            "impl_landscape",
+            "make_torch",
+            ("torch", "loss_landscapes", "pyhessian"),
         ),
         Implementation(
             "numpy-gemm", "ceiling", "impl_gemm", "make_numpy", ("numpy",), quick=True
@@ -253,6 +269,25 @@ WORKLOADS: dict[str, Workload] = {
             },
             {"architectures": ("none", "relu"), "seeds": 2, "epochs": 2},
             ("annjax-cold", "annjax-warm", "jax-cold", "keras-cold"),
+        ),
+        Workload(
+            "landscape",
+            "landscape",
+            "Loss landscape and curvature: a 41×41 filter-normalised slice and "
+            "λ_max by 100 power iterations, 64-32-32-10 ReLU MLP, digits (1,797)",
+            {
+                "sizes": (64, 32, 32, 10),
+                "n_samples": 1797,
+                "data": "digits",
+                "resolution": 41,
+                "span": 1.0,
+                "chunk": 64,
+                "iterations": 100,
+                "repeats": 3,
+            },
+            {"n_samples": 256, "resolution": 9, "iterations": 10, "repeats": 1},
+            ("annjax-landscape", "torch-landscape"),
+            in_quick=False,  # its peer needs torch; run it with --only landscape
         ),
         Workload(
             "gemm",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
+from impl_landscape import torch_grid_as_annjax
 from registry import IMPLEMENTATIONS, PEER_GROUP, REFERENCE, WORKLOADS
 
 #: The lead's targets: (label, workload, what is compared, bound).
@@ -19,9 +21,22 @@ TARGETS = (
     ("annjax cold ≥ 5 × faster than Keras", "cold", "cold_vs_keras", 5.0),
     ("annjax warm cache ≥ 10 × faster than Keras", "cold", "warm_vs_keras", 10.0),
     ("annjax cold ≤ hand-written JAX cold (time ratio)", "cold", "cold_vs_jax", 1.0),
+    ("annjax slice ≥ 10 × faster than loss-landscapes", "landscape", "slice", 10.0),
+    ("annjax λ_max ≥ 10 × faster than PyHessian", "landscape", "top_eigenvalue", 10.0),
+    ("slice values agree within 1e-4 (max relative)", "landscape", "agreement", 1e-4),
 )
 #: Target kinds met by a ratio at least the bound (the others: at most).
-_AT_LEAST = ("speed", "track", "steps", "cold_vs_keras", "warm_vs_keras")
+_AT_LEAST = (
+    "speed",
+    "track",
+    "steps",
+    "cold_vs_keras",
+    "warm_vs_keras",
+    "slice",
+    "top_eigenvalue",
+)
+#: The landscape workload's two implementations: (annjax, peer).
+_LANDSCAPE = ("annjax-landscape", "torch-landscape")
 #: The cold targets: kind → (numerator, denominator) of the time ratio.
 _COLD = {
     "cold_vs_keras": ("keras-cold", "annjax-cold"),
@@ -63,6 +78,8 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     for name, recs in by_workload.items():
         if WORKLOADS[name].kind == "cold":
             summary["workloads"][name] = {"rows": cold_rows(_ok(recs))}
+        if WORKLOADS[name].kind == "landscape":
+            summary["workloads"][name] = {"rows": landscape_rows(_ok(recs))}
         if WORKLOADS[name].kind != "train":
             continue
         ok = _ok(recs)
@@ -108,7 +125,27 @@ def cold_rows(ok: dict[str, dict]) -> dict[str, dict]:
     return rows
 
 
+def landscape_rows(ok: dict[str, dict]) -> dict[str, Any]:
+    """Returns the peer/annjax time ratios (steady and first call) of both tasks,
+    the slices' max relative difference and the eigenvalues' relative one."""
+    a, t = (ok.get(name) for name in _LANDSCAPE)
+    if a is None or t is None:
+        return {}
+    out: dict[str, Any] = {}
+    for task in ("slice", "top_eigenvalue"):
+        out[task] = t[task]["median_s"] / a[task]["median_s"]
+        out[task + "_first"] = t[task]["first_s"] / a[task]["first_s"]
+    mine = np.asarray(a["slice"]["value"])
+    mask, theirs = torch_grid_as_annjax(np.asarray(t["slice"]["value"]))
+    out["agreement"] = float(np.max(np.abs(mine - theirs)[mask] / np.abs(theirs)[mask]))
+    la, lt = a["top_eigenvalue"]["value"], t["top_eigenvalue"]["value"]
+    out["eigenvalue_difference"] = abs(la - lt) / abs(lt)
+    return out
+
+
 def _target_value(kind: str, ok: dict[str, dict]) -> float | None:
+    if kind in ("slice", "top_eigenvalue", "agreement"):
+        return landscape_rows(ok).get(kind)
     if kind in _COLD:
         num, den = _COLD[kind]
         if num in ok and den in ok:
@@ -219,6 +256,33 @@ def _cold_table(recs: list[dict], rows: dict[str, dict]) -> list[str]:
     return out
 
 
+def _landscape_table(recs: list[dict], rows: dict) -> list[str]:
+    out = [
+        "| implementation | slice s (first) | λ_max s (first) | λ_max |",
+        "|---|---|---|---|",
+    ]
+    for r in recs:
+        if r["status"] != "ok":
+            out.append(f"| {r['impl']} | {r['status']}: {r.get('reason', '')} | | |")
+            continue
+        s, e = r["slice"], r["top_eigenvalue"]
+        out.append(
+            f"| {r['impl']} | {s['median_s']:.3f} ({s['first_s']:.2f}) | "
+            f"{e['median_s']:.3f} ({e['first_s']:.2f}) | {e['value']:.6g} |"
+        )
+    if rows:
+        out += [
+            "",
+            f"annjax is {rows['slice']:.1f} × faster on the slice "
+            f"({rows['slice_first']:.1f} × on the first call, compilation "
+            f"included) and {rows['top_eigenvalue']:.1f} × on λ_max "
+            f"({rows['top_eigenvalue_first']:.1f} ×); the slices differ by at most "
+            f"{rows['agreement']:.2g} (relative), the eigenvalues by "
+            f"{rows['eigenvalue_difference']:.2g}.",
+        ]
+    return out
+
+
 def markdown(meta: dict, records: list[dict], summary: dict) -> str:
     """Returns the report: environment, one table per workload, the targets."""
     threads = meta["threads"]
@@ -257,6 +321,8 @@ def markdown(meta: dict, records: list[dict], summary: dict) -> str:
             out += ["", *_train_table(recs, info), ""]
         elif workload.kind == "cold":
             out += [*_cold_table(recs, summary["workloads"][name]["rows"]), ""]
+        elif workload.kind == "landscape":
+            out += [*_landscape_table(recs, summary["workloads"][name]["rows"]), ""]
         else:
             out += [*_gemm_table(recs), ""]
     out += [

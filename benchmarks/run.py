@@ -209,6 +209,9 @@ def _describe(r: dict) -> str:
         return f"{r['gflops']['median']:.1f} GFLOP/s"
     if "wall_s" in r:
         return f"fresh process {r['wall_s']:.2f} s (cache: {r['cache']})"
+    if "slice" in r:
+        s, e = r["slice"], r["top_eigenvalue"]
+        return f"slice {s['median_s']:.3f} s, λ_max {e['median_s']:.3f} s"
     s = r["samples_per_s"]
     return (
         f"{s['median']:,.0f} samples/s [{s['min']:,.0f}–{s['max']:,.0f}], "

@@ -13,6 +13,8 @@ The factories in ``impl_*.py`` follow two protocols:
   work is done and returns the last training loss.
 * ``gemm``: ``factory(n) -> matmul()``, which computes one n×n×n float32
   product and waits for it.
+* ``landscape``: ``factory(config, problem) -> {"slice": f,
+  "top_eigenvalue": g}`` (:mod:`impl_landscape`), each timed alone.
 * ``cold``: ``factory(config) -> accuracies`` is a whole program
   (:mod:`impl_cold`); it runs in a fresh interpreter started by this worker,
   timed from start to exit (imports and compilation included).
@@ -190,7 +192,43 @@ def measure_cold(factory, config: dict[str, Any], options: dict) -> dict[str, An
     return {"wall_s": wall, "cpu_s": cpu, "accuracy": accuracy, "cache": cache}
 
 
-PROTOCOLS = {"train": measure_train, "gemm": measure_gemm, "cold": measure_cold}
+def measure_landscape(factory, config: dict[str, Any], options: dict) -> dict:
+    """Returns each runner's first-call and steady times, and its values.
+
+    ``factory(config, problem) -> {"slice": f, "top_eigenvalue": g}``
+    (:mod:`impl_landscape`); the first call of each includes compilation,
+    then ``repeats`` timed calls.
+    """
+    import impl_landscape
+
+    prob = impl_landscape.problem(config)
+    runners = factory(config, prob, **options)
+    out: dict[str, Any] = {"data": prob["source"]}
+    for name, run in runners.items():
+        start = time.perf_counter()
+        value = run()
+        first = time.perf_counter() - start
+        times = []
+        for _ in range(config["repeats"]):
+            gc.collect()
+            t = time.perf_counter()
+            value = run()
+            times.append(time.perf_counter() - t)
+        out[name] = {
+            "first_s": first,
+            "repeat_s": times,
+            "median_s": statistics.median(times),
+            "value": np.asarray(value, np.float64).tolist(),
+        }
+    return out
+
+
+PROTOCOLS = {
+    "train": measure_train,
+    "gemm": measure_gemm,
+    "cold": measure_cold,
+    "landscape": measure_landscape,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -4,13 +4,21 @@ Not an example itself. Every script builds its command line with :func:`parser`,
 prepares its data with :func:`prepare` (split, imputation and standardisation
 fitted on the training split only), scores a trained model on several splits
 with one compiled :func:`annjax.predict` call (:func:`predict_parts`), prints
-:func:`print_table` and draws :func:`plot_curves`.
+:func:`print_table` and draws :func:`plot_curves`. Its ``main`` is wrapped in
+:func:`writes_report`, which writes what it printed to ``<out>/<script>.md``, the
+file the documentation includes (so no quoted output is pasted by hand).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+import contextlib
+import functools
+import io
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -55,6 +63,77 @@ def figure_path(out: Path, name: str) -> Path:
     path = (out / name if out.is_dir() or not out.suffix else out).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the real stdout and keeps a copy."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _out_dir(argv: Sequence[str]) -> Path:
+    """The folder ``--out`` names (a figure file's folder), else examples/out."""
+    out = OUT_DIR
+    for i, arg in enumerate(argv):
+        if arg == "--out" and i + 1 < len(argv):
+            out = Path(argv[i + 1])
+        elif arg.startswith("--out="):
+            out = Path(arg.removeprefix("--out="))
+    return out.parent if out.suffix and not out.is_dir() else out
+
+
+def _command(name: str, argv: Sequence[str]) -> str:
+    """The command that reproduces a run, without where it wrote its files."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--out", "--data-dir"):
+            skip = True
+        elif not arg.startswith(("--out=", "--data-dir=")):
+            kept.append(arg)
+    return " ".join(["python", f"examples/{name}.py", *kept])
+
+
+def report_text(name: str, argv: Sequence[str], printed: str, seconds: float) -> str:
+    """The Markdown report of one run: the command, what it printed, its wall time."""
+    return (
+        f"<!-- written by examples/{name}.py; do not edit: rerun the command -->\n"
+        f"`{_command(name, argv)}`\n\n```text\n{printed.rstrip()}\n```\n\n"
+        f"Wall time {seconds:.1f} s, compilation included (jax {jax.__version__}, "
+        f"{jax.default_backend()}, {platform.machine()}).\n"
+    )
+
+
+def writes_report(name: str) -> Callable:
+    """Wraps an example's ``main(argv)``: what it prints also goes to
+    ``<out>/<name>.md`` (:func:`report_text`), whose path joins the returned dict
+    as ``"report"``. The docs include these files, never a copy."""
+
+    def wrap(main: Callable[[list[str] | None], dict]) -> Callable:
+        @functools.wraps(main)
+        def run(argv: list[str] | None = None) -> dict:
+            argv = list(sys.argv[1:] if argv is None else argv)
+            tee = _Tee(sys.stdout)
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(tee):
+                result = main(argv)
+            seconds = time.perf_counter() - start
+            path = figure_path(_out_dir(argv), f"{name}.md")
+            path.write_text(report_text(name, argv, tee.copy.getvalue(), seconds))
+            return {**result, "report": str(path)}
+
+        return run
+
+    return wrap
 
 
 def prepare(
@@ -183,6 +262,7 @@ def plot_curves(
 
     matplotlib.use("Agg")  # files only; no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
     axes = np.atleast_1d(axes)
@@ -197,11 +277,13 @@ def plot_curves(
                         label=model if j == 0 else None,
                     )
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         if names[0].endswith("loss"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7)
+    # beside the last panel, so that it covers no curve
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

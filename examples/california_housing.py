@@ -70,6 +70,7 @@ def load(data_dir: str | None) -> tuple[ann.datasets.Dataset, str]:
         )
 
 
+@_common.writes_report("california_housing")
 def main(argv: list[str] | None = None) -> dict:
     """Trains the three regressors; returns their test RMSE, MAE and R²."""
     args = _common.parser(__doc__, "california_housing.png").parse_args(argv)

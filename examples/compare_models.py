@@ -130,6 +130,7 @@ def report(rows, seeds: int) -> dict:
     return best
 
 
+@_common.writes_report("compare_models")
 def main(argv: list[str] | None = None) -> dict:
     """Runs the comparison; returns the per-model figures and the best model."""
     p = _common.parser(__doc__, "compare_models.png")

@@ -58,6 +58,7 @@ def load(data_dir: str | None) -> tuple[ann.datasets.Dataset, str]:
         )
 
 
+@_common.writes_report("diabetes")
 def main(argv: list[str] | None = None) -> dict:
     """Trains both classifiers; returns their test accuracy, precision, recall, F1."""
     args = _common.parser(__doc__, "diabetes.png").parse_args(argv)

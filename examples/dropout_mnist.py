@@ -35,6 +35,7 @@ from annjax.analysis.diagnose import diagnose
 RATES = (0.0, 0.2, 0.5)
 
 
+@_common.writes_report("dropout_mnist")
 def main(argv: list[str] | None = None) -> dict:
     """Trains the MLP once per dropout rate; returns each rate's loss gap."""
     p = _common.parser(__doc__, "dropout_mnist.png")

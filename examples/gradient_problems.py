@@ -41,6 +41,7 @@ MODELS = {
 }
 
 
+@_common.writes_report("gradient_problems")
 def main(argv: list[str] | None = None) -> dict:
     """Trains the three deep MLPs; returns each one's findings, gradient ratio
     (first layer over output layer) and figure."""
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         if i:  # the first model's figure is the script's figure; then _1, _2
             path = path.with_name(f"{path.stem}_{i}{path.suffix}")
         figures.append(str(path))
-        ann.plot.gradient_flow(h, path=path)
+        ann.plot.gradient_flow(h, path=path, title=f"MLP {DEPTH} x {WIDTH}, {name}")
         print(f"gradient-flow figure: {path}\n")
         out[name] = {
             "kinds": sorted({f.kind for f in findings}),

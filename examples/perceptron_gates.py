@@ -23,6 +23,7 @@ import annjax as ann
 GATES = ("and", "or", "nand", "nor", "xor")
 
 
+@_common.writes_report("perceptron_gates")
 def main(argv: list[str] | None = None) -> dict:
     """Trains a perceptron per gate and an MLP on XOR; returns the accuracies."""
     args = _common.parser(__doc__, "perceptron_gates.png", data=False).parse_args(argv)

@@ -96,6 +96,7 @@ def _sweep(splits, fit_args) -> dict[str, tuple[ann.FitResult, str]]:
     }
 
 
+@_common.writes_report("regularization")
 def main(argv: list[str] | None = None) -> dict:
     """Trains every variant; returns their scores and diagnoses."""
     args = _common.parser(__doc__, "regularization.png").parse_args(argv)

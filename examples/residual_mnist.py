@@ -74,6 +74,7 @@ def _ratio(history) -> float:
     return float(grads[0][-1] / grads[-1][-1])
 
 
+@_common.writes_report("residual_mnist")
 def main(argv: list[str] | None = None) -> dict:
     """Trains the plain CNN and the ResNet; returns their scores and findings."""
     args = _common.parser(__doc__, "residual_mnist.png").parse_args(argv)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         histories[name], findings[name] = h, ann.diagnose(h)
         path = _common.figure_path(args.out, "residual_mnist.png")
         path = path.with_name(f"{path.stem}_{'resnet' if i else 'plain'}.png")
-        ann.plot.gradient_flow(h, path=path)
+        ann.plot.gradient_flow(h, path=path, title=name)
         figures.append(str(path))
     _report(rows, findings)
     figure = _common.plot_curves(

@@ -48,11 +48,19 @@ def vanished(epoch: int, logs: dict) -> bool:
     return norms["grad_norm/dense_0"] < 1e-6 * norms[last]
 
 
+@_common.writes_report("watch_runs")
 def main(argv: list[str] | None = None) -> dict:
     """Trains the three runs with the callbacks; returns their files and figure."""
     p = _common.parser(__doc__, "watch_runs.png", data=False)
     p.add_argument("--logdir", default=None, help="default: <out folder>/runs")
     args = p.parse_args(argv)
+    try:  # before any training: ann.callbacks.TensorBoard needs it
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "watch_runs.py writes TensorBoard files with tensorboardX, which is not "
+            'installed: pip install -e ".[examples]" (or "annjax[tensorboard]")'
+        ) from None
     figure = _common.figure_path(args.out, "watch_runs.png")
     logdir = Path(args.logdir or figure.parent / "runs")
     data_key, train_key = jax.random.split(jax.random.key(args.seed))
@@ -112,8 +120,9 @@ def _plot(history: dict, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
     layers = sorted(
         (k for k in history if k.startswith("grad_norm/dense_")),
         key=lambda k: int(k.rsplit("_", 1)[1]),
@@ -122,7 +131,9 @@ def _plot(history: dict, path) -> None:
     for name, color in zip(layers, colors, strict=True):
         left.semilogy(history[name], color=color, label=name.split("/")[1])
     left.set(title="layer/grad_norm/<layer> (sigmoid run)", xlabel="epoch")
-    left.legend(fontsize=6, ncol=2)
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # beside the axes, so that it covers no line
+    left.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     steps = history["step_loss"]
     right.plot(steps, lw=0.6, color="tab:orange")
     right.set(title="step_loss (log_steps=True)", xlabel="step", ylabel="loss")

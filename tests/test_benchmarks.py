@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # benchmarks/ is a folder of scripts, not a package: import them from there.
 sys.path.insert(0, str(BENCH))
 try:
+    import impl_landscape
     import registry
     import report
     import run
@@ -50,7 +52,7 @@ def test_only_rejects_unknown_names():
 def test_every_workload_names_registered_implementations():
     for workload in registry.WORKLOADS.values():
         assert set(workload.implementations) <= set(registry.IMPLEMENTATIONS)
-        assert workload.kind in ("train", "gemm", "cold")
+        assert workload.kind in ("train", "gemm", "cold", "landscape")
 
 
 def test_cold_targets_compare_the_right_runs():
@@ -136,6 +138,7 @@ def test_quick_run_writes_well_formed_json_and_markdown(tmp_path):
         "track",
         "steps",
         "cold",
+        "landscape",
     }
     cold = summary["workloads"]["cold"]["rows"]
     assert cold["jax-cold"]["this_over_jax"] == 1.0
@@ -156,3 +159,33 @@ def test_quick_run_writes_well_formed_json_and_markdown(tmp_path):
         assert len(rows) == len(impls)
         for row, impl in zip(rows, impls, strict=True):
             assert row.startswith(f"| {impl} ")
+
+
+def test_landscape_rows_map_the_peer_grid_and_take_ratios():
+    rng = np.random.default_rng(0)
+    grid = rng.uniform(1, 2, (5, 5))
+    # loss-landscapes' even columns hold the points j + 1 (it steps first)
+    peer = np.vstack(
+        [np.append(grid[i, 1:], 9.0) if i % 2 == 0 else grid[i] for i in range(5)]
+    )
+    mask, mapped = impl_landscape.torch_grid_as_annjax(peer)
+    assert mask.sum() == 25 - 3  # the even columns' j = 0 has no peer point
+    np.testing.assert_array_equal(mapped[mask], grid[mask])
+
+    def rec(impl, slice_s, eig_s, values, lam):
+        return {
+            "impl": impl,
+            "status": "ok",
+            "slice": {"median_s": slice_s, "first_s": 2 * slice_s, "value": values},
+            "top_eigenvalue": {"median_s": eig_s, "first_s": eig_s, "value": lam},
+        }
+
+    ok = {
+        "annjax-landscape": rec("annjax-landscape", 0.1, 0.2, grid.tolist(), 10.0),
+        "torch-landscape": rec("torch-landscape", 2.0, 1.0, peer.tolist(), 10.1),
+    }
+    rows = report.landscape_rows(ok)
+    assert rows["slice"] == pytest.approx(20.0)
+    assert rows["top_eigenvalue"] == pytest.approx(5.0)
+    assert rows["agreement"] == 0.0
+    assert rows["eigenvalue_difference"] == pytest.approx(0.1 / 10.1)

@@ -390,3 +390,35 @@ def test_the_loss_and_metrics_are_freed_after_fit_returns():
     del loss, hits
     gc.collect()
     assert [ref() for ref in refs] == [None, None]
+
+
+_SWAPPED = """
+import numpy as np, annjax as ann
+ann.enable_compilation_cache()
+x = np.random.default_rng(0).normal(size=(20, 4)).astype("f4")
+ann.fit(ann.mlp([8, 2]), (x, (x[:, 0] > 0).astype("i4")), epochs=1, progress=False)
+print("{}")
+"""
+
+
+def test_swapped_cache_entries_fail_with_the_fix_named(tmp_path):
+    # JAX does not check that an entry belongs to the program it is read for:
+    # two entries swapped fail as its bare AssertionError; annjax names the fix
+    folder = tmp_path / "xla"
+    _run(_SWAPPED, {"ANNJAX_CACHE_DIR": str(folder)}, tmp_path)
+    entries = sorted(folder.glob("*-cache"), key=lambda p: p.stat().st_size)
+    small, large = entries[0], entries[-1]
+    data = small.read_bytes(), large.read_bytes()
+    small.write_bytes(data[1])
+    large.write_bytes(data[0])
+    full = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    full.update(
+        {"HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    )
+    full["ANNJAX_CACHE_DIR"] = str(folder)
+    out = subprocess.run(
+        [sys.executable, "-c", _SWAPPED], env=full, capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert "AssertionError" in out.stderr
+    assert f"rm -rf {folder}" in out.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -40,7 +41,75 @@ def run(load, name: str, out: Path) -> dict:
     figure = Path(result["figure"])
     assert figure.resolve() == (out / f"{name}.png").resolve()
     assert figure.is_file() and figure.stat().st_size > 0
+    assert_report_matches(name, Path(result["report"]))
     return result
+
+
+def printed(report: str) -> list[str]:
+    """The lines a script printed, from its report (examples/out/<name>.md)."""
+    return report.split("```text\n", 1)[1].rsplit("\n```", 1)[0].splitlines()
+
+
+def shape(report: str) -> dict:
+    """What a report prints regardless of the numbers: its command (less
+    ``--quick``), each table's header and row names, or its ``== section``
+    names."""
+    lines = printed(report)
+    tables = []
+    for i, line in enumerate(lines):
+        if i and re.fullmatch(r"-+( +-+)+", line.strip()):
+            rows = []
+            for row in lines[i + 1 :]:
+                cells = re.split(r"\s{2,}", row.strip())
+                if len(cells) < 2:  # a blank line or prose ends the table
+                    break
+                rows.append(cells[0])
+            tables.append((lines[i - 1].split(), rows))
+    command = re.search(r"`(python examples/[^`]*)`", report).group(1)
+    # A report without a table prints one "== <model>: ..." section per model; a
+    # report with tables may list findings under "== <model>" for some models
+    # only (which ones depends on the run), so its tables are its shape.
+    sections = [ln.split(":")[0] for ln in lines if ln.startswith("== ")]
+    return {
+        "command": command.replace(" --quick", ""),
+        "tables": tables,
+        "sections": [] if tables else sections,
+    }
+
+
+def assert_report_matches(name: str, quick: Path) -> None:
+    """The report the docs include (examples/out/<name>.md, written by the script)
+    has the shape of what the script prints now, in --quick mode: same command,
+    same tables (headers and row names), same sections. A script whose output
+    changed without its committed report being rewritten fails here."""
+    committed = EXAMPLES / "out" / f"{name}.md"
+    assert committed.is_file(), f"run `python examples/{name}.py` to write {committed}"
+    text = committed.read_text()
+    assert f"written by examples/{name}.py" in text
+    assert shape(quick.read_text()) == shape(text), (
+        f"examples/out/{name}.md is stale: rerun `python examples/{name}.py`"
+    )
+
+
+def test_docs_include_every_report_and_quote_none():
+    """The docs show the scripts' outputs by including their reports, and every
+    report they include belongs to a script."""
+    docs = EXAMPLES.parent / "docs"
+    pages = [*docs.glob("*.md"), *docs.glob("guide/*.md")]
+    included = set()
+    for page in pages:
+        for target in re.findall(r"```\{include\} (\S+)", page.read_text()):
+            path = (page.parent / target).resolve()
+            assert path.is_file(), f"{page.name} includes {target}, which is missing"
+            assert path.parent == (EXAMPLES / "out").resolve()
+            assert (EXAMPLES / f"{path.stem}.py").is_file()
+            included.add(path.stem)
+    scripts = {p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")}
+    assert included == scripts
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    for report in (EXAMPLES / "out").glob("*.md"):
+        tables = [ln for ln in printed(report.read_text()) if "  " in ln.strip()]
+        assert not any(ln in readme for ln in tables), f"README quotes {report.name}"
 
 
 def test_compare_models(load, tmp_path, capsys):
@@ -174,3 +243,18 @@ def test_regularization(load, tmp_path, capsys):
         assert row["diagnose"]
     assert rows["nothing"]["test acc"] > 0.3  # well above chance (0.1)
     assert "fit_many sweep" in capsys.readouterr().out
+
+
+def test_loss_landscape(load, tmp_path, capsys):
+    result = run(load, "loss_landscape", tmp_path)
+    rows = result["results"]
+    assert list(rows) == ["plain", "residual"]
+    for row in rows.values():
+        assert row["λ1"] >= row["λ2"] >= row["λ3"]
+        assert row["plane: max loss"] >= row["train loss"] * 0.99
+    # the claim shown: the residual twin trains further on a smoother plane
+    assert rows["residual"]["train loss"] < rows["plain"]["train loss"]
+    assert rows["residual"]["plane: max loss"] < rows["plain"]["plane: max loss"]
+    assert all(len(v) == 7 for v in result["sharpness"].values())  # steps 0..120
+    assert all(Path(f).is_file() for f in result["figures"])
+    assert "2/η" in capsys.readouterr().out and "λ_max" in result["table"]

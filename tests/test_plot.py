@@ -117,12 +117,51 @@ def test_gradient_flow_crosses_out_non_finite_norms():
     assert sorted(map(tuple, crosses.get_offsets())) == [(2, 0), (2, 2)]
 
 
-def test_gradient_flow_names_only_the_ends_of_a_deep_network():
-    h = {f"grad_norm/dense_{2 * i}": np.ones(2) for i in range(20)}
-    lines = plot.gradient_flow(h).axes[0]
-    assert len(lines.get_lines()) == 20
-    legend = [t.get_text() for t in lines.get_legend().get_texts()]
-    assert legend == ["dense_0", "dense_38"]
+def test_gradient_flow_names_every_layer_of_a_deep_network_in_a_colour_bar():
+    h = {f"grad_norm/dense_{2 * i}": np.ones(2) * (i + 1) for i in range(20)}
+    fig = plot.gradient_flow(h)
+    lines, _, _, layer_bar = fig.axes
+    assert len(lines.get_lines()) == 20 and lines.get_legend() is None
+    names = [f"dense_{2 * i}" for i in range(20)]
+    assert [t.get_text() for t in layer_bar.get_yticklabels()] == names
+    # each line's colour is its layer's band in the bar
+    mappable = layer_bar._colorbar.mappable  # the bar's colour of layer i
+    bands = [mappable.to_rgba(i) for i in range(20)]
+    colours = [line.get_color() for line in lines.get_lines()]
+    np.testing.assert_allclose(np.asarray(colours), bands)
+
+
+def test_gradient_flow_legend_lies_below_the_lines(tmp_path):
+    fig = plot.gradient_flow(history())
+    fig.savefig(tmp_path / "flow.png")  # lays the figure out
+    lines = fig.axes[0]
+    legend = lines.get_legend().get_window_extent()
+    assert legend.y1 < lines.get_window_extent().y0
+
+
+def test_history_legends_lie_below_the_curves(tmp_path):
+    fig = plot.history(history())
+    fig.savefig(tmp_path / "curves.png")
+    for ax in fig.axes:
+        assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0
+
+
+@pytest.mark.parametrize("epochs", [3, 7, 40])
+def test_epoch_ticks_are_integers(epochs, tmp_path):
+    h = history(epochs)
+    for fig in (plot.history(h), plot.gradient_flow(h)):
+        fig.savefig(tmp_path / "f.png")
+        for ax in fig.axes[:2]:
+            ticks = [t for t in ax.get_xticks() if 0 <= t <= epochs - 1]
+            assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_figures_name_the_model_in_the_title():
+    fig = plot.gradient_flow(history(), title="ResNet + batch norm")
+    assert fig.get_suptitle() == "gradient flow: ResNet + batch norm"
+    fig = plot.history(history(), title="3 x ReLU")
+    assert fig.get_suptitle() == "learning curves: 3 x ReLU"
+    assert plot.history(history()).get_suptitle() == "learning curves"
 
 
 def test_gradient_flow_without_gradients_raises():

@@ -164,7 +164,7 @@ def test_fit_many_gives_the_same_models_at_any_k(data):
 def test_auto_runs_a_convolution_one_step_per_call_on_the_cpu():
     import flax.linen as nn
 
-    from annjax.training.mesh import steps_per_call as steps_per_call_for
+    from annjax.training.record import calls_of as steps_per_call_for
 
     conv = ann.from_flax(nn.Conv(4, (3, 3)))
     cpu = jax.devices()[0].platform == "cpu"

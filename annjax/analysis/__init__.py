@@ -9,15 +9,24 @@ remedies (vocabulary in :mod:`.findings`); :mod:`.plot` draws them.
 from annjax.analysis import plot
 from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import KINDS, REMEDIES, Finding, Findings, Thresholds
+from annjax.analysis.hessian import Density, Spectrum, hessian, top_eigenvalue
+from annjax.analysis.landscape import Landscape, loss_landscape, random_direction
 from annjax.analysis.profiler import gradient_flow
 
 __all__ = [
     "KINDS",
     "REMEDIES",
+    "Density",
     "Finding",
     "Findings",
+    "Landscape",
+    "Spectrum",
     "Thresholds",
     "diagnose",
     "gradient_flow",
+    "hessian",
+    "loss_landscape",
     "plot",
+    "random_direction",
+    "top_eigenvalue",
 ]

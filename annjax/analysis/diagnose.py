@@ -13,8 +13,21 @@ Epochs are 0-based indices into the history arrays, like
 ``FitResult.best_epoch``.
 
 Examples:
-  >>> result = ann.fit(model, (X, y), val_data=(Xv, yv), track_gradients=True)
-  >>> print(ann.diagnose(result.history))  # one per line, or "healthy: no finding"
+  Usually ``ann.diagnose(ann.fit(..., track_gradients=True).history)``; here a
+  history written by hand, whose validation loss turns up after epoch 2:
+
+  >>> import numpy as np
+  >>> import annjax as ann
+  >>> history = {
+  ...     "loss": np.array([1.0, 0.5, 0.3, 0.2, 0.1, 0.05]),
+  ...     "val_loss": np.array([1.0, 0.6, 0.5, 0.6, 0.7, 0.8]),
+  ... }
+  >>> print(ann.diagnose(history))  # doctest: +NORMALIZE_WHITESPACE
+  overfitting (epoch 2): the validation loss reached its minimum 0.5 in epoch 2,
+  then rose to 0.8 (+60%) by epoch 5 while the training loss fell from 0.3 to
+  0.05; epoch 2's model generalises best
+      remedy: more data (or augmentation), dropout, L1/L2 penalties (l1=, l2=),
+      early stopping (ann.EarlyStopping(patience=...))
 """
 
 from __future__ import annotations
@@ -321,7 +334,19 @@ def diagnose(history: Mapping[str, Any], **thresholds: float) -> Findings:
         that is not one value per epoch.
 
     Examples:
-      >>> ann.diagnose(result.history, vanishing_ratio=1e-4, overfit_rise=0.2)
+      A rise of the validation loss counts as over-fitting from
+      ``overfit_rise`` (a fraction of its minimum) on:
+
+      >>> import numpy as np
+      >>> import annjax as ann
+      >>> history = {
+      ...     "loss": np.array([1.0, 0.5, 0.3, 0.2, 0.1, 0.05]),
+      ...     "val_loss": np.array([1.0, 0.6, 0.5, 0.6, 0.7, 0.8]),
+      ... }
+      >>> [f.kind for f in ann.diagnose(history)]  # +60% > the default
+      ['overfitting']
+      >>> print(ann.diagnose(history, overfit_rise=1.0))  # +60% < 100%
+      healthy: no finding
     """
     if unknown := sorted(thresholds.keys() - set(Thresholds._fields)):
         raise TypeError(

@@ -7,10 +7,25 @@ the non-interactive Agg backend is chosen. Every function returns the
 (PNG for a ``.png`` path), creating the parent directories.
 
 Examples:
-  >>> result = ann.fit(model, (X, y), val_data=(Xv, yv), track_gradients=True)
-  >>> ann.plot.history(result.history, log=True, path="out/curves.png")
-  >>> ann.plot.gradient_flow(result.history, path="out/gradient_flow.png")
-  >>> ann.plot.activations(path="out/activations.png")
+  Usually of ``ann.fit(..., track_gradients=True).history``, with ``path=`` to
+  write the image; here a history written by hand:
+
+  >>> import numpy as np
+  >>> import annjax as ann
+  >>> history = {
+  ...     "loss": np.array([1.0, 0.6, 0.4]),
+  ...     "val_loss": np.array([1.1, 0.8, 0.7]),
+  ...     "grad_norm/dense_0": np.array([1e-3, 2e-3, 2e-3]),
+  ...     "grad_norm/dense_2": np.array([0.5, 0.4, 0.4]),
+  ... }
+  >>> fig = ann.plot.history(history, title="MLP 64-10")
+  >>> fig.get_suptitle(), [ax.get_title() for ax in fig.axes]
+  ('learning curves: MLP 64-10', ['loss'])
+  >>> fig = ann.plot.gradient_flow(history, title="MLP 64-10")
+  >>> [t.get_text() for t in fig.axes[1].get_yticklabels()]
+  ['dense_0', 'dense_2']
+  >>> len(ann.plot.activations().axes)
+  8
 """
 
 from __future__ import annotations
@@ -34,7 +49,7 @@ from annjax.analysis.findings import per_layer
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["activations", "gradient_flow", "history"]
+__all__ = ["activations", "gradient_flow", "history", "landscape", "spectrum"]
 
 _Target = str | os.PathLike | None  # where to write a figure
 
@@ -114,7 +129,11 @@ def _epoch_axis(ax, epochs: int) -> None:
 
 
 def history(
-    history: Mapping[str, Any], log: bool = False, path: _Target = None
+    history: Mapping[str, Any],
+    log: bool = False,
+    path: _Target = None,
+    *,
+    title: str | None = None,
 ) -> Figure:
     """Returns the learning curves: training against validation, one panel each.
 
@@ -131,9 +150,12 @@ def history(
         where lower is better, such as ``mse``), which span decades;
         accuracy-like metrics in [0, 1] keep a linear axis.
       path: where to write the figure (e.g. ``"out/curves.png"``), or None.
+      title: the model (or run) the curves are of, put in the figure's title
+        ("learning curves: <title>").
 
     Returns:
-      The ``matplotlib.figure.Figure``, one axes per loss/metric.
+      The ``matplotlib.figure.Figure``, one axes per loss/metric; each
+      panel's legend lies below its axes, never over the curves.
 
     Raises:
       ValueError: if the history holds no loss or metric.
@@ -146,7 +168,7 @@ def history(
             f"history), got the keys {sorted(history)}."
         )
     plt = _pyplot()
-    fig, axes = _grid(plt, len(names))
+    fig, axes = _grid(plt, len(names), height=3.8)
     for ax, name in zip(axes, names, strict=True):
         for key, label, style in (
             (name, "training", "-"),
@@ -168,18 +190,25 @@ def history(
         )
         if log and _lower_is_better(name):
             ax.set_yscale("log")
-        ax.legend(fontsize="small")
-    fig.suptitle("learning curves")
+        # Below the axes, so that it hides no curve.
+        ax.legend(
+            fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2
+        )
+    fig.suptitle(f"learning curves: {title}" if title else "learning curves")
     fig.tight_layout()
     return _finish(fig, path)
 
 
-def gradient_flow(history: Mapping[str, Any], path: _Target = None) -> Figure:
+def gradient_flow(
+    history: Mapping[str, Any], path: _Target = None, *, title: str | None = None
+) -> Figure:
     """Returns the per-layer gradient norms over epochs, as lines and as a heat map.
 
     Left, one line per layer (log y axis, colour from the first layer, dark,
     to the last, light): vanishing gradients show as the first layers' lines
     far below the last ones', exploding as lines climbing over epochs.
+    Up to 12 layers a legend below the axes names every line; past that, a
+    colour bar of the layers (one colour per layer, each named) does.
     Right, the same numbers as a heat map, layers (in network order, the
     first at the top) × epochs, on a logarithmic colour scale; zero norms
     are left blank, non-finite ones crossed out in red. Layers that
@@ -189,10 +218,12 @@ def gradient_flow(history: Mapping[str, Any], path: _Target = None) -> Figure:
       history: a history with ``grad_norm/<layer>`` entries, from
         ``fit(..., track_gradients=True)`` (or the FitResult).
       path: where to write the figure, or None.
+      title: the model the history is of, put in the figure's title
+        ("gradient flow: <title>").
 
     Returns:
       The ``matplotlib.figure.Figure``: the line axes, the heat-map axes and
-      its colour bar.
+      its colour bar, then (past 12 layers) the colour bar of the lines.
 
     Raises:
       ValueError: if the history has no gradient norms.
@@ -220,19 +251,15 @@ def gradient_flow(history: Mapping[str, Any], path: _Target = None) -> Figure:
     fig, (lines, heat) = plt.subplots(1, 2, figsize=(13, height))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(layers)))
     for i, (layer, row) in enumerate(zip(layers, table, strict=True)):
-        # Past a dozen layers the legend would hide the lines; the heat map
-        # names every layer, the legend then only the first and the last.
-        named = len(layers) <= 12 or i in (0, len(layers) - 1)
-        label = layer if named else "_nolegend_"
-        lines.plot(np.arange(epochs), row, marker=".", color=colours[i], label=label)
+        lines.plot(np.arange(epochs), row, marker=".", color=colours[i], label=layer)
     lines.set(yscale="log", ylabel="‖∂L/∂θ‖ (mean over steps)")
     lines.set_title("gradient norm per layer (dark: first, light: last)")
     _epoch_axis(lines, epochs)
     lines.grid(alpha=0.3, which="both")
-    # Below the axes, so that it hides no line.
-    lines.legend(
-        fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=6
-    )
+    if len(layers) <= 12:  # below the axes, so that it hides no line
+        lines.legend(
+            fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=6
+        )
     finite = table[np.isfinite(table)]
     low, high = (finite.min(), finite.max()) if finite.size else (0.1, 10.0)
     norm = LogNorm(low, high) if low < high else LogNorm(low / 10, high * 10)
@@ -253,8 +280,25 @@ def gradient_flow(history: Mapping[str, Any], path: _Target = None) -> Figure:
         heat.legend(fontsize="x-small", loc="upper right")
     heat.tick_params(axis="y", labelsize="small")
     fig.colorbar(image, ax=heat, label="gradient norm (log scale)")
+    if len(layers) > 12:  # a legend of every line would hide them: a colour bar
+        _layer_colour_bar(fig, lines, colours, layers)
+    fig.suptitle(f"gradient flow: {title}" if title else "gradient flow")
     fig.tight_layout()
     return _finish(fig, path)
+
+
+def _layer_colour_bar(fig, ax, colours, layers: list[str]) -> None:
+    """A colour bar beside ``ax`` with one band per layer, each named."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    bands = ScalarMappable(
+        norm=BoundaryNorm(np.arange(len(layers) + 1) - 0.5, len(layers)),
+        cmap=ListedColormap(colours),
+    )
+    bar = fig.colorbar(bands, ax=ax, ticks=range(len(layers)), label="layer")
+    bar.ax.set_yticklabels(layers, fontsize="x-small")
+    bar.ax.invert_yaxis()  # the first layer at the top, as in the heat map
 
 
 #: The lecture's activation functions, as (title, function of a scalar z).
@@ -303,5 +347,86 @@ def activations(path: _Target = None) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
     fig.suptitle("activation functions f (solid) and their derivatives f′ (dashed)")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def landscape(results: Any, path: _Target = None, log: bool = False) -> Figure:
+    """Returns loss-landscape slices: 1-D as curves, 2-D as contour and surface.
+
+    Args:
+      results: one ``ann.analysis.Landscape`` or a mapping ``name ->
+        Landscape`` (drawn side by side, e.g. a plain network and its residual
+        twin). 1-D slices share one axes; each 2-D slice gets a filled contour
+        of the loss (left) and a 3-D surface (right), its row titled by name.
+      path: where to write the figure, or None.
+      log: draw log10 of the loss (deep nets' slices span decades).
+
+    Returns:
+      The ``matplotlib.figure.Figure``.
+    """
+    named = dict(results) if isinstance(results, Mapping) else {"": results}
+    plt = _pyplot()
+
+    def values(r):
+        z = np.asarray(r.loss, np.float64)
+        return np.log10(np.maximum(z, 1e-12)) if log else z
+
+    label = "log10 loss" if log else "loss"
+    if all(np.ndim(r.loss) == 1 for r in named.values()):
+        fig, (ax,) = _grid(plt, 1, width=5.5, height=3.8)
+        for name, r in named.items():
+            ax.plot(np.asarray(r.coords), values(r), marker=".", label=name or None)
+        ax.set(xlabel="α (along the direction)", ylabel=label)
+        ax.grid(alpha=0.3)
+        if len(named) > 1 or "" not in named:
+            ax.legend(fontsize="small")
+    else:
+        fig = plt.figure(figsize=(9.5, 4.0 * len(named)))
+        for row, (name, r) in enumerate(named.items()):
+            c, z = np.asarray(r.coords), values(r)
+            a, b = np.meshgrid(c, c, indexing="ij")
+            ax = fig.add_subplot(len(named), 2, 2 * row + 1)
+            filled = ax.contourf(a, b, z, levels=30, cmap="viridis")
+            ax.contour(a, b, z, 15, colors="white", linewidths=0.4, linestyles="solid")
+            fig.colorbar(filled, ax=ax, label=label)
+            ax.plot([0], [0], "r+", ms=10)
+            ax.set(title=f"{name} (contour)".strip(), xlabel="α", ylabel="β")
+            ax3 = fig.add_subplot(len(named), 2, 2 * row + 2, projection="3d")
+            ax3.plot_surface(a, b, z, cmap="viridis", linewidth=0)
+            ax3.set(title=f"{name} (surface)".strip(), xlabel="α", ylabel="β")
+            ax3.set_zlabel(label)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def spectrum(result: Any, path: _Target = None, sigma: float | None = None) -> Figure:
+    """Returns the Hessian's eigenvalue density (stochastic Lanczos quadrature).
+
+    The density of ``ann.analysis.hessian(..., density=True)`` (or its
+    ``Density``) smoothed by a Gaussian of width ``sigma`` (default: 1 % of
+    the range), on a log y axis as Ghorbani et al. (2019) draw it: the bulk
+    near 0 and the few outliers both show. A Spectrum's top eigenvalues are
+    marked by dashed lines.
+
+    Returns:
+      The ``matplotlib.figure.Figure``, one axes.
+    """
+    density = getattr(result, "density", result)
+    if not hasattr(density, "smooth"):
+        raise ValueError(
+            "plot.spectrum: expected hessian(..., density=True) or its Density, "
+            f"got {type(result).__name__} without a density."
+        )
+    nodes = np.asarray(density.nodes)
+    pad = 0.05 * max(float(np.ptp(nodes)), 1e-12)
+    grid = np.linspace(nodes.min() - pad, nodes.max() + pad, 1000)
+    plt = _pyplot()
+    fig, (ax,) = _grid(plt, 1, width=5.5, height=3.8)
+    ax.semilogy(grid, np.maximum(density.smooth(grid, sigma), 1e-12), lw=1.5)
+    for value in np.atleast_1d(np.asarray(getattr(result, "eigenvalues", []))):
+        ax.axvline(float(value), color="red", ls="--", lw=0.8)
+    ax.set(xlabel="eigenvalue λ", ylabel="density", title="Hessian spectrum")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _finish(fig, path)

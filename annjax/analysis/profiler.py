@@ -52,8 +52,17 @@ def gradient_flow(
     ``from_flax`` models included (parameter paths such as ``Dense_0``).
 
     Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
+      >>> model = ann.mlp([4, 1], activation="tanh")
+      >>> _, params, state = model.init(jax.random.key(0), (3,))
+      >>> x, y = jnp.ones((8, 3)), jnp.zeros((8, 1))
       >>> flow = ann.gradient_flow(model, params, state, (x, y), "mse")
-      >>> flow["grad_norm/dense_0"]
+      >>> sorted(flow)  # doctest: +NORMALIZE_WHITESPACE
+      ['grad_norm/dense_0', 'grad_norm/dense_2', 'param_norm/dense_0',
+       'param_norm/dense_2', 'saturation/tanh_1']
+      >>> flow["grad_norm/dense_0"] > 0
+      True
     """
     x, y = batch
     flow = _measure(model, _losses.get(loss), bool(train), params, state, x, y, key)

@@ -38,7 +38,7 @@ from jax.scipy.ndimage import map_coordinates
 from annjax import _checks
 
 Array = jax.Array
-#: The type of every augmentation: ``fn(key, images) -> images``.
+#: The type of every augmentation, ``fn(key, images) -> images``.
 Augmentation = Callable[[Array, Array], Array]
 
 __all__ = [

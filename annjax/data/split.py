@@ -277,7 +277,7 @@ class Standardizer(NamedTuple):
                   σ_j = \sqrt{\frac1n \sum_i (x_{ij} - μ_j)^2}
 
         NaNs are ignored (``nanmean``/``nanstd``). A constant feature
-        (σ ≤ 10·ε·|μ|, rounding noise) gets σ = 1 so it maps to 0 instead of
+        (``σ ≤ 10·ε·|μ|``, rounding noise) gets σ = 1 so it maps to 0 instead of
         dividing by zero; an all-NaN feature gets μ = 0, σ = 1.
 
         Raises:

@@ -70,9 +70,18 @@ def read_idx(
       FileNotFoundError: if the file does not exist.
 
     Examples:
-      >>> images = read_idx("t10k-images-idx3-ubyte.gz")  # doctest: +SKIP
-      >>> images.shape, images.dtype  # doctest: +SKIP
-      ((10000, 28, 28), dtype('uint8'))
+      MNIST's test images read as ``(10000, 28, 28)`` uint8; here a file of two
+      blank 28 × 28 images, written with its header (magic ``0x00000803``:
+      unsigned bytes, 3 dimensions; then the sizes, big-endian):
+
+      >>> import gzip, os, struct, tempfile
+      >>> from annjax.datasets import read_idx
+      >>> path = os.path.join(tempfile.mkdtemp(), "images-idx3-ubyte.gz")
+      >>> with gzip.open(path, "wb") as f:
+      ...     _ = f.write(struct.pack(">I3I", 0x00000803, 2, 28, 28) + bytes(2 * 784))
+      >>> images = read_idx(path, expected_magic=0x00000803)
+      >>> images.shape, images.dtype
+      ((2, 28, 28), dtype('uint8'))
     """
     name = os.fspath(path)
     data = _read_bytes(path)

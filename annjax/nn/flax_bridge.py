@@ -297,14 +297,20 @@ def from_flax(
         and ``key`` is None.
 
     Examples:
-      >>> import flax.linen as nn
+      >>> import jax, numpy as np, flax.linen as nn
+      >>> import annjax as ann
       >>> class MLP(nn.Module):
       ...     @nn.compact
       ...     def __call__(self, x, train: bool = False):
-      ...         x = nn.relu(nn.Dense(64)(x))
+      ...         x = nn.relu(nn.Dense(16)(x))
       ...         x = nn.Dropout(0.1, deterministic=not train)(x)
-      ...         return nn.Dense(10)(x)
-      >>> result = ann.fit(ann.from_flax(MLP()), (X, y), epochs=5)
+      ...         return nn.Dense(3)(x)
+      >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+      >>> y = np.arange(32) % 3
+      >>> result = ann.fit(ann.from_flax(MLP()), (X, y), epochs=2,
+      ...                  batch_size=16, progress=False, key=jax.random.key(0))
+      >>> sorted(result.params)  # flax's own names
+      ['Dense_0', 'Dense_1']
     """
     import flax.linen as nn
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from annjax import _checks
+from annjax import _checks, _types
 from annjax._types import Layer, Shape
 
 __all__ = ["LayerSummary", "Summary", "flops", "summary"]
@@ -126,29 +126,13 @@ def _layer_flops(layer: Layer, params, state, x):
     return jax.eval_shape(run, params, state, x), flops(run, params, state, x)
 
 
-def _children(layer: Layer) -> list[Layer]:
-    """Returns the Layers in ``layer.config`` (a combinator's children), in order."""
-    found: list[Layer] = []
-
-    def walk(item) -> None:
-        if isinstance(item, Layer):
-            found.append(item)
-        elif isinstance(item, tuple | list):
-            for part in item:
-                walk(part)
-
-    for part in layer.config or ():
-        walk(part)
-    return found
-
-
 def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
 def _rows(layer: Layer, params, state, x, path: str) -> tuple[list, object]:
     """Returns the rows of ``layer`` on the example batch ``x``, and its output."""
-    children = _children(layer)
+    children = _types.children(layer)
     names = [f"{c.kind}_{i}" for i, c in enumerate(children)]
     if layer.kind == "serial" and names and all(n in params for n in names):
         rows = []

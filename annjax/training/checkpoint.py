@@ -285,7 +285,7 @@ def restore_train_state(saved: TrainState | None, fresh: TrainState) -> TrainSta
 # ------------------------------------------------------------------ resume
 
 
-def resume(run, fresh: TrainState, keys):
+def resume(run, fresh: TrainState, train_keys):
     """Returns ``(train_state, progress)`` to continue the run saved at
     ``run.resume``.
 
@@ -317,7 +317,7 @@ def resume(run, fresh: TrainState, keys):
     ts = restore_train_state(previous.train_state, fresh)
     ts = ts._replace(opt_state=_optim.with_hyperparams(ts.opt_state, fresh.opt_state))
     got = set(previous.history)
-    want_names = _loop.history_names(run, ts, keys)
+    want_names = _loop.history_names(run, ts, train_keys)
     if got != want_names:
         raise ValueError(
             "resume: expected a checkpoint recording the same history as this run "

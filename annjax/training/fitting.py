@@ -32,6 +32,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -109,13 +110,13 @@ def fit(
 
     Args:
       model: an annjax Layer (``ann.mlp``, ``ann.serial``, ``ann.from_flax``).
-      train_data: ``(X, y)``; X of shape (n, *input_shape); y integer labels,
+      train_data: ``(X, y)``; X of shape ``(n, *input_shape)``; y integer labels,
         one-hot rows, or targets of the model's output shape ((n,) is taken as
         (n, 1) for a one-output model).
       val_data: ``(X_val, y_val)``, evaluated after every epoch.
       loss: a name from :func:`annjax.losses.get` or a function
         ``(y_true, y_pred, reduction)``. A custom loss gets ``y`` as given:
-        integer labels of shape (n, *output[:-1]) stay int32, other targets
+        integer labels of shape ``(n, *output[:-1])`` stay int32, other targets
         are float32 of the output's shape.
       optimizer: any optax transformation; default ``ann.sgd(0.01)``.
       epochs: epochs to run in this call (on resume: more epochs).
@@ -204,38 +205,40 @@ def fit(
       ValueError, TypeError: for any invalid argument or data, before
         anything compiles.
     """
-    run = resolve(
-        model,
-        train_data,
-        val_data,
-        key=key,
-        l1=l1,
-        l2=l2,
-        loss=loss,
-        optimizer=optimizer,
-        epochs=epochs,
-        batch_size=batch_size,
-        metrics=metrics,
-        early_stopping=early_stopping,
-        augment=augment,
-        track_gradients=track_gradients,
-        track_every=track_every,
-        progress=progress,
-        resume=resume,
-        checkpoint=checkpoint,
-        eval_batch_size=eval_batch_size,
-        steps_per_call=steps_per_call,
-        callbacks=callbacks,
-        log_steps=log_steps,
-        mesh=mesh,
-        params=params,
-        state=state,
-        trainable=trainable,
-        label_smoothing=label_smoothing,
-        ema=ema,
-        validate_on=validate_on,
-    )
-    return train(run)
+    with _cache_named_on_failure():
+        return train(
+            resolve(
+                model,
+                train_data,
+                val_data,
+                key=key,
+                l1=l1,
+                l2=l2,
+                loss=loss,
+                optimizer=optimizer,
+                epochs=epochs,
+                batch_size=batch_size,
+                metrics=metrics,
+                early_stopping=early_stopping,
+                augment=augment,
+                track_gradients=track_gradients,
+                track_every=track_every,
+                progress=progress,
+                resume=resume,
+                checkpoint=checkpoint,
+                eval_batch_size=eval_batch_size,
+                steps_per_call=steps_per_call,
+                callbacks=callbacks,
+                log_steps=log_steps,
+                mesh=mesh,
+                params=params,
+                state=state,
+                trainable=trainable,
+                label_smoothing=label_smoothing,
+                ema=ema,
+                validate_on=validate_on,
+            )
+        )
 
 
 def fit_many(
@@ -305,45 +308,48 @@ def fit_many(
       params, state: one set for every model, or stacked with a leading
         axis of one set per model.
       ema: as :func:`fit`'s; ``result.ema_params`` is stacked per model.
-      The other arguments are those of :func:`fit`.
+
+    The other arguments are those of :func:`fit`.
 
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.
     """
-    run = resolve(
-        model,
-        train_data,
-        val_data,
-        many=True,
-        keys=keys,
-        l1=l1,
-        l2=l2,
-        lr_scale=lr_scale,
-        loss=loss,
-        optimizer=optimizer,
-        epochs=epochs,
-        batch_size=batch_size,
-        metrics=metrics,
-        early_stopping=early_stopping,
-        augment=augment,
-        track_gradients=track_gradients,
-        track_every=track_every,
-        progress=progress,
-        resume=resume,
-        checkpoint=checkpoint,
-        eval_batch_size=eval_batch_size,
-        steps_per_call=steps_per_call,
-        callbacks=callbacks,
-        log_steps=log_steps,
-        mesh=mesh,
-        params=params,
-        state=state,
-        trainable=trainable,
-        label_smoothing=label_smoothing,
-        ema=ema,
-        validate_on=validate_on,
-    )
-    return train(run)
+    with _cache_named_on_failure():
+        return train(
+            resolve(
+                model,
+                train_data,
+                val_data,
+                many=True,
+                keys=keys,
+                l1=l1,
+                l2=l2,
+                lr_scale=lr_scale,
+                loss=loss,
+                optimizer=optimizer,
+                epochs=epochs,
+                batch_size=batch_size,
+                metrics=metrics,
+                early_stopping=early_stopping,
+                augment=augment,
+                track_gradients=track_gradients,
+                track_every=track_every,
+                progress=progress,
+                resume=resume,
+                checkpoint=checkpoint,
+                eval_batch_size=eval_batch_size,
+                steps_per_call=steps_per_call,
+                callbacks=callbacks,
+                log_steps=log_steps,
+                mesh=mesh,
+                params=params,
+                state=state,
+                trainable=trainable,
+                label_smoothing=label_smoothing,
+                ema=ema,
+                validate_on=validate_on,
+            )
+        )
 
 
 def train(run: Run) -> FitResult | ManyResult:
@@ -358,7 +364,7 @@ def train(run: Run) -> FitResult | ManyResult:
     the mesh; the loop runs (:func:`annjax.training.loop.train`).
     """
     spec, x, mesh = run.spec, run.x, run.spec.mesh
-    ts, keys = start_states(
+    ts, train_keys = start_states(
         spec.model, spec.optimizer, run.keys, x.shape[1:], dtype=params_dtype(x)
     )
     ts = _start(run, ts)
@@ -369,10 +375,10 @@ def train(run: Run) -> FitResult | ManyResult:
         ts = _mesh.place_state(ts, mesh, run.many)
         progress = _loop.Progress.fresh(run, ts)
     else:
-        ts, progress = _ckpt.resume(run, ts, keys)
+        ts, progress = _ckpt.resume(run, ts, train_keys)
         ts = _mesh.place_state(ts, mesh, run.many)
         progress.best = _mesh.place_state(progress.best, mesh, run.many)
-    keys = _mesh.place_state(keys, mesh, run.many)
+    train_keys = _mesh.place_state(train_keys, mesh, run.many)
     es = run.early_stopping
     if run.many:
 
@@ -385,7 +391,26 @@ def train(run: Run) -> FitResult | ManyResult:
 
     path = run.checkpoint
     save = None if path is None else (lambda result: _ckpt.save(path, result))
-    return _loop.train(run, ts, keys, progress, save=save, finish=finish)
+    return _loop.train(run, ts, train_keys, progress, save=save, finish=finish)
+
+
+@contextlib.contextmanager
+def _cache_named_on_failure():
+    """Adds the fix to an AssertionError from JAX while a persistent
+    compilation cache is on: JAX does not check that a cache entry belongs
+    to the program it is read for, so entries swapped or copied between
+    programs fail as JAX's bare ``AssertionError`` of a shape."""
+    try:
+        yield
+    except AssertionError as exc:
+        folder = jax.config.jax_compilation_cache_dir
+        if folder:
+            exc.add_note(
+                f"annjax: JAX's persistent compilation cache ({folder}) may hold "
+                "an entry of another program (JAX does not check). Clear it "
+                f"(rm -rf {folder}) and run again."
+            )
+        raise
 
 
 def _start(run: Run, ts):

@@ -28,7 +28,7 @@ import numpy as np
 from annjax import activations as _activations
 from annjax import losses as _losses
 from annjax import metrics as _metrics
-from annjax._types import Layer
+from annjax._types import Layer, children
 
 __all__ = [
     "check_functions",
@@ -158,8 +158,8 @@ def last_activation(model: Layer) -> str | None:
     """Returns the registered activation a model's output comes from, or None.
 
     Read from the layers' identities (:class:`annjax._types.Identity`):
-    ``serial`` is its last child that changes the range (dropout, flatten
-    and pooling keep it), ``mlp`` its ``output_activation``, ``dense`` and
+    ``serial`` (and ``mlp``, ``resnet``) its last child that changes the
+    range (dropout, flatten and pooling keep it), ``dense`` and
     ``conv2d`` their ``activation`` (``"identity"`` without one), an
     activation layer its name, a norm layer ``"identity"``, and
     ``mixed_precision`` the model it wraps. None when it
@@ -168,16 +168,14 @@ def last_activation(model: Layer) -> str | None:
     """
     identity = model.identity
     head = identity.name if identity is not None else None
-    if head == "serial":
-        for child in reversed(identity.argument("layers")):
+    if model.kind == "serial":  # serial, and what builds one (mlp, resnet)
+        for child in reversed(children(model)):
             if child.kind not in _KEEPS_RANGE:
                 return last_activation(child)
         return None
     if head == "mixed_precision":
-        return last_activation(identity.argument("model"))
-    if head == "mlp":
-        name = identity.argument("output_activation") or "identity"
-    elif head in ("dense", "conv2d", "activation"):
+        return last_activation(children(model)[0])
+    if head in ("dense", "conv2d", "activation"):
         name = model.activation or "identity"
     elif head in _AFFINE:
         name = "identity"

@@ -33,7 +33,7 @@ from annjax.training.record import Run
 from annjax.training.types import EarlyStopping, TrainState
 
 
-def history_names(run: Run, ts: TrainState, keys: Key) -> set[str]:
+def history_names(run: Run, ts: TrainState, train_keys: Key) -> set[str]:
     """Returns the names this run's epochs add to the history.
 
     Derived, never listed: the keys of what the record's compiled epoch
@@ -42,16 +42,18 @@ def history_names(run: Run, ts: TrainState, keys: Key) -> set[str]:
     these (:func:`annjax.training.checkpoint.resume`).
     """
     shapes = compiled("run_epoch", run.many, run.spec).eval_shape(
-        run.spec, ts, keys, np.int32(0), run.hyper, run.x, run.y, run.val
+        run.spec, ts, train_keys, np.int32(0), run.hyper, run.x, run.y, run.val
     )[1]
     return set(shapes) - {"finite", "first_non_finite_step"}
 
 
-def run_epoch(run: Run, ts: TrainState, keys: Key, epoch: int, active: np.ndarray):
+def run_epoch(
+    run: Run, ts: TrainState, train_keys: Key, epoch: int, active: np.ndarray
+):
     """Returns ``(train_state, logs)`` of one epoch, logs on the host.
 
-    ``keys`` are the training keys (the initialisation's second half of
-    each of ``run.keys``). The NaN guard: a model whose epoch was not
+    ``train_keys`` are the training keys (the initialisation's second half
+    of each of the user's ``run.keys``). The NaN guard: a model whose epoch was not
     finite (``logs["finite"]`` False), or that had stopped before it
     (``active`` False), keeps its incoming state. When every model keeps
     its new state (the common case) nothing is copied.
@@ -59,10 +61,10 @@ def run_epoch(run: Run, ts: TrainState, keys: Key, epoch: int, active: np.ndarra
     index = np.int32(epoch)
     if run.steps_per_call is None:  # the incoming state stays valid
         new, logs = compiled("run_epoch", run.many, run.spec)(
-            run.spec, ts, keys, index, run.hyper, run.x, run.y, run.val
+            run.spec, ts, train_keys, index, run.hyper, run.x, run.y, run.val
         )
     else:  # run_steps donates its train state: keep a copy
-        new, logs, ts = _steps(run, ts, keys, index)
+        new, logs, ts = _steps(run, ts, train_keys, index)
     logs = _mesh.to_host(logs)
     keep = np.atleast_1d(logs["finite"]) & active
     if keep.all():
@@ -70,10 +72,10 @@ def run_epoch(run: Run, ts: TrainState, keys: Key, epoch: int, active: np.ndarra
     return _select(keep, new, ts, run.many), logs
 
 
-def _steps(run: Run, ts: TrainState, keys: Key, index):
+def _steps(run: Run, ts: TrainState, train_keys: Key, index):
     """Returns ``(train_state, logs, copy of ts)`` with ``steps_per_call``."""
     n = run.x.shape[0]
-    steps = compiled("plan", run.many, run.spec)(run.spec, keys, index, n)
+    steps = compiled("plan", run.many, run.spec)(run.spec, train_keys, index, n)
     old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
     new, logs = _chunks(run, ts, steps)
     out = compiled("finish", run.many, run.spec)(
@@ -321,7 +323,7 @@ def _callback_name(cb: Callable) -> str:
 def train(
     run: Run,
     ts: TrainState,
-    keys: Key,
+    train_keys: Key,
     progress: Progress,
     *,
     save: Callable[[Any], None] | None = None,
@@ -329,7 +331,7 @@ def train(
 ) -> Any:
     """Returns ``finish(ts, progress)`` after up to ``run.epochs`` more epochs.
 
-    ``keys``: the training keys. ``save(result)``, when given, receives
+    ``train_keys``: the training keys. ``save(result)``, when given, receives
     ``finish(...)`` after every epoch (the checkpoint). An exception in a
     callback saves the progress first, then propagates with the epoch named.
     """
@@ -342,7 +344,7 @@ def train(
 
     try:
         for epoch in range(progress.done, progress.done + run.epochs):
-            ts, logs = run_epoch(run, ts, keys, epoch, progress.active)
+            ts, logs = run_epoch(run, ts, train_keys, epoch, progress.active)
             current[0] = ts
             progress.record(epoch, logs)
             progress.early_stopping(epoch, logs, ts)

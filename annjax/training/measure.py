@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 #: A sigmoid or tanh unit counts as saturated where its derivative is below
-#: this fraction of the derivative's maximum (σ' < 0.05 · 1/4 ⇔ |z| > 4.36;
-#: tanh' < 0.05 ⇔ |z| > 2.18).
+#: this fraction of the derivative's maximum (σ' < 0.05 · 1/4 ⇔ ``|z| > 4.36``;
+#: tanh' < 0.05 ⇔ ``|z| > 2.18``).
 SATURATION_THRESHOLD = 0.05
 
 _MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}

@@ -123,8 +123,9 @@ class FitResult(NamedTuple):
     """What ``fit`` returns.
 
     Attributes:
-      params, state: the trained model (the best epoch's when early stopping
-        restores it, else the last finite epoch's).
+      params: the trained model's parameters (the best epoch's when early
+        stopping restores it, else the last finite epoch's).
+      state: its layer state, of the same epoch.
       history: name → per-epoch ``np.ndarray`` (``loss``, ``val_loss``, each
         metric and ``val_`` metric, ``lr`` when the optimizer's learning rate
         is injected, the profiler's measurements; ``step_loss`` with
@@ -156,8 +157,9 @@ class ManyResult(NamedTuple):
     """What ``fit_many`` returns; every array has a model axis.
 
     Attributes:
-      params, state: stacked along a leading model axis (``params[..][i]`` is
+      params: stacked along a leading model axis (``params[..][i]`` is
         model i); the best epoch's per model when early stopping restores it.
+      state: the layer state, stacked as ``params``.
       history: name → array of shape (epochs, models) (NaN after a model
         stopped).
       best_epoch: (models,) index of each model's best epoch of the monitored
