@@ -141,7 +141,12 @@ def test_compare_models(load, tmp_path, capsys):
 def test_california_housing(load, tmp_path):
     result = run(load, "california_housing", tmp_path)
     rows = result["results"]
-    assert list(rows) == ["linear", "MLP", "MLP + L2 0.001"]
+    names = list(rows)
+    assert names[:3] == ["linear", "MLP", "MLP + L2 0.001"]
+    assert names[3].startswith("recipe: best of 6") and names[4].startswith(
+        "recipe: ensemble"
+    )
+    assert names[5:] == ["HistGradientBoosting (scikit-learn)"]
     for row in rows.values():
         assert row["test R2"] > 0.0
         assert 0.0 < row["test MAE"] <= row["test RMSE"]  # MAE ≤ RMSE always
@@ -258,3 +263,16 @@ def test_loss_landscape(load, tmp_path, capsys):
     assert all(len(v) == 7 for v in result["sharpness"].values())  # steps 0..120
     assert all(Path(f).is_file() for f in result["figures"])
     assert "2/η" in capsys.readouterr().out and "λ_max" in result["table"]
+
+
+def test_bias_variance(load, tmp_path):
+    result = run(load, "bias_variance", tmp_path)
+    curve = result["curve"]
+    assert list(curve.values) == [1, 8]  # --quick: two widths, two rounds
+    # MSE: expected loss = bias² + variance at every width
+    for e, b, v in zip(curve.expected_loss, curve.bias, curve.variance, strict=True):
+        assert math.isclose(e, b + v, rel_tol=1e-4)
+    # the ensemble's MSE is the bias² term, never above one replica's (Jensen)
+    assert result["ensemble_mse"] <= result["single_mse"] + 1e-6
+    assert (tmp_path / "bias_variance.md").read_text().startswith("| width |")
+    assert (tmp_path / "bias_variance_learning_curve.png").stat().st_size > 0

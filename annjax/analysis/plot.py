@@ -49,7 +49,15 @@ from annjax.analysis.findings import per_layer
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["activations", "gradient_flow", "history", "landscape", "spectrum"]
+__all__ = [
+    "activations",
+    "bias_variance",
+    "gradient_flow",
+    "history",
+    "landscape",
+    "learning_curve",
+    "spectrum",
+]
 
 _Target = str | os.PathLike | None  # where to write a figure
 
@@ -428,5 +436,93 @@ def spectrum(result: Any, path: _Target = None, sigma: float | None = None) -> F
         ax.axvline(float(value), color="red", ls="--", lw=0.8)
     ax.set(xlabel="eigenvalue λ", ylabel="density", title="Hessian spectrum")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def _log_axis(ax, values: np.ndarray, base: int = 10) -> None:
+    """Sets a log x axis when positive ``values`` span over a decade (widths, λ)."""
+    values = np.asarray(values, np.float64)
+    if np.all(values > 0) and values.max() / values.min() > 10:
+        ax.set_xscale("log", base=base)
+
+
+def bias_variance(curve: Any, path: _Target = None) -> Figure:
+    """Returns the lecture's Figure 8, measured: bias², variance and total error.
+
+    Draws ``curve``, a :class:`annjax.analysis.ComplexityCurve` (``name``,
+    ``values``, ``bias``, ``variance``, ``expected_loss``, each (v,)): bias
+    falling, variance rising, the expected loss (for MSE their sum) against
+    the complexity parameter, its lowest value marked, written to ``path``
+    if given; a log x axis when the values span over a decade.
+
+    Returns:
+      The ``matplotlib.figure.Figure``: one axes, three curves and the mark;
+      ValueError if the curve's arrays do not have one value per point.
+    """
+    values, total = np.asarray(curve.values), "total error (expected loss)"
+    terms = dict(
+        zip(
+            ("bias²", "variance", total),
+            (curve.bias, curve.variance, curve.expected_loss),
+            strict=True,
+        )
+    )
+    terms = {k: np.asarray(v, np.float64) for k, v in terms.items()}
+    if values.ndim != 1 or any(t.shape != values.shape for t in terms.values()):
+        shapes = [np.shape(v) for v in (values, *terms.values())]
+        raise ValueError(
+            "plot.bias_variance: expected values, bias, variance and "
+            f"expected_loss of one shape (v,), got {shapes}."
+        )
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.2))
+    for (label, term), style in zip(terms.items(), ("--", ":", "-"), strict=True):
+        ax.plot(values, term, style, marker="o", ms=4, lw=2, label=label)
+    best = values[int(np.nanargmin(terms[total]))]
+    ax.axvline(best, color="grey", ls="-.", label=f"best {curve.name} = {best}")
+    _log_axis(ax, values, 2 if np.issubdtype(values.dtype, np.integer) else 10)
+    ax.set(xlabel=f"{curve.name} (model complexity)", ylabel="test error")
+    ax.set_title("bias–variance trade-off, measured")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def learning_curve(curve: Any, path: _Target = None) -> Figure:
+    """Returns training and validation scores against the training-set size.
+
+    Draws ``curve``, a :class:`annjax.analysis.LearningCurve` (``sizes``;
+    ``train``, ``val``: name → (sizes, rounds)), one panel per loss/metric,
+    written to ``path`` if given: the mean over rounds as a line, ± one
+    standard deviation as a band, training solid, validation dashed. A gap
+    that closes with more data is variance; curves that meet high are bias.
+
+    Returns:
+      The ``matplotlib.figure.Figure``, one axes per loss/metric; ValueError
+      if the curve holds no values.
+    """
+    sizes = np.asarray(curve.sizes)
+    names = sorted(curve.train, key=lambda name: name != "loss")
+    if not names:
+        raise ValueError("plot.learning_curve: expected a curve with values, got none.")
+    fig, axes = _grid(_pyplot(), len(names))
+    for ax, name in zip(axes, names, strict=True):
+        for part, label, style in (
+            (curve.train, "training", "-"),
+            (curve.val, "validation", "--"),
+        ):
+            if name in part:
+                values = np.asarray(part[name], np.float64).reshape(len(sizes), -1)
+                mean, std = values.mean(axis=1), values.std(axis=1)
+                (line,) = ax.plot(sizes, mean, style, marker="o", ms=4, label=label)
+                ax.fill_between(
+                    sizes, mean - std, mean + std, alpha=0.2, color=line.get_color()
+                )
+        _log_axis(ax, sizes)
+        ax.set(title=name, xlabel="training examples", ylabel=name)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    fig.suptitle("learning curve (mean ± std over rounds)")
     fig.tight_layout()
     return _finish(fig, path)

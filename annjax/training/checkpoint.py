@@ -68,6 +68,7 @@ def _body(obj) -> tuple[str, dict]:
     """Returns the kind of ``obj`` and its fields as plain msgpack-able data."""
     if isinstance(obj, FitResult | ManyResult):
         fields = obj._asdict()
+        fields.pop("model", None)  # functions: the caller keeps the model
         fields["train_state"] = _train_state_dict(obj.train_state)
         for name in ("params", "state", "ema_params"):
             fields[name] = _host(fields[name])

@@ -216,18 +216,27 @@ class Plan(NamedTuple):
     keys: Key
 
 
-def plan(spec: EpochSpec, key: Key, epoch, n: int) -> Plan:
+def plan(spec: EpochSpec, key: Key, epoch, n: int, hyper=None) -> Plan:
     """Returns the epoch's order of batches and one key per step.
 
     The epoch's key is ``fold_in(key, epoch)`` (``epoch`` is traced, so every
     epoch shares the compiled call); from it a fresh permutation is drawn
-    (:func:`plan_batches`; it depends on the spec's batch size alone).
+    (:func:`plan_batches`; it depends on the spec's batch size alone), and
+    the example weights of ``hyper["sample_weight"]`` join the batches'.
     """
-    return plan_batches(spec.batch_size, key, epoch, n)
+    weights = None if hyper is None else hyper.get("sample_weight")
+    return plan_batches(spec.batch_size, key, epoch, n, weights)
 
 
-def plan_batches(batch_size: int, key: Key, epoch, n: int) -> Plan:
+def plan_batches(batch_size: int, key: Key, epoch, n: int, weights=None) -> Plan:
     """Returns :func:`plan` for ``batch_size``.
+
+    With example ``weights`` (n,), the examples of weight 0 sort after all
+    the others (the top bit of their word set), so the weighted ones fill
+    the first batches in random order and the batches of weight 0 at the end
+    are skipped by the step: a model weighted on m examples takes
+    ⌈m / batch_size⌉ steps, as a ``fit`` on those m would. Each batch's
+    weights are the padding's times the examples'.
 
     ONE draw of random bits from ``fold_in(key, epoch)`` gives both the
     order and the step keys: the order sorts its first n words (a uniform
@@ -239,10 +248,16 @@ def plan_batches(batch_size: int, key: Key, epoch, n: int) -> Plan:
     k = num_batches(n, batch_size)
     words = jax.random.key_data(key).shape[-1]  # 2 for threefry keys
     bits = jax.random.bits(jax.random.fold_in(key, epoch), (n + k * words,), jnp.uint32)
-    idx, weights = batches_of(jnp.argsort(bits[:n]), batch_size)
+    order = bits[:n]
+    if weights is not None:
+        last = jnp.where(weights > 0, jnp.uint32(0), jnp.uint32(1 << 31))
+        order = (order >> 1) | last
+    idx, pad = batches_of(jnp.argsort(order), batch_size)
+    if weights is not None:
+        pad = pad * weights[idx].astype(pad.dtype)
     impl = jax.random.key_impl(key)
     keys = jax.random.wrap_key_data(bits[n:].reshape(k, words), impl=impl)
-    return Plan(idx, weights, keys)
+    return Plan(idx, pad, keys)
 
 
 def run_steps(
@@ -272,6 +287,7 @@ def run_steps(
             augment=spec.augment,
             frozen=spec.frozen,
             ema=hyper.get("ema"),
+            skip_empty="sample_weight" in hyper,
         )
 
         def body(carry, inputs):
@@ -344,7 +360,9 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
     return out
 
 
-def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]:
+def finish(
+    spec: EpochSpec, ts: TrainState, logs, data, val, hyper=None
+) -> dict[str, Array]:
     """Returns the epoch's values: aggregated, the NaN guard's verdict, validated.
 
     ``ts`` is the train state after the epoch's last step; ``data`` is
@@ -392,19 +410,25 @@ def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]
     if spec.track_gradients:  # the profiler's mark: no update, no "vanishing"
         for layer in frozen_layers(ts.params, spec.frozen):
             out[f"frozen/{layer}"] = jnp.float32(1.0)
-    out.update(_evaluations(spec, ts, x, y, val))
+    val_weight = None if hyper is None else hyper.get("val_weight")
+    out.update(_evaluations(spec, ts, x, y, val, val_weight))
     return out
 
 
-def _evaluations(spec: EpochSpec, ts: TrainState, x, y, val) -> dict[str, Array]:
+def _evaluations(
+    spec: EpochSpec, ts: TrainState, x, y, val, val_weight=None
+) -> dict[str, Array]:
     """Returns the evaluation-mode values of an epoch's end: ``val_*`` on the
-    validation data, ``train_eval_*`` on a slice of the training data (models
+    validation data (weighted by ``val_weight``, the models' own
+    validation sets), ``train_eval_*`` on a slice of the training data (models
     with state only)."""
     out = {}
     if val is not None:
         args = (spec.model, spec.loss, spec.metrics, spec.eval_batch_size)
         params = ts.ema if spec.validate_on == "ema" else ts.params
-        logs = evaluate_arrays(*args, params, ts.state, *val, mesh=spec.mesh)
+        logs = evaluate_arrays(
+            *args, params, ts.state, *val, mesh=spec.mesh, w=val_weight
+        )
         out.update({f"val_{name}": value for name, value in logs.items()})
     if jax.tree_util.tree_leaves(ts.state):
         m = min(TRAIN_EVAL_EXAMPLES, spec.eval_batch_size, x.shape[0])
@@ -416,9 +440,9 @@ def _evaluations(spec: EpochSpec, ts: TrainState, x, y, val) -> dict[str, Array]
 
 def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val):
     """Returns ``(train_state, logs)`` after one whole epoch; ONE compiled call."""
-    steps = plan(spec, key, epoch, x.shape[0])
+    steps = plan(spec, key, epoch, x.shape[0], hyper)
     ts, logs = run_steps(spec, ts, hyper, x, y, steps)
-    return ts, finish(spec, ts, logs, (x, y, steps), val)
+    return ts, finish(spec, ts, logs, (x, y, steps), val, hyper)
 
 
 # ---------------------------------------------------------- compiled forms
@@ -429,9 +453,9 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val
 #: new key in it.
 MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
-    "plan": (None, 0, None, None),
+    "plan": (None, 0, None, None, 0),
     "run_steps": (None, 0, 0, None, None, 0, None, None),
-    "finish": (None, 0, 0, (None, None, 0), None),
+    "finish": (None, 0, 0, (None, None, 0), None, 0),
 }
 
 _FUNCTIONS = {

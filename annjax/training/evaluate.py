@@ -7,7 +7,7 @@ in the history and ``evaluate`` on the same data agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -36,6 +36,7 @@ from annjax.training.step import (
     output_shape,
     predict_batched,
 )
+from annjax.training.weights import example_weights, split_data
 
 __all__ = ["evaluate", "predict"]
 
@@ -136,6 +137,7 @@ def evaluate(
     metrics: Sequence[str | Callable] = (),
     batch_size: int = 1024,
     mesh: Mesh | None = None,
+    class_weight: Mapping[Any, float] | None = None,
     *,
     label_smoothing: float = 0.0,
 ) -> dict[str, float]:
@@ -146,6 +148,9 @@ def evaluate(
     ``mesh`` splits each batch over its ``"data"`` axis, as in :func:`predict`.
     ``label_smoothing`` α > 0 (softmax cross-entropy only) smooths the
     targets of the loss as ``fit(label_smoothing=α)`` does, so the two agree.
+    ``data = (X, y, w)`` and ``class_weight={label: weight}`` weigh the
+    examples: the loss is Σ wᵢ ℓᵢ / Σ wᵢ and the metrics get
+    ``sample_weight`` (scikit-learn's weighted results).
     """
     check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
@@ -153,7 +158,9 @@ def evaluate(
     _losses.get(loss)
     loss = smoothed_loss(loss, label_smoothing)
     metrics = metric_names(metrics)
+    data, w = split_data("data", data)
     x, y = as_arrays("data", data)
+    w = example_weights("data w", w, y, class_weight=class_weight)
     out_shape = output_shape(model, x.shape[1:])
     y = fit_targets("data", y, loss, out_shape, metrics)
     check_link(model, loss)
@@ -162,5 +169,5 @@ def evaluate(
     mesh = _mesh.follow_data(mesh, x, y)
     x, y = _mesh.place_pair("data", (x, y), mesh)
     params, state = _mesh.place_state((params, state), mesh, False)
-    logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y, mesh)
+    logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y, mesh, w)
     return {k: float(v) for k, v in logs.items()}

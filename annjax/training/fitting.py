@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -87,6 +87,7 @@ def fit(
     label_smoothing: float = 0.0,
     ema: float | None = None,
     validate_on: str = "params",
+    class_weight: Mapping[Any, float] | None = None,
 ) -> FitResult:
     r"""Returns the trained model and its history; each epoch ONE training call.
 
@@ -110,10 +111,14 @@ def fit(
 
     Args:
       model: an annjax Layer (``ann.mlp``, ``ann.serial``, ``ann.from_flax``).
-      train_data: ``(X, y)``; X of shape ``(n, *input_shape)``; y integer labels,
-        one-hot rows, or targets of the model's output shape ((n,) is taken as
-        (n, 1) for a one-output model).
-      val_data: ``(X_val, y_val)``, evaluated after every epoch.
+      train_data: ``(X, y)`` or ``(X, y, w)``; X of shape (n, *input_shape);
+        y integer labels, one-hot rows, or targets of the model's output
+        shape ((n,) is taken as (n, 1) for a one-output model); w (n,)
+        example weights ≥ 0: the loss is Σ wᵢ ℓᵢ / Σ wᵢ per batch and the
+        metrics are scikit-learn's ``sample_weight`` results; an example of
+        weight 0 is never drawn (see :mod:`annjax.training.weights`).
+      val_data: ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``, evaluated
+        (weighted) after every epoch.
       loss: a name from :func:`annjax.losses.get` or a function
         ``(y_true, y_pred, reduction)``. A custom loss gets ``y`` as given:
         integer labels of shape ``(n, *output[:-1])`` stay int32, other targets
@@ -197,6 +202,9 @@ def fit(
     any ``optax.GradientTransformationExtraArgs`` such as an ``optax.chain``)
     gets the step's objective as ``update(..., value=loss)``; the history's
     ``lr`` includes the plateau's scale.
+      class_weight: ``{label: weight}`` multiplying the training weight of
+        every example of that label (1 for labels not named), as Keras' and
+        scikit-learn's ``class_weight``; validation is not reweighted.
 
     Returns:
       A :class:`FitResult`.
@@ -237,6 +245,7 @@ def fit(
                 label_smoothing=label_smoothing,
                 ema=ema,
                 validate_on=validate_on,
+                class_weight=class_weight,
             )
         )
 
@@ -273,6 +282,9 @@ def fit_many(
     label_smoothing: float = 0.0,
     ema: float | None = None,
     validate_on: str = "params",
+    sample_weight: Any = None,
+    val_weight: Any = None,
+    class_weight: Mapping[Any, float] | None = None,
 ) -> ManyResult:
     """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
 
@@ -308,8 +320,14 @@ def fit_many(
       params, state: one set for every model, or stacked with a leading
         axis of one set per model.
       ema: as :func:`fit`'s; ``result.ema_params`` is stacked per model.
-
-    The other arguments are those of :func:`fit`.
+      sample_weight: example weights per model, shape (models, n) (one
+        weighting of the training data per model: bootstrap counts, fold
+        masks, subsets; see :mod:`annjax.analysis.resampling`), or (n,) for
+        all; multiplied with the data's own w and ``class_weight``.
+      val_weight: validation weights per model, (models, n_val) or
+        (n_val,): each model validates (and early-stops) on its own part of
+        ``val_data``, e.g. its held-out fold.
+      The other arguments are those of :func:`fit`.
 
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.
@@ -348,6 +366,9 @@ def fit_many(
                 label_smoothing=label_smoothing,
                 ema=ema,
                 validate_on=validate_on,
+                class_weight=class_weight,
+                sample_weight=sample_weight,
+                val_weight=val_weight,
             )
         )
 
@@ -383,7 +404,7 @@ def train(run: Run) -> FitResult | ManyResult:
     if run.many:
 
         def finish(ts, progress):
-            return _results.many_result(ts, progress, es, run.swept)
+            return _results.many_result(ts, progress, es, run.swept, spec.model)
     else:
 
         def finish(ts, progress):

@@ -75,11 +75,13 @@ def run_epoch(
 def _steps(run: Run, ts: TrainState, train_keys: Key, index):
     """Returns ``(train_state, logs, copy of ts)`` with ``steps_per_call``."""
     n = run.x.shape[0]
-    steps = compiled("plan", run.many, run.spec)(run.spec, train_keys, index, n)
+    steps = compiled("plan", run.many, run.spec)(
+        run.spec, train_keys, index, n, run.hyper
+    )
     old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
     new, logs = _chunks(run, ts, steps)
     out = compiled("finish", run.many, run.spec)(
-        run.spec, new, logs, (run.x, run.y, steps), run.val
+        run.spec, new, logs, (run.x, run.y, steps), run.val, run.hyper
     )
     return new, out, old
 

@@ -50,6 +50,7 @@ from annjax.training.arguments import (
 from annjax.training.epoch import EpochSpec, held_spec
 from annjax.training.step import abstract_init
 from annjax.training.types import EarlyStopping
+from annjax.training.weights import example_weights, split_data
 
 __all__ = ["Run", "calls_of", "resolve"]
 
@@ -66,7 +67,8 @@ class Run(NamedTuple):
         the initialisation splits each into (init key, training key).
       hyper: the step's dynamic hyper-parameters, name → value (``l1``,
         ``l2`` when set, ``ema``: the moving average's decay when asked;
-        per model for ``fit_many``).
+        per model for ``fit_many``), and the example weights
+        (``sample_weight``, ``val_weight``; see :mod:`.weights`) when given.
       lr_scale: ``fit_many``'s learning-rate factor per model, or None.
       swept: ``fit_many``'s per-model hyper-parameters as ``result.hyper``
         reports them (``l1``, ``l2``, ``lr_scale``), or None for ``fit``.
@@ -138,6 +140,9 @@ def resolve(
     label_smoothing: float = 0.0,
     ema: float | None = None,
     validate_on: str = "params",
+    sample_weight=None,
+    val_weight=None,
+    class_weight=None,
 ) -> Run:
     """Returns the :class:`Run` of ``fit`` (``many=False``, ``key``) or
     ``fit_many`` (``many=True``, ``keys``, per-model ``l1``/``l2``/``lr_scale``).
@@ -147,6 +152,10 @@ def resolve(
         anything compiles (the messages of :mod:`.arguments`).
     """
     epochs = _checks.integer("epochs", epochs, minimum=0)
+    train_data, w = split_data("train_data", train_data)
+    val_data, w_val = (
+        (None, None) if val_data is None else split_data("val_data", val_data)
+    )
     if many:
         keys, l1s, l2s, scales = per_model(keys, l1, l2, lr_scale)
         models = len(keys)
@@ -197,6 +206,33 @@ def resolve(
     if frozen:
         spec = spec._replace(optimizer=_optim.freeze(spec.optimizer, frozen))
     spec = spec._replace(frozen=frozen, validate_on=validate_on)
+    count = models if many else None
+    weights = {
+        "sample_weight": example_weights(
+            "train_data w",
+            w,
+            train_data[1],
+            class_weight=class_weight,
+            sample_weight=sample_weight,
+            models=count,
+        ),
+        "val_weight": None
+        if val_data is None
+        else example_weights(
+            "val_data w",
+            w_val,
+            val_data[1],
+            sample_weight=val_weight,
+            models=count,
+            sample_name="val_weight",
+        ),
+    }
+    if val_data is None and val_weight is not None:
+        raise _checks.fail("val_weight", "val_data to weigh", "no val_data")
+    hyper = {
+        **hyper,
+        **{k: jnp.asarray(v) for k, v in weights.items() if v is not None},
+    }
     return Run(
         spec=held_spec(spec),  # compiled programs never keep user functions alive
         x=x,

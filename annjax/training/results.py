@@ -61,7 +61,7 @@ def _kept(ts, p: Progress) -> tuple:
     return p.best if p.best is not None else (ts.params, ts.state, ts.ema)
 
 
-def many_result(ts, p: Progress, es, hyper) -> ManyResult:
+def many_result(ts, p: Progress, es, hyper, model=None) -> ManyResult:
     """Returns ``fit_many``'s :class:`ManyResult` from the loop's progress."""
     n = len(p.active)
     params, state, ema = _kept(ts, p)
@@ -79,6 +79,7 @@ def many_result(ts, p: Progress, es, hyper) -> ManyResult:
         p.ran.copy(),
         _params_epoch(p, best),
         ema,
+        model,
     )
 
 

@@ -172,8 +172,13 @@ def output_shape(model: Layer, input_shape: Shape) -> Shape:
 
 
 def weighted_mean(values: Array, weight: Array) -> Array:
-    """Returns Σ wᵢ vᵢ / Σ wᵢ (0 when every weight is 0)."""
-    return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+    """Returns Σ wᵢ vᵢ / Σ wᵢ (0 when every weight is 0).
+
+    Any non-negative weights: 0/1 padding, bootstrap counts, class weights.
+    """
+    total = jnp.sum(weight)
+    safe = jnp.where(total > 0, total, 1.0)
+    return jnp.where(total > 0, jnp.sum(values * weight) / safe, 0.0)
 
 
 def default_optimizer() -> optax.GradientTransformation:
@@ -232,6 +237,7 @@ def train_step_with_stats(
     augment: Callable | None = None,
     frozen: tuple[str, ...] = (),
     ema=None,
+    skip_empty: bool = False,
 ) -> Callable:
     """Returns the step behind :func:`make_train_step`, logging statistics.
 
@@ -239,7 +245,10 @@ def train_step_with_stats(
     summable statistics of every registered metric under ``stats`` (see
     :func:`annjax.metrics.streaming`), and, for custom metric functions, the
     batch's ``y`` and metric input ``pred``; the compiled epoch combines them
-    into the epoch's exact metrics.
+    into the epoch's exact metrics. With ``skip_empty`` (example weights), a
+    batch of total weight 0 leaves the train state as it was: no optimizer
+    step (Adam's moments would move the params without a gradient), no step
+    count, so a model trained on m of n examples takes only its own steps.
     """
     loss_fn = _losses.get(loss)
     log_metrics = _metric_logger(loss, metrics)
@@ -284,10 +293,17 @@ def train_step_with_stats(
             logs.update(_profiler.layer_stats(grads, params, updates))
             logs.update(health)
         average = None if ts.ema is None else ema_update(ts.ema, params, ema)
-        ts = ts._replace(
-            params=params, state=new_state, opt_state=opt_state, step=ts.step + 1
+        new = ts._replace(
+            params=params,
+            state=new_state,
+            opt_state=opt_state,
+            step=ts.step + 1,
+            ema=average,
         )
-        return ts._replace(ema=average), logs
+        if skip_empty:
+            live = jnp.sum(w) > 0
+            new = jax.tree_util.tree_map(lambda a, b: jnp.where(live, a, b), new, ts)
+        return new, logs
 
     return step
 
@@ -420,12 +436,20 @@ def make_eval_step(
     return eval_step
 
 
-def losses_and_metrics(loss, metrics, y, pred) -> dict[str, Array]:
-    """Returns the mean ``loss`` and every metric of predictions ``pred`` on ``y``."""
-    out = {"loss": _losses.get(loss)(y, pred)}
+def losses_and_metrics(loss, metrics, y, pred, w=None) -> dict[str, Array]:
+    """Returns the mean ``loss`` and every metric of predictions ``pred`` on ``y``.
+
+    With example weights ``w`` (n,), the loss is Σ wᵢ ℓᵢ / Σ wᵢ and every
+    metric gets ``sample_weight=w`` (scikit-learn's weighted metrics).
+    """
+    if w is None:
+        out = {"loss": _losses.get(loss)(y, pred)}
+    else:
+        out = {"loss": weighted_mean(_losses.get(loss)(y, pred, reduction="none"), w)}
     m_pred = metric_input(loss)(pred)
+    weight = {} if w is None else {"sample_weight": w}
     for m in metrics:
-        out[_metrics.name_of(m)] = _metrics.get(m)(y, m_pred)
+        out[_metrics.name_of(m)] = _metrics.get(m)(y, m_pred, **weight)
     return out
 
 
@@ -476,12 +500,21 @@ def _predict_split(model: Layer, params, state, x, batch_size: int, mesh, d: int
 
 
 def evaluate_arrays(
-    model: Layer, loss, metrics: tuple, batch_size: int, params, state, x, y, mesh=None
+    model: Layer,
+    loss,
+    metrics: tuple,
+    batch_size: int,
+    params,
+    state,
+    x,
+    y,
+    mesh=None,
+    w=None,
 ) -> dict[str, Array]:
     """Returns the loss and metrics of the whole of ``(x, y)``; traceable.
 
     Metrics see every prediction at once, so F1, R² and the like are exact,
-    not averages of per-batch values.
+    not averages of per-batch values; ``w`` weights the examples.
     """
     pred = predict_batched(model, params, state, x, batch_size, mesh)
-    return losses_and_metrics(loss, metrics, y, pred)
+    return losses_and_metrics(loss, metrics, y, pred, w)

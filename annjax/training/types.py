@@ -172,6 +172,8 @@ class ManyResult(NamedTuple):
       params_epoch: (models,) the epoch whose params each model's are.
       ema_params: with ``ema=decay``, each model's moving average of the
         params (stacked), else None.
+      model: the Layer every model is an instance of (for :meth:`predict`
+        and :meth:`ensemble`; None after :func:`annjax.load`).
     """
 
     params: Any
@@ -185,6 +187,43 @@ class ManyResult(NamedTuple):
     model_epochs: np.ndarray | None = None
     params_epoch: np.ndarray | None = None
     ema_params: Any = None
+    model: Any = None
+
+    def predict(self, X: Any, model: Any = None) -> Array:
+        """Returns every model's evaluation-mode outputs on ``X``, (models, n, ...).
+
+        One vmapped, compiled call for all the models (compiled once per
+        model and shape). ``model`` is needed only for a loaded result.
+        """
+        model = self.model if model is None else model
+        if model is None:
+            raise _checks.fail(
+                "model",
+                "the Layer the models were trained as",
+                None,
+                "A loaded ManyResult does not keep it: pass predict(X, model=...).",
+            )
+        return _predict_all(model, self.params, self.state, jax.numpy.asarray(X))
+
+    def ensemble(self, X: Any, how: str = "mean", model: Any = None) -> Array:
+        """Returns the ensemble's prediction on ``X``: every model's, combined.
+
+        ``how="mean"``: the average output, (n, ...) (for regression, and for
+        probabilities; averaging logits is the geometric-mean ensemble).
+        ``how="vote"``: the most frequent label (argmax of each model's
+        scores, or a single output ≥ 0.5), ties to the smaller, (n,).
+        """
+        how = _checks.one_of("how", how, ("mean", "vote"))
+        outputs = self.predict(X, model)
+        if how == "mean":
+            return outputs.mean(axis=0)
+        if outputs.ndim == 3 and outputs.shape[-1] > 1:
+            labels = outputs.argmax(axis=-1)
+        else:
+            labels = (outputs.reshape(outputs.shape[:2]) >= 0.5).astype(jax.numpy.int32)
+        classes = int(labels.max()) + 1
+        counts = jax.nn.one_hot(labels, classes, dtype=jax.numpy.int32).sum(axis=0)
+        return counts.argmax(axis=-1)
 
     def select(self, i: int) -> FitResult:
         """Returns model ``i`` as the FitResult a separate ``fit`` would give.
@@ -216,3 +255,13 @@ class ManyResult(NamedTuple):
             -1 if self.params_epoch is None else int(self.params_epoch[i]),
             None if self.ema_params is None else take(self.ema_params),
         )
+
+
+def _apply_eval(model, params, state, x):
+    return model.apply(params, state, x, train=False)[0]
+
+
+#: Every model's outputs in one compiled call: vmapped over params and state.
+_predict_all = jax.jit(
+    jax.vmap(_apply_eval, in_axes=(None, 0, 0, None)), static_argnums=0
+)
