@@ -54,6 +54,7 @@ from annjax.regularizers import default_mask
 __all__ = [
     "adam",
     "adamw",
+    "freeze",
     "learning_rate",
     "scale_learning_rate",
     "sgd",
@@ -163,10 +164,64 @@ def learning_rate(opt_state) -> jax.Array | None:
 
     Found in the state of any ``optax.inject_hyperparams`` link with a
     ``learning_rate`` (every annjax optimizer has one); for a schedule, the
-    value it gave the last step. None when no link injects it.
+    value it gave the last step; times the scale of every
+    ``optax.contrib.reduce_on_plateau`` link, so the history's ``lr`` shows
+    the plateau schedule taking effect. None when no link injects it.
     """
     found = _injected(opt_state)
-    return found[0].hyperparams["learning_rate"] if found else None
+    if not found:
+        return None
+    lr = found[0].hyperparams["learning_rate"]
+    for plateau in _plateaus(opt_state):
+        lr = lr * plateau.scale
+    return lr
+
+
+def _plateaus(opt_state) -> list:
+    """Returns the ``optax.contrib.reduce_on_plateau`` states in ``opt_state``."""
+    kind = optax.contrib.ReduceLROnPlateauState
+    nodes = jax.tree_util.tree_leaves(opt_state, is_leaf=lambda n: isinstance(n, kind))
+    return [n for n in nodes if isinstance(n, kind)]
+
+
+@functools.lru_cache(maxsize=64)
+def freeze(
+    optimizer: optax.GradientTransformation, frozen: tuple[str, ...]
+) -> optax.GradientTransformation:
+    """Returns ``optimizer`` for every parameter but the ``frozen`` ones.
+
+    ``optax.multi_transform`` gives the leaves whose path (``"dense_0/w"``)
+    is in ``frozen`` to ``optax.set_to_zero()`` and the others to
+    ``optimizer``: frozen parameters get no update and no weight decay, and
+    the optimizer's state holds nothing for them. Memoised, so equal
+    arguments give the same transformation (and share compiled programs).
+
+    Examples:
+      >>> import jax.numpy as jnp, optax, annjax as ann
+      >>> params = {"dense_0": {"w": jnp.ones(2)}, "dense_1": {"w": jnp.ones(2)}}
+      >>> opt = ann.optim.freeze(ann.sgd(0.5), ("dense_0/w",))
+      >>> updates, _ = opt.update(params, opt.init(params), params)
+      >>> updates["dense_0"]["w"].tolist(), updates["dense_1"]["w"].tolist()
+      ([0.0, 0.0], [-0.5, -0.5])
+    """
+    frozen = frozenset(frozen)
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: (
+                _FROZEN
+                if jax.tree_util.keystr(path, simple=True, separator="/") in frozen
+                else _TRAINED
+            ),
+            params,
+        )
+
+    return optax.multi_transform(
+        {_TRAINED: optimizer, _FROZEN: optax.set_to_zero()}, labels
+    )
+
+
+_TRAINED, _FROZEN = "trainable", "frozen"
 
 
 def scale_learning_rate(opt_state, scale):

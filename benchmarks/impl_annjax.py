@@ -14,7 +14,14 @@ import jax
 import annjax as ann
 
 
-def make(config, x, y, track_gradients: bool = False, log_steps: bool = False):
+def make(
+    config,
+    x,
+    y,
+    track_gradients: bool = False,
+    log_steps: bool = False,
+    ema: float | None = None,
+):
     """Returns ``train(epochs) -> loss`` running ``ann.fit`` on ``(x, y)``."""
     ann.enable_compilation_cache()  # as a user's script does (process-wide)
     model = ann.mlp(list(config["sizes"][1:]), activation="relu")
@@ -30,6 +37,7 @@ def make(config, x, y, track_gradients: bool = False, log_steps: bool = False):
             batch_size=config["batch_size"],
             track_gradients=track_gradients,
             log_steps=log_steps,
+            ema=ema,
             progress=False,
         )
         jax.block_until_ready(result.params)

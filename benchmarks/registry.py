@@ -101,6 +101,14 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             options={"log_steps": True},
             quick=True,
         ),
+        Implementation(
+            "annjax-ema",
+            "annjax",
+            "impl_annjax",
+            "make",
+            ("annjax",),
+            options={"ema": 0.999},
+        ),
         Implementation("jax-scan", "hand", "impl_jax", "make_scan", _JAX, quick=True),
         Implementation("jax-loop", "hand", "impl_jax", "make_loop", _JAX, quick=True),
         Implementation(
@@ -234,6 +242,15 @@ WORKLOADS: dict[str, Workload] = {
             _W1,
             _W1_QUICK,
             ("annjax", "annjax-steps"),
+        ),
+        Workload(
+            "ema",
+            "train",
+            "Moving average of the params: W1 with fit(ema=0.999) against without",
+            _W1,
+            _W1_QUICK,
+            ("annjax", "annjax-ema"),
+            in_quick=False,  # w1's code path plus one tree update per step
         ),
         Workload(
             "cold",

@@ -7,9 +7,11 @@ metrics, ``train_eval_loss`` for models with state, with
 and its limit 2/η), :func:`diagnose` returns the lecture's diagnosis as
 :class:`Finding` s, most severe first (:data:`KINDS`), each with the numbers
 behind it and the lecture's remedy. A history without profiler measurements
-gives the loss-based findings only; epochs from the first non-finite training
-loss on count only for ``non_finite``. Epochs are 0-based indices into the
-history arrays, like ``FitResult.best_epoch``.
+gives the loss-based findings only; layers marked ``frozen/<layer>``
+(``fit(trainable=...)``) are left out of the gradient findings; epochs
+from the first non-finite training loss on count only for ``non_finite``.
+Epochs are 0-based indices into the history arrays, like
+``FitResult.best_epoch``.
 
 Examples:
   Usually ``ann.diagnose(ann.fit(..., track_gradients=True).history)``; here a
@@ -116,7 +118,10 @@ def _depth_ratio(grads: dict[str, np.ndarray]):
 
 
 def _gradients(h, n: int, t: Thresholds) -> _Raw:
-    grads = {k: v[:n] for k, v in per_layer(h, "grad_norm").items()}
+    # a layer frozen by fit(trainable=...) gets no update: its gradient's
+    # size says nothing about how it learns, so it is left out
+    frozen = set(per_layer(h, "frozen"))
+    grads = {k: v[:n] for k, v in per_layer(h, "grad_norm").items() if k not in frozen}
     total = np.sqrt(sum(np.square(v) for v in grads.values())) if grads else None
     if total is not None:
         # An epoch with a non-finite norm is non_finite's: its ratios mean nothing.
@@ -158,6 +163,8 @@ def _gradients(h, n: int, t: Thresholds) -> _Raw:
             yield "exploding_gradients", top, e, message
     # Epoch 0 is skipped: a zero-initialised layer's first step has ratio ∞.
     for layer, ratio in per_layer(h, "update_ratio").items():
+        if layer in frozen:
+            continue
         if (e := _first(_above(ratio[1:n], t.exploding_update_ratio))) is not None:
             message = (
                 f"a step changes {layer} by {ratio[e + 1]:.3g} × the norm of its "
@@ -165,6 +172,8 @@ def _gradients(h, n: int, t: Thresholds) -> _Raw:
             )
             yield "exploding_gradients", layer, e + 1, message
     for layer, peak in (per_layer(h, "grad_norm_max") or grads).items():
+        if layer in frozen:
+            continue
         if (e := _first(_above(peak[:n], t.exploding_norm))) is not None:
             message = (
                 f"{layer} gradient norm {peak[e]:.3g} in epoch {e} (threshold "

@@ -219,7 +219,8 @@ def gradient_flow(
     colour bar of the layers (one colour per layer, each named) does.
     Right, the same numbers as a heat map, layers (in network order, the
     first at the top) × epochs, on a logarithmic colour scale; zero norms
-    are left blank, non-finite ones crossed out in red.
+    are left blank, non-finite ones crossed out in red. Layers that
+    ``fit(trainable=...)`` froze are labelled "(frozen)".
 
     Args:
       history: a history with ``grad_norm/<layer>`` entries, from
@@ -245,7 +246,8 @@ def gradient_flow(
     plt = _pyplot()
     from matplotlib.colors import LogNorm
 
-    layers = list(grads)
+    frozen = set(per_layer(history, "frozen"))  # fit(trainable=...)'s marks
+    layers = [f"{k} (frozen)" if k in frozen else k for k in grads]
     epochs = max(len(v) for v in grads.values())
     table = np.full((len(layers), epochs), np.nan)
     for i, values in enumerate(grads.values()):

@@ -6,8 +6,9 @@ names the argument, what was expected, what came, and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -23,7 +24,7 @@ from annjax.training import inputs as _inputs
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
 from annjax.training.inputs import check_targets, host_array
-from annjax.training.step import default_optimizer, output_shape
+from annjax.training.step import default_optimizer, leaf_path, output_shape
 from annjax.training.types import EarlyStopping
 
 
@@ -409,3 +410,205 @@ def callbacks_of(callbacks) -> tuple[Callable, ...]:
                 f"callbacks: expected functions callback(epoch, logs), got {cb!r}."
             )
     return tuple(callbacks)
+
+
+# ---------------------------------------------- the controls of issue 23
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothedLoss:
+    """``softmax_cross_entropy`` with label smoothing α, as ``fit``'s loss.
+
+    Hashable by value, so equal fits share their compiled epoch; named as
+    the loss it smooths, so the classification checks and the metrics treat
+    it as that loss.
+    """
+
+    label_smoothing: float
+
+    @property
+    def __name__(self) -> str:
+        return "softmax_cross_entropy"
+
+    def __call__(self, y_true, y_pred, reduction: str = "mean"):
+        return _losses.softmax_cross_entropy(
+            y_true, y_pred, reduction, label_smoothing=self.label_smoothing
+        )
+
+
+def smoothed_loss(loss, label_smoothing):
+    """Returns ``loss`` with ``label_smoothing`` α applied (0: ``loss`` itself).
+
+    Raises:
+      ValueError: for α outside [0, 1], or α > 0 with another loss than
+        ``softmax_cross_entropy`` (smoothing mixes class targets).
+    """
+    alpha = _checks.number("label_smoothing", label_smoothing)
+    if not 0.0 <= alpha <= 1.0:
+        raise _checks.fail(
+            "label_smoothing", "a probability α in [0, 1] (0.1 is common)", alpha
+        )
+    if alpha == 0.0:
+        return loss
+    if _losses.name_of(loss) != "softmax_cross_entropy":
+        raise _checks.fail(
+            "label_smoothing",
+            "loss='softmax_cross_entropy' (smoothing mixes class targets)",
+            f"loss={loss!r}",
+            "Drop label_smoothing, or train with softmax cross-entropy.",
+        )
+    return SmoothedLoss(alpha)
+
+
+def ema_decay(ema, validate_on: str) -> float | None:
+    """Returns the EMA decay (None: no average) after checking ``validate_on``."""
+    validate_on = _checks.one_of("validate_on", validate_on, ("params", "ema"))
+    if ema is not None:
+        ema = _checks.number("ema", ema)
+        if not 0.0 <= ema < 1.0:
+            raise _checks.fail(
+                "ema", "a decay d in [0, 1) (0.999 is common)", ema, "Or None."
+            )
+    if validate_on == "ema" and ema is None:
+        raise _checks.fail(
+            "validate_on",
+            "'params' without ema=",
+            "'ema'",
+            "Pass ema=0.999 (the decay) to validate the moving average.",
+        )
+    return ema
+
+
+def frozen_paths(trainable, params) -> tuple[str, ...]:
+    """Returns the paths (``"dense_0/w"``) of the leaves ``trainable`` freezes.
+
+    ``trainable`` is None (all train), a function of the path string that
+    returns True (train) or False (freeze), or a pytree of bools with the
+    structure of the params or a prefix of it (one bool for a whole layer).
+
+    Raises:
+      TypeError: for another kind of ``trainable``, or a value not a bool.
+      ValueError: for a pytree of another structure, or one that freezes
+        every parameter.
+    """
+    if trainable is None:
+        return ()
+    paths = [leaf_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    if callable(trainable):
+        flags = {path: _flag(trainable(path), path) for path in paths}
+    elif isinstance(trainable, Mapping | list | tuple | bool):
+        flags = {}
+
+        def visit(path, flag, subtree):
+            for sub, _ in jax.tree_util.tree_flatten_with_path(subtree)[0]:
+                flags[leaf_path((*path, *sub))] = _flag(flag, leaf_path(path))
+
+        try:
+            jax.tree_util.tree_map_with_path(visit, trainable, params)
+        except ValueError as exc:
+            raise _checks.fail(
+                "trainable",
+                "a pytree of bools with the structure of the params (or a "
+                "prefix of it: one bool per layer)",
+                jax.tree_util.tree_structure(trainable),
+                f"The params' structure is {jax.tree_util.tree_structure(params)}.",
+            ) from exc
+    else:
+        raise TypeError(
+            "trainable: expected a function of the parameter path "
+            "(lambda path: not path.startswith('dense_0')) or a pytree of bools, "
+            f"got {trainable!r}."
+        )
+    frozen = tuple(path for path in paths if not flags[path])
+    if paths and len(frozen) == len(paths):
+        raise _checks.fail(
+            "trainable",
+            "at least one trainable parameter",
+            "every parameter frozen",
+            "Use ann.predict or ann.evaluate to run a frozen model.",
+        )
+    return frozen
+
+
+def _flag(value, path: str) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise TypeError(f"trainable: expected True or False for {path!r}, got {value!r}.")
+
+
+def start_tree(what: str, expected, given, input_shape, models: int | None):
+    """Returns the ``params=`` or ``state=`` tree to start from, checked.
+
+    ``expected`` is the model's (abstract) tree. For ``fit_many``
+    (``models`` given) the tree is stacked (a leading axis of ``models``)
+    or one set, broadcast to every model.
+
+    Raises:
+      ValueError: naming the arrays missing, extra or reshaped.
+    """
+    if given is None:
+        return None
+    given = jax.tree_util.tree_map(
+        lambda a: _mesh.host_or_spread(_checks.numeric_array(what, a)), given
+    )
+    if models is not None:
+        leaves = jax.tree_util.tree_leaves(given)
+        if leaves and all(np.ndim(a) >= 1 and a.shape[0] == models for a in leaves):
+            one = jax.tree_util.tree_map(lambda a: a[0], given)
+            if not shape_mismatch(what, expected, one, input_shape):
+                return given
+        if (error := shape_mismatch(what, expected, given, input_shape)) is not None:
+            raise ValueError(
+                f"{error} For fit_many: one set for all {models} models, or "
+                f"every array stacked with a leading axis of {models} models."
+            )
+        return jax.tree_util.tree_map(
+            lambda a: np.broadcast_to(np.asarray(a), (models, *np.shape(a))), given
+        )
+    if (error := shape_mismatch(what, expected, given, input_shape)) is not None:
+        raise ValueError(error)
+    return given
+
+
+def named_shapes(tree) -> dict[str, tuple]:
+    """Returns ``{"dense_0/w": shape, "relu_1": "{}", …}`` for a params tree."""
+    # an empty dict is a leaf here: a layer without params still has a name
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda t: isinstance(t, dict) and not t
+    )[0]
+    return {
+        leaf_path(path): ("{}" if isinstance(leaf, dict) else tuple(np.shape(leaf)))
+        for path, leaf in leaves
+    }
+
+
+def shape_diff(expected, got) -> tuple[list, list, list]:
+    """Returns the paths missing from ``got``, extra in it, and reshaped
+    (both :func:`named_shapes`)."""
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    reshaped = [
+        f"{k}: expected {expected[k]}, got {got[k]}"
+        for k in sorted(set(expected) & set(got))
+        if expected[k] != got[k]
+    ]
+    return missing, extra, reshaped
+
+
+def shape_mismatch(what: str, expected, got, input_shape) -> str | None:
+    """Returns the error for a tree ``got`` not shaped as ``expected``, or None.
+
+    The message names the arrays missing, extra and reshaped (paths such as
+    ``dense_0/w``).
+    """
+    expected, got = named_shapes(expected), named_shapes(got)
+    if expected == got:
+        return None
+    missing, extra, reshaped = shape_diff(expected, got)
+    return (
+        f"{what}: expected the {what} of this model for inputs of shape "
+        f"{tuple(input_shape)}, got {what} of another model: missing "
+        f"{missing or 'none'}, extra {extra or 'none'}, reshaped "
+        f"{reshaped or 'none'}. Pass the {what} that fit (or this model's "
+        "init) returned, or data of the shape the model was trained on."
+    )

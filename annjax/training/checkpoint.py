@@ -56,14 +56,12 @@ def _device(tree):
 
 
 def _train_state_dict(ts: TrainState | None):
+    """Returns every field of ``ts`` that is set, as host arrays (derived
+    from ``TrainState``'s fields: a new one is saved without a change here)."""
     if ts is None:
         return None
-    return {
-        "params": _host(ts.params),
-        "state": _host(ts.state),
-        "opt_state": _host(serialization.to_state_dict(ts.opt_state)),
-        "step": np.asarray(ts.step),
-    }
+    fields = ts._replace(opt_state=serialization.to_state_dict(ts.opt_state))
+    return {k: _host(v) for k, v in fields._asdict().items() if v is not None}
 
 
 def _body(obj) -> tuple[str, dict]:
@@ -72,7 +70,7 @@ def _body(obj) -> tuple[str, dict]:
         fields = obj._asdict()
         fields.pop("model", None)  # functions: the caller keeps the model
         fields["train_state"] = _train_state_dict(obj.train_state)
-        for name in ("params", "state"):
+        for name in ("params", "state", "ema_params"):
             fields[name] = _host(fields[name])
         fields["history"] = {k: np.asarray(v) for k, v in obj.history.items()}
         return type(obj).__name__, {k: v for k, v in fields.items() if v is not None}
@@ -195,14 +193,13 @@ def _read(
 
 
 def _train_state(raw) -> TrainState | None:
+    """Returns the TrainState saved as ``raw`` (its optimizer state raw)."""
     if raw is None:
         return None
-    return TrainState(
-        _device(raw["params"]),
-        _device(raw["state"]),
-        raw["opt_state"],
-        jnp.asarray(raw["step"], jnp.int32),
-    )
+    fields = {k: _device(v) for k, v in raw.items() if k in TrainState._fields}
+    fields["opt_state"] = raw["opt_state"]
+    fields["step"] = jnp.asarray(raw["step"], jnp.int32)
+    return TrainState(**fields)
 
 
 def load(path: str | os.PathLike) -> Any:
@@ -226,7 +223,9 @@ def load(path: str | os.PathLike) -> Any:
         return _train_state(body)
     cls = FitResult if kind == "FitResult" else ManyResult
     fields = dict(body)
-    fields["params"], fields["state"] = _device(body["params"]), _device(body["state"])
+    for name in ("params", "state", "ema_params"):
+        if name in body:
+            fields[name] = _device(body[name])
     fields["train_state"] = _train_state(body.get("train_state"))
     fields["history"] = {k: np.asarray(v) for k, v in body["history"].items()}
     if cls is FitResult:
@@ -273,8 +272,15 @@ def restore_train_state(saved: TrainState | None, fresh: TrainState) -> TrainSta
             "the same optimizer is applied; another optimizer cannot be). "
             "Resume with the optimizer of the first run."
         ) from exc
-    opt_state = _device(opt_state)
-    return TrainState(saved.params, saved.state, opt_state, saved.step)
+    if (saved.ema is None) != (fresh.ema is None):
+        raise ValueError(
+            "resume: expected a checkpoint "
+            f"{'with' if fresh.ema is not None else 'without'} a moving average "
+            "of the params, as this run's ema= asks, got one "
+            f"{'with' if saved.ema is not None else 'without'}. Resume with the "
+            "ema= of the first run."
+        )
+    return saved._replace(opt_state=_device(opt_state))
 
 
 # ------------------------------------------------------------------ resume
@@ -344,5 +350,6 @@ def _previous_best(previous, es, at, n, ts):
                 "start again with restore_best=True."
             )
     if (at < 0).all():
-        return jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state))
-    return jax.tree_util.tree_map(jnp.copy, (previous.params, previous.state))
+        return jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state, ts.ema))
+    kept = (previous.params, previous.state, previous.ema_params)
+    return jax.tree_util.tree_map(jnp.copy, kept)

@@ -30,6 +30,7 @@ from annjax._types import Array, Key, Layer
 from annjax.curvature import hvp as _curvature
 from annjax.data.batching import batches_of, num_batches
 from annjax.training import mesh as _mesh
+from annjax.training.measure import frozen_layers
 from annjax.training.step import (
     evaluate_arrays,
     train_step_with_stats,
@@ -205,6 +206,8 @@ class EpochSpec(NamedTuple):
     log_steps: bool = False
     mesh: Any = None  # a jax.sharding.Mesh: batches split over its "data" axis
     track_sharpness: int = 0  # every this many epochs (0: never)
+    frozen: tuple[str, ...] = ()  # paths of the params trainable= freezes
+    validate_on: str = "params"  # or "ema": the moving average is validated
 
 
 class Plan(NamedTuple):
@@ -284,6 +287,8 @@ def run_steps(
             l2=hyper.get("l2"),
             track_gradients=track,
             augment=spec.augment,
+            frozen=spec.frozen,
+            ema=hyper.get("ema"),
             skip_empty="sample_weight" in hyper,
         )
 
@@ -380,7 +385,10 @@ def finish(
     :data:`TRAIN_EVAL_EXAMPLES` training examples (at most
     ``eval_batch_size``) are evaluated in evaluation mode too, as
     ``train_eval_loss`` (and ``train_eval_<name>`` per metric), against which
-    ``diagnose`` reads the train/eval-mode gap. A stateless model evaluates
+    ``diagnose`` reads the train/eval-mode gap. With ``validate_on="ema"``
+    the ``val_`` values are those of the moving average ``ts.ema``. With
+    the profiler on, each layer that ``trainable=`` froze whole is marked
+    ``frozen/<layer>`` (1.0). A stateless model evaluates
     the same in both modes (dropout aside), so it skips this and costs
     nothing.
 
@@ -406,6 +414,9 @@ def finish(
     lr = _optim.learning_rate(ts.opt_state)
     if lr is not None:
         out["lr"] = jnp.asarray(lr, jnp.float32)
+    if spec.track_gradients:  # the profiler's mark: no update, no "vanishing"
+        for layer in frozen_layers(ts.params, spec.frozen):
+            out[f"frozen/{layer}"] = jnp.float32(1.0)
     val_weight = None if hyper is None else hyper.get("val_weight")
     out.update(_evaluations(spec, ts, x, y, val, val_weight))
     if spec.track_sharpness:
@@ -453,8 +464,9 @@ def _evaluations(
     out = {}
     if val is not None:
         args = (spec.model, spec.loss, spec.metrics, spec.eval_batch_size)
+        params = ts.ema if spec.validate_on == "ema" else ts.params
         logs = evaluate_arrays(
-            *args, ts.params, ts.state, *val, mesh=spec.mesh, w=val_weight
+            *args, params, ts.state, *val, mesh=spec.mesh, w=val_weight
         )
         out.update({f"val_{name}": value for name, value in logs.items()})
     if jax.tree_util.tree_leaves(ts.state):

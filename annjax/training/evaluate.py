@@ -24,6 +24,10 @@ from annjax.training.arguments import (
     check_model,
     fit_targets,
     metric_names,
+    named_shapes,
+    shape_diff,
+    shape_mismatch,
+    smoothed_loss,
 )
 from annjax.training.inputs import check_functions, check_link, host_array
 from annjax.training.step import (
@@ -74,32 +78,6 @@ def predict(
     return _predict(model, params, state, x, batch_size, mesh)
 
 
-def _named_shapes(tree) -> dict[str, tuple]:
-    """Returns ``{"dense_0/w": shape, "relu_1": "{}", …}`` for a params tree."""
-    # an empty dict is a leaf here: a layer without params still has a name
-    leaves = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda t: isinstance(t, dict) and not t
-    )[0]
-    return {
-        jax.tree_util.keystr(path, simple=True, separator="/"): (
-            "{}" if isinstance(leaf, dict) else tuple(np.shape(leaf))
-        )
-        for path, leaf in leaves
-    }
-
-
-def _shape_diff(expected, got) -> tuple[list, list, list]:
-    """Returns the paths missing from ``got``, extra in it, and reshaped."""
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    reshaped = [
-        f"{k}: expected {expected[k]}, got {got[k]}"
-        for k in sorted(set(expected) & set(got))
-        if expected[k] != got[k]
-    ]
-    return missing, extra, reshaped
-
-
 def _input_shape_of(model: Layer, input_shape, params, state) -> tuple | None:
     """Returns the example shape (``input_shape`` with another last axis) for
     which ``model.init`` makes exactly these params and state; None if none.
@@ -107,7 +85,7 @@ def _input_shape_of(model: Layer, input_shape, params, state) -> tuple | None:
     The candidates are the sizes found in the params' shapes, so the data's
     wrong feature count is told apart from another model's params.
     """
-    got = _named_shapes(params), _named_shapes(state)
+    got = named_shapes(params), named_shapes(state)
     sizes = {d for shape in got[0].values() if shape != "{}" for d in shape}
     for d in sorted(sizes - set(tuple(input_shape)[-1:]))[:32]:
         shape = (*tuple(input_shape)[:-1], d)
@@ -115,7 +93,7 @@ def _input_shape_of(model: Layer, input_shape, params, state) -> tuple | None:
             want = abstract_init(model, shape)[1:]
         except (ValueError, TypeError):
             continue
-        if tuple(_named_shapes(w) for w in want) == got:
+        if tuple(named_shapes(w) for w in want) == got:
             return shape
     return None
 
@@ -133,10 +111,10 @@ def check_params(model: Layer, input_shape, params, state, name: str = "x") -> N
     want = abstract_init(model, input_shape)[1:]
     pairs = zip(("params", "state"), want, (params, state), strict=True)
     for what, expected, got in pairs:
-        expected, got = _named_shapes(expected), _named_shapes(got)
-        if expected == got:
+        error = shape_mismatch(what, expected, got, input_shape)
+        if error is None:
             continue
-        missing, extra, reshaped = _shape_diff(expected, got)
+        missing, extra, reshaped = shape_diff(named_shapes(expected), named_shapes(got))
         fits = not (missing or extra) and (
             _input_shape_of(model, input_shape, params, state)
         )
@@ -147,13 +125,7 @@ def check_params(model: Layer, input_shape, params, state, name: str = "x") -> N
                 f"the data does not fit the model (reshaped {reshaped}). Pass "
                 "data with the features the model was trained on."
             )
-        raise ValueError(
-            f"{what}: expected the {what} of this model for inputs of shape "
-            f"{input_shape}, got {what} of another model: missing "
-            f"{missing or 'none'}, extra {extra or 'none'}, reshaped "
-            f"{reshaped or 'none'}. Pass the {what} that fit (or this model's "
-            "init) returned, or data of the shape the model was trained on."
-        )
+        raise ValueError(error)
 
 
 def evaluate(
@@ -166,12 +138,16 @@ def evaluate(
     batch_size: int = 1024,
     mesh: Mesh | None = None,
     class_weight: Mapping[Any, float] | None = None,
+    *,
+    label_smoothing: float = 0.0,
 ) -> dict[str, float]:
     """Returns ``{"loss": …, metric: …}`` on ``data = (X, y)``, batched and jitted.
 
     Metrics are computed on all predictions at once (exact F1, R²…); a
     metric function ``(y_true, y_pred) -> scalar`` is keyed by its name.
     ``mesh`` splits each batch over its ``"data"`` axis, as in :func:`predict`.
+    ``label_smoothing`` α > 0 (softmax cross-entropy only) smooths the
+    targets of the loss as ``fit(label_smoothing=α)`` does, so the two agree.
     ``data = (X, y, w)`` and ``class_weight={label: weight}`` weigh the
     examples: the loss is Σ wᵢ ℓᵢ / Σ wᵢ and the metrics get
     ``sample_weight`` (scikit-learn's weighted results).
@@ -180,6 +156,7 @@ def evaluate(
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     mesh = _mesh.check(mesh, many=False)
     _losses.get(loss)
+    loss = smoothed_loss(loss, label_smoothing)
     metrics = metric_names(metrics)
     data, w = split_data("data", data)
     x, y = as_arrays("data", data)

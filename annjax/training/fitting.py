@@ -33,10 +33,12 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
@@ -79,6 +81,12 @@ def fit(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh: Mesh | None = None,
+    params: Any = None,
+    state: Any = None,
+    trainable: Callable[[str], bool] | Any = None,
+    label_smoothing: float = 0.0,
+    ema: float | None = None,
+    validate_on: str = "params",
     class_weight: Mapping[Any, float] | None = None,
     track_sharpness: int | None = 0,
 ) -> FitResult:
@@ -165,6 +173,36 @@ def fit(
         with a ``NamedSharding``, or ``jax.make_array_from_process_local_data``
         on several hosts) is used where it lies; other data is copied to
         every device. See :mod:`annjax.training.mesh`.
+      params, state: start from these params and layer state (a previous
+        result's, pretrained weights) instead of the initialisation; each
+        checked against the model before anything compiles (the error names
+        the arrays missing, extra or reshaped). The optimizer state starts
+        fresh, and the epochs count from 0 again (``resume=`` continues a
+        run instead, optimizer state included).
+      trainable: which parameters train: a function of the parameter path
+        (``lambda path: not path.startswith("dense_0")``; paths read
+        ``dense_0/w``) returning True or False, or a pytree of bools shaped
+        as the params (or a prefix: one bool per layer). Frozen parameters
+        get no update, no weight decay and no ``l1``/``l2`` penalty (through
+        ``optax.multi_transform`` with ``optax.set_to_zero``, see
+        :func:`annjax.optim.freeze`); with ``track_gradients`` the history
+        marks each frozen layer ``frozen/<layer>`` and ``diagnose`` leaves it
+        out of its gradient findings.
+      label_smoothing: α in [0, 1] for ``softmax_cross_entropy``: the
+        targets become (1 − α) y + α / K (``optax.smooth_labels``), in
+        training and in the ``val_`` loss.
+      ema: a decay d in [0, 1): keep the moving average
+        ē ← d ē + (1 − d) θ of the params, updated after every step inside
+        the compiled epoch (from ē = θ at the start, no bias correction),
+        returned as ``result.ema_params``. None (default): none.
+      validate_on: ``"params"`` (default), or ``"ema"``: the ``val_`` values,
+        and so early stopping and the best epoch, are those of the moving
+        average (needs ``ema=``).
+
+    An optimizer that reads the loss (``optax.contrib.reduce_on_plateau``,
+    any ``optax.GradientTransformationExtraArgs`` such as an ``optax.chain``)
+    gets the step's objective as ``update(..., value=loss)``; the history's
+    ``lr`` includes the plateau's scale.
       class_weight: ``{label: weight}`` multiplying the training weight of
         every example of that label (1 for labels not named), as Keras' and
         scikit-learn's ``class_weight``; validation is not reweighted.
@@ -218,6 +256,12 @@ def fit(
                 callbacks=callbacks,
                 log_steps=log_steps,
                 mesh=mesh,
+                params=params,
+                state=state,
+                trainable=trainable,
+                label_smoothing=label_smoothing,
+                ema=ema,
+                validate_on=validate_on,
                 class_weight=class_weight,
                 track_sharpness=track_sharpness,
             )
@@ -250,6 +294,12 @@ def fit_many(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh: Mesh | None = None,
+    params: Any = None,
+    state: Any = None,
+    trainable: Callable[[str], bool] | Any = None,
+    label_smoothing: float = 0.0,
+    ema: float | None = None,
+    validate_on: str = "params",
     sample_weight: Any = None,
     val_weight: Any = None,
     class_weight: Mapping[Any, float] | None = None,
@@ -286,6 +336,9 @@ def fit_many(
         models are split (the number of models a multiple of its size): 8
         models on a ``"model"`` axis of 8 devices each train on their own
         device; with both axes each model's batches are split over ``"data"``.
+      params, state: one set for every model, or stacked with a leading
+        axis of one set per model.
+      ema: as :func:`fit`'s; ``result.ema_params`` is stacked per model.
       sample_weight: example weights per model, shape (models, n) (one
         weighting of the training data per model: bootstrap counts, fold
         masks, subsets; see :mod:`annjax.analysis.resampling`), or (n,) for
@@ -326,6 +379,12 @@ def fit_many(
                 callbacks=callbacks,
                 log_steps=log_steps,
                 mesh=mesh,
+                params=params,
+                state=state,
+                trainable=trainable,
+                label_smoothing=label_smoothing,
+                ema=ema,
+                validate_on=validate_on,
                 class_weight=class_weight,
                 sample_weight=sample_weight,
                 val_weight=val_weight,
@@ -349,6 +408,7 @@ def train(run: Run) -> FitResult | ManyResult:
     ts, train_keys = start_states(
         spec.model, spec.optimizer, run.keys, x.shape[1:], dtype=params_dtype(x)
     )
+    ts = _start(run, ts)
     if run.lr_scale is not None:
         scaled = jax.vmap(_optim.scale_learning_rate)(ts.opt_state, run.lr_scale)
         ts = ts._replace(opt_state=scaled)
@@ -392,3 +452,24 @@ def _cache_named_on_failure():
                 f"(rm -rf {folder}) and run again."
             )
         raise
+
+
+def _start(run: Run, ts):
+    """Returns ``ts`` started from the run's given params and state (cast to
+    the initialisation's dtypes, the optimizer state made afresh for them)
+    and, with ``ema=``, the moving average starting at the params."""
+    if run.params is not None or run.state is not None:
+        cast = functools.partial(jax.tree_util.tree_map, _like)
+        params = ts.params if run.params is None else cast(ts.params, run.params)
+        state = ts.state if run.state is None else cast(ts.state, run.state)
+        opt_init = jax.vmap(run.spec.optimizer.init) if run.many else None
+        opt_init = opt_init or run.spec.optimizer.init
+        ts = ts._replace(params=params, state=state, opt_state=opt_init(params))
+    if "ema" in run.hyper:  # its own buffers: the train state is donated
+        ts = ts._replace(ema=jax.tree_util.tree_map(jnp.copy, ts.params))
+    return ts
+
+
+def _like(fresh, given):
+    """Returns ``given`` as an array of ``fresh``'s dtype."""
+    return jnp.asarray(given, dtype=fresh.dtype)

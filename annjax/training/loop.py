@@ -116,7 +116,7 @@ class Progress:
       history: name → list of per-epoch rows (models,) (``step_loss``: one
         (steps, models) block per epoch).
       done: epochs run so far.
-      best: (params, state) of each model's best epoch, or None (no
+      best: (params, state, ema) of each model's best epoch, or None (no
         ``EarlyStopping(restore_best=True)``).
       active: which models still train.
       reasons: each model's stop reason.
@@ -152,7 +152,7 @@ class Progress:
         n, es = run.models, run.early_stopping
         best = None
         if es is not None and es.restore_best:  # a copy: ts is donated
-            best = jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state))
+            best = jax.tree_util.tree_map(jnp.copy, _kept(ts))
         return cls(
             {},
             0,
@@ -226,7 +226,7 @@ class Progress:
                     f"{tracker.best_epoch})"
                 )
         if self.best is not None and improved.any():
-            self.best = _select(improved, (ts.params, ts.state), self.best, self.many)
+            self.best = _select(improved, _kept(ts), self.best, self.many)
 
     def callbacks(self, callbacks, epoch: int, logs: dict, ts, save_now) -> None:
         """Calls each callback; True from one stops every model.
@@ -256,6 +256,11 @@ class Progress:
                         f"epoch {epoch}"
                     )
                 self.active[:] = False
+
+
+def _kept(ts: TrainState) -> tuple:
+    """Returns what a result holds of a train state: (params, state, ema)."""
+    return ts.params, ts.state, ts.ema
 
 
 def _select(mask: np.ndarray, new, old, many: bool):

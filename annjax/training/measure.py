@@ -39,6 +39,7 @@ from annjax._types import Array, Layer, Tap, takes_probe, weights_kwarg
 __all__ = [
     "SATURATION_THRESHOLD",
     "activation_stats",
+    "frozen_layers",
     "layer_norms",
     "layer_stats",
     "probe_apply",
@@ -95,6 +96,17 @@ def layer_stats(grads, params, updates) -> dict[str, Array]:
         stats[f"param_norm/{name}"] = p[name]
         stats[f"update_ratio/{name}"] = u[name] / (p[name] + 1e-12)
     return stats
+
+
+def frozen_layers(params, frozen: tuple[str, ...]) -> list[str]:
+    """Returns the layers (paths, as :func:`layer_norms` names them) whose
+    every parameter is among the ``frozen`` leaf paths (``"dense_0/w"``)."""
+    whole: dict[str, bool] = {}
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = jax.tree_util.keystr(path[:-1], simple=True, separator="/") or "model"
+        leaf = jax.tree_util.keystr(path, simple=True, separator="/")
+        whole[name] = whole.get(name, True) and leaf in frozen
+    return [name for name, all_frozen in whole.items() if all_frozen]
 
 
 def _flat_taps(probe: dict, prefix: str = "") -> dict[str, Tap]:

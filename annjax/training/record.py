@@ -31,18 +31,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from annjax import _checks
+from annjax import optim as _optim
 from annjax._types import Key, Layer
 from annjax.nn.tracing import primitives
 from annjax.training import mesh as _mesh
 from annjax.training.arguments import (
     callbacks_of,
     checkpoint_path,
+    ema_decay,
+    frozen_paths,
     penalties,
     per_model,
     setup,
+    smoothed_loss,
+    start_tree,
     steps_per_call_of,
 )
 from annjax.training.epoch import EpochSpec, held_spec
+from annjax.training.step import abstract_init
 from annjax.training.types import EarlyStopping
 from annjax.training.weights import example_weights, split_data
 
@@ -60,7 +66,8 @@ class Run(NamedTuple):
       keys: the user's key (``fit``) or keys (``fit_many``, shape (models,));
         the initialisation splits each into (init key, training key).
       hyper: the step's dynamic hyper-parameters, name → value (``l1``,
-        ``l2`` when set; per model for ``fit_many``), and the example weights
+        ``l2`` when set, ``ema``: the moving average's decay when asked;
+        per model for ``fit_many``), and the example weights
         (``sample_weight``, ``val_weight``; see :mod:`.weights`) when given.
       lr_scale: ``fit_many``'s learning-rate factor per model, or None.
       swept: ``fit_many``'s per-model hyper-parameters as ``result.hyper``
@@ -74,6 +81,8 @@ class Run(NamedTuple):
       checkpoint: where to save after every epoch, or None.
       resume: the checkpoint to continue from, or None.
       progress: whether to show a progress bar.
+      params, state: the trees to start from (``params=``, ``state=``;
+        stacked per model for ``fit_many``), or None: the initialisation's.
     """
 
     spec: EpochSpec
@@ -93,6 +102,8 @@ class Run(NamedTuple):
     checkpoint: Path | None
     resume: Path | None
     progress: bool
+    params: Any = None
+    state: Any = None
 
 
 def resolve(
@@ -123,6 +134,12 @@ def resolve(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh=None,
+    params=None,
+    state=None,
+    trainable=None,
+    label_smoothing: float = 0.0,
+    ema: float | None = None,
+    validate_on: str = "params",
     sample_weight=None,
     val_weight=None,
     class_weight=None,
@@ -148,6 +165,16 @@ def resolve(
     else:
         hyper, models, scales, swept = penalties(l1, l2), 1, None, None
         keys = jax.random.key(0) if key is None else _checks.random_key("key", key)
+    decay = ema_decay(ema, validate_on)
+    if decay is not None:
+        hyper["ema"] = jnp.full((models,) if many else (), decay, jnp.float32)
+    if resume is not None and (params is not None or state is not None):
+        raise _checks.fail(
+            "params/state",
+            "no params= or state= with resume= (the checkpoint holds them)",
+            "both",
+            "Drop one of them.",
+        )
     path = checkpoint_path("checkpoint", checkpoint)
     per_call = steps_per_call_of(steps_per_call)
     callbacks = callbacks_of(callbacks)
@@ -155,7 +182,7 @@ def resolve(
         model,
         train_data,
         val_data,
-        loss=loss,
+        loss=smoothed_loss(loss, label_smoothing),
         optimizer=optimizer,
         batch_size=batch_size,
         metrics=metrics,
@@ -170,6 +197,17 @@ def resolve(
         track_sharpness=track_sharpness,
     )
     per_call = calls_of(per_call, spec.model, x.shape[1:], spec.mesh)
+    shapes = abstract_init(spec.model, x.shape[1:])
+    starts = [
+        start_tree(what, want, given, x.shape[1:], models if many else None)
+        for what, want, given in zip(
+            ("params", "state"), shapes[1:], (params, state), strict=True
+        )
+    ]
+    frozen = frozen_paths(trainable, shapes[1])
+    if frozen:
+        spec = spec._replace(optimizer=_optim.freeze(spec.optimizer, frozen))
+    spec = spec._replace(frozen=frozen, validate_on=validate_on)
     count = models if many else None
     weights = {
         "sample_weight": example_weights(
@@ -215,6 +253,8 @@ def resolve(
         checkpoint=path,
         resume=None if resume is None else Path(resume),
         progress=bool(progress),
+        params=starts[0],
+        state=starts[1],
     )
 
 

@@ -47,18 +47,24 @@ def stacked_history(history: dict[str, list]) -> dict[str, np.ndarray]:
 def fit_result(ts, p: Progress, es: EarlyStopping | None) -> FitResult:
     """Returns one model's :class:`FitResult` from the loop's progress."""
     hist = {k: v[:, 0] for k, v in stacked_history(p.history).items()}
-    params, state = p.best if p.best is not None else (ts.params, ts.state)
+    params, state, ema = _kept(ts, p)
     best = best_epochs(p.history, es, 1)
     at = _params_epoch(p, best)
     return FitResult(
-        params, state, hist, int(best[0]), p.reasons[0], ts, p.done, int(at[0])
+        params, state, hist, int(best[0]), p.reasons[0], ts, p.done, int(at[0]), ema
     )
+
+
+def _kept(ts, p: Progress) -> tuple:
+    """Returns the (params, state, ema) a result holds: the best epoch's, or
+    the last finite ones."""
+    return p.best if p.best is not None else (ts.params, ts.state, ts.ema)
 
 
 def many_result(ts, p: Progress, es, hyper, model=None) -> ManyResult:
     """Returns ``fit_many``'s :class:`ManyResult` from the loop's progress."""
     n = len(p.active)
-    params, state = p.best if p.best is not None else (ts.params, ts.state)
+    params, state, ema = _kept(ts, p)
     swept = {k: np.asarray(v) for k, v in hyper.items()}
     best = best_epochs(p.history, es, n)
     return ManyResult(
@@ -72,6 +78,7 @@ def many_result(ts, p: Progress, es, hyper, model=None) -> ManyResult:
         p.done,
         p.ran.copy(),
         _params_epoch(p, best),
+        ema,
         model,
     )
 

@@ -29,6 +29,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 
 import jax
@@ -234,6 +235,8 @@ def train_step_with_stats(
     l2=None,
     track_gradients: bool = False,
     augment: Callable | None = None,
+    frozen: tuple[str, ...] = (),
+    ema=None,
     skip_empty: bool = False,
 ) -> Callable:
     """Returns the step behind :func:`make_train_step`, logging statistics.
@@ -249,6 +252,7 @@ def train_step_with_stats(
     """
     loss_fn = _losses.get(loss)
     log_metrics = _metric_logger(loss, metrics)
+    update = _update_of(optimizer)
 
     def objective(params, state, x, y, w, key):
         # the example weights reach batch statistics: padding never counts
@@ -263,10 +267,11 @@ def train_step_with_stats(
             probe = {}
         data_loss = weighted_mean(loss_fn(y, pred, reduction="none"), w)
         total = data_loss
+        mask = penalty_mask(params, frozen)
         if _active(l1):
-            total = total + _regularizers.l1(params, l1)
+            total = total + _regularizers.l1(params, l1, mask)
         if _active(l2):
-            total = total + _regularizers.l2(params, l2)
+            total = total + _regularizers.l2(params, l2, mask)
         health = _profiler.activation_stats(probe) if track_gradients else {}
         return total, (data_loss, pred, new_state, health)
 
@@ -277,23 +282,80 @@ def train_step_with_stats(
         if augment is not None:
             x = augment(aug_key, x)
         grad_fn = jax.value_and_grad(objective, has_aux=True)
-        (_, (data_loss, pred, new_state, health)), grads = grad_fn(
+        (total, (data_loss, pred, new_state, health)), grads = grad_fn(
             ts.params, ts.state, x, y, w, model_key
         )
-        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+        updates, opt_state = update(grads, ts.opt_state, ts.params, total)
         params = optax.apply_updates(ts.params, updates)
         logs = {"loss": data_loss, "weight": jnp.sum(w), **log_metrics(y, pred, w)}
         if track_gradients:
             # the new params: reading the old ones would keep a copy alive
             logs.update(_profiler.layer_stats(grads, params, updates))
             logs.update(health)
-        new = TrainState(params, new_state, opt_state, ts.step + 1)
+        average = None if ts.ema is None else ema_update(ts.ema, params, ema)
+        new = ts._replace(
+            params=params,
+            state=new_state,
+            opt_state=opt_state,
+            step=ts.step + 1,
+            ema=average,
+        )
         if skip_empty:
             live = jnp.sum(w) > 0
             new = jax.tree_util.tree_map(lambda a, b: jnp.where(live, a, b), new, ts)
         return new, logs
 
     return step
+
+
+def _update_of(optimizer: optax.GradientTransformation) -> Callable:
+    """Returns ``update(grads, opt_state, params, loss)`` for ``optimizer``.
+
+    An optimizer that reads the loss (``optax.contrib.reduce_on_plateau``;
+    any ``GradientTransformationExtraArgs``, such as an ``optax.chain``, or
+    an ``update`` with a ``value`` parameter) gets it as ``value=``, the
+    objective the step minimises (penalties included); others are called
+    without it.
+    """
+    takes_value = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+    if not takes_value:
+        try:
+            takes_value = "value" in inspect.signature(optimizer.update).parameters
+        except (TypeError, ValueError):  # a builtin without a signature
+            takes_value = False
+    if takes_value:
+        return lambda g, s, p, loss: optimizer.update(g, s, p, value=loss)
+    return lambda g, s, p, loss: optimizer.update(g, s, p)
+
+
+def penalty_mask(params, frozen: tuple[str, ...] = ()):
+    """Returns the leaves ``l1``/``l2`` penalise: the weights
+    (:func:`annjax.regularizers.default_mask`) that are not ``frozen``
+    (paths such as ``"dense_0/w"``)."""
+    weights = _regularizers.default_mask(params)
+    if not frozen:
+        return weights
+    return jax.tree_util.tree_map_with_path(
+        lambda path, weight: weight and leaf_path(path) not in frozen, weights
+    )
+
+
+def leaf_path(path) -> str:
+    """Returns a pytree path as annjax names it: ``"dense_0/w"``."""
+    return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def ema_update(average, params, decay):
+    r"""Returns the moving average after a step, ē ← d ē + (1 − d) θ.
+
+    .. math:: \bar θ_t = d\,\bar θ_{t-1} + (1 - d)\,θ_t, \qquad \bar θ_0 = θ_0
+
+    No bias correction (Keras' and flax's convention): the average starts at
+    the initial params, not at 0.
+    """
+    return jax.tree_util.tree_map(
+        lambda e, p: (decay * e + (1 - decay) * p).astype(e.dtype), average, params
+    )
 
 
 def make_train_step(

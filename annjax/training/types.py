@@ -27,12 +27,15 @@ class TrainState(NamedTuple):
       state: the model's state (batch-norm running statistics).
       opt_state: the optimizer's state.
       step: the number of optimizer steps taken (int32 scalar).
+      ema: the exponential moving average of the params (``fit(ema=...)``),
+        updated after every step, or None.
     """
 
     params: Any
     state: Any
     opt_state: Any
     step: Array
+    ema: Any = None
 
 
 class Tracker(NamedTuple):
@@ -135,6 +138,8 @@ class FitResult(NamedTuple):
       epochs: the number of epochs run in all (resumed ones included).
       params_epoch: the epoch whose params ``params`` are (−1: the
         initialisation); ``fit(resume=...)`` reads it to restore the best.
+      ema_params: with ``fit(ema=decay)``, the moving average of the params
+        (of the same epoch as ``params``), else None.
     """
 
     params: Any
@@ -145,6 +150,7 @@ class FitResult(NamedTuple):
     train_state: TrainState | None = None
     epochs: int = 0
     params_epoch: int = -1
+    ema_params: Any = None
 
 
 class ManyResult(NamedTuple):
@@ -164,6 +170,8 @@ class ManyResult(NamedTuple):
       epochs: epochs run.
       model_epochs: (models,) epochs each model ran before it stopped.
       params_epoch: (models,) the epoch whose params each model's are.
+      ema_params: with ``ema=decay``, each model's moving average of the
+        params (stacked), else None.
       model: the Layer every model is an instance of (for :meth:`predict`
         and :meth:`ensemble`; None after :func:`annjax.load`).
     """
@@ -178,6 +186,7 @@ class ManyResult(NamedTuple):
     epochs: int
     model_epochs: np.ndarray | None = None
     params_epoch: np.ndarray | None = None
+    ema_params: Any = None
     model: Any = None
 
     def predict(self, X: Any, model: Any = None) -> Array:
@@ -244,6 +253,7 @@ class ManyResult(NamedTuple):
             take(self.train_state),
             ran,
             -1 if self.params_epoch is None else int(self.params_epoch[i]),
+            None if self.ema_params is None else take(self.ema_params),
         )
 
 
