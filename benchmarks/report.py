@@ -19,9 +19,25 @@ TARGETS = (
     ("annjax cold ≥ 5 × faster than Keras", "cold", "cold_vs_keras", 5.0),
     ("annjax warm cache ≥ 10 × faster than Keras", "cold", "warm_vs_keras", 10.0),
     ("annjax cold ≤ hand-written JAX cold (time ratio)", "cold", "cold_vs_jax", 1.0),
+    *(
+        (f"fit_many ≥ {bound:g} × {peer} ({phase})", workload, kind, bound)
+        for workload in ("sweep", "sweep-cnn")
+        for phase in ("cold", "warm")
+        for peer, bound, kind in (
+            ("a loop of fit", 1.0, f"{phase}_loop_over_many"),
+            ("Keras", 3.0, f"{phase}_keras_over_many"),
+        )
+    ),
 )
+#: The sweep targets: kind → (slower implementation, fit_many, phase); the
+#: ratio is the slower one's wall time over fit_many's.
+_SWEEP = {
+    f"{phase}_{peer}_over_many": (impl, "annjax-many", phase)
+    for phase in ("cold", "warm")
+    for peer, impl in (("loop", "annjax-loop"), ("keras", "keras-loop"))
+}
 #: Target kinds met by a ratio at least the bound (the others: at most).
-_AT_LEAST = ("speed", "track", "steps", "cold_vs_keras", "warm_vs_keras")
+_AT_LEAST = ("speed", "track", "steps", "cold_vs_keras", "warm_vs_keras", *_SWEEP)
 #: The cold targets: kind → (numerator, denominator) of the time ratio.
 _COLD = {
     "cold_vs_keras": ("keras-cold", "annjax-cold"),
@@ -63,6 +79,8 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     for name, recs in by_workload.items():
         if WORKLOADS[name].kind == "cold":
             summary["workloads"][name] = {"rows": cold_rows(_ok(recs))}
+        if WORKLOADS[name].kind == "sweep":
+            summary["workloads"][name] = {"rows": sweep_rows(_ok(recs))}
         if WORKLOADS[name].kind != "train":
             continue
         ok = _ok(recs)
@@ -108,7 +126,26 @@ def cold_rows(ok: dict[str, dict]) -> dict[str, dict]:
     return rows
 
 
+def sweep_rows(ok: dict[str, dict]) -> dict[str, dict]:
+    """Returns each sweep run's cold and warm times over fit_many's (wall, CPU)."""
+    many = ok.get("annjax-many")
+    rows = {}
+    for impl, r in ok.items():
+        row = {}
+        for phase in ("cold", "warm"):
+            for t in (f"{phase}_s", f"{phase}_cpu_s"):
+                row[t] = r[t]
+                row[t + "_over_many"] = r[t] / many[t] if many else None
+        rows[impl] = row
+    return rows
+
+
 def _target_value(kind: str, ok: dict[str, dict]) -> float | None:
+    if kind in _SWEEP:
+        slow, many, phase = _SWEEP[kind]
+        if slow in ok and many in ok:
+            return ok[slow][f"{phase}_s"] / ok[many][f"{phase}_s"]
+        return None
     if kind in _COLD:
         num, den = _COLD[kind]
         if num in ok and den in ok:
@@ -219,6 +256,31 @@ def _cold_table(recs: list[dict], rows: dict[str, dict]) -> list[str]:
     return out
 
 
+def _sweep_table(recs: list[dict], rows: dict[str, dict]) -> list[str]:
+    out = [
+        "| implementation | cold wall s | cold CPU s | warm wall s | warm CPU s "
+        "| this / fit_many cold (wall, CPU) | this / fit_many warm (wall, CPU) "
+        "| mean final val accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in recs:
+        if r["status"] != "ok":
+            out.append(f"| {r['impl']} | {r['status']}: {r['reason']} |||||||")
+            continue
+        row = rows[r["impl"]]
+        ratios = [
+            f"{_fmt(row[f'{p}_s_over_many'], '.2f')}, "
+            f"{_fmt(row[f'{p}_cpu_s_over_many'], '.2f')}"
+            for p in ("cold", "warm")
+        ]
+        out.append(
+            f"| {r['impl']} | {r['cold_s']:.2f} | {r['cold_cpu_s']:.2f} "
+            f"| {r['warm_s']:.2f} | {r['warm_cpu_s']:.2f} | {ratios[0]} "
+            f"| {ratios[1]} | {sum(r['warm_accuracy']) / len(r['warm_accuracy']):.3f} |"
+        )
+    return out
+
+
 def markdown(meta: dict, records: list[dict], summary: dict) -> str:
     """Returns the report: environment, one table per workload, the targets."""
     threads = meta["threads"]
@@ -257,6 +319,8 @@ def markdown(meta: dict, records: list[dict], summary: dict) -> str:
             out += ["", *_train_table(recs, info), ""]
         elif workload.kind == "cold":
             out += [*_cold_table(recs, summary["workloads"][name]["rows"]), ""]
+        elif workload.kind == "sweep":
+            out += [*_sweep_table(recs, summary["workloads"][name]["rows"]), ""]
         else:
             out += [*_gemm_table(recs), ""]
     out += [
