@@ -28,7 +28,9 @@ Four ways to run the N models' steps:
 ``warm``: in this process, each way compiles and runs once, then the N
 models' ``--steps`` steps are timed ``--repeats`` times, the ways
 interleaved round-robin so that a change of the machine's load hits all of
-them alike; the median is reported with its ratio to ``loop``. ``cold``: each
+them alike; the median is reported with its ratio to ``loop``, in wall and
+in process CPU time (all threads; the one to read on a loaded machine, where
+wall time mostly measures the other processes). ``cold``: each
 way runs in a fresh interpreter (no persistent compilation cache), timed
 from before the first compilation to the end of its steps (tracing and
 compiling included), the ways one after another; ``--cold-repeats`` rounds.
@@ -220,29 +222,33 @@ def warm(name: str, n: int, steps: int, repeats: int, ways) -> dict:
         compile_s[way] = time.perf_counter() - start
         made[way] = (state, run)
     times = {way: [] for way in ways}
+    cpu = {way: [] for way in ways}
     for _ in range(repeats):
         for way in ways:
             state, run = made[way]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             made[way] = (_steps(run, state, x, y), run)
             times[way].append(time.perf_counter() - start)
-    return {"first_call_s": compile_s, "steps_s": times}
+            cpu[way].append(time.process_time() - start_cpu)
+    return {"first_call_s": compile_s, "steps_s": times, "steps_cpu_s": cpu}
 
 
 # --------------------------------------------------------------------------- cold
 def cold_child(name: str, n: int, steps: int, way: str) -> None:
     x, y = _data(name, steps)
     jax.block_until_ready((x, y))
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     state, run = make_way(way, name, n)
     _steps(run, state, x, y)
-    print(json.dumps({"cold_s": time.perf_counter() - start}))
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    print(json.dumps({"cold_s": wall, "cold_cpu_s": cpu}))
 
 
 def cold(name: str, n: int, steps: int, rounds: int, ways) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION")}
     env["ANNJAX_CACHE_DIR"] = "off"
     times = {way: [] for way in ways}
+    cpu = {way: [] for way in ways}
     for _ in range(rounds):
         for way in ways:
             out = subprocess.run(
@@ -252,8 +258,10 @@ def cold(name: str, n: int, steps: int, rounds: int, ways) -> dict:
                 env=env,
                 check=True,
             )
-            times[way].append(json.loads(out.stdout.strip().splitlines()[-1])["cold_s"])
-    return {"cold_s": times}
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            times[way].append(result["cold_s"])
+            cpu[way].append(result["cold_cpu_s"])
+    return {"cold_s": times, "cold_cpu_s": cpu}
 
 
 def _line(label: str, times: dict, ways) -> str:
@@ -269,9 +277,9 @@ def _line(label: str, times: dict, ways) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cold-repeats", type=int, default=2)
+    parser.add_argument("--cold-repeats", type=int, default=1)
     parser.add_argument("--only", default="cnn,mlp")
     parser.add_argument("--ways", default=",".join(WAYS))
     parser.add_argument("--no-cold", action="store_true")
@@ -304,6 +312,7 @@ def main() -> None:
     for name in args.only.split(","):
         res = warm(name, args.models, args.steps, args.repeats, ways)
         print(_line(f"{name} warm", res["steps_s"], ways), flush=True)
+        print(_line(f"{name} warm CPU", res["steps_cpu_s"], ways), flush=True)
         print(
             _line(
                 f"{name} 1st call",
@@ -315,6 +324,7 @@ def main() -> None:
         if not args.no_cold:
             res.update(cold(name, args.models, args.steps, args.cold_repeats, ways))
             print(_line(f"{name} cold", res["cold_s"], ways), flush=True)
+            print(_line(f"{name} cold CPU", res["cold_cpu_s"], ways), flush=True)
         report["results"][name] = res
     report["load_after"] = os.getloadavg()
     print(f"load after {report['load_after']}")
