@@ -15,7 +15,6 @@ The package tree is the architecture: the lecture's math at the top
 """
 
 from annjax import (
-    _cache,
     activations,
     analysis,
     callbacks,
@@ -30,7 +29,8 @@ from annjax import (
     regularizers,
     training,
 )
-from annjax._types import Layer, takes_weights
+from annjax._cache import count_compiles, enable_compilation_cache
+from annjax._types import Layer, layer_factory, takes_weights
 from annjax.analysis import plot, profiler
 from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import Finding
@@ -48,10 +48,12 @@ from annjax.nn import (
     global_avg_pool,
     layer_norm,
     max_pool,
+    mixed_precision,
     mlp,
     residual,
     resnet,
     serial,
+    summary,
 )
 from annjax.optim import adam, adamw, sgd
 from annjax.training import (
@@ -74,11 +76,6 @@ from annjax.training import (
 
 __version__ = "0.2.0"
 
-# JAX's persistent compilation cache (~/.cache/annjax/xla, $ANNJAX_CACHE_DIR,
-# "off" disables it; a cache the user configured wins). JAX opens the cache
-# at the first compilation after this, so the order of imports is free.
-_cache.enable()
-
 __all__ = [
     "EarlyStopping",
     "Finding",
@@ -97,11 +94,13 @@ __all__ = [
     "batch_norm",
     "callbacks",
     "conv2d",
+    "count_compiles",
     "data",
     "datasets",
     "dense",
     "diagnose",
     "dropout",
+    "enable_compilation_cache",
     "evaluate",
     "export",
     "fit",
@@ -112,6 +111,7 @@ __all__ = [
     "gradient_flow",
     "init_train_state",
     "initializers",
+    "layer_factory",
     "layer_norm",
     "load",
     "load_exported",
@@ -120,6 +120,7 @@ __all__ = [
     "make_train_step",
     "max_pool",
     "metrics",
+    "mixed_precision",
     "mlp",
     "nn",
     "optim",
@@ -133,6 +134,7 @@ __all__ = [
     "save",
     "serial",
     "sgd",
+    "summary",
     "takes_weights",
     "training",
 ]

@@ -48,6 +48,30 @@ def non_negative(name: str, value: Any) -> float:
     return v
 
 
+def finite_positive(name: str, value: Any) -> float:
+    """Returns ``value`` if it is a finite real number > 0 (a learning rate)."""
+    v = number(name, value)
+    if not (v > 0 and np.isfinite(v)):
+        raise fail(name, "a finite number > 0", value)
+    return v
+
+
+def penalty(name: str, value: Any) -> np.ndarray:
+    """Returns ``value`` (a number, or one per model) as a float array if every
+    entry is finite and >= 0: the one check of ``l1``/``l2`` for fit and fit_many.
+
+    An infinite penalty would turn the loss into inf and training into nan
+    without naming its cause, so it is refused here.
+    """
+    try:
+        arr = np.asarray(value, np.float64)
+    except (TypeError, ValueError) as exc:
+        raise fail(name, "a number or a 1-D sequence of numbers", value) from exc
+    if not ((arr >= 0) & np.isfinite(arr)).all():
+        raise fail(name, "finite values >= 0", value)
+    return arr
+
+
 def integer(name: str, value: Any, minimum: int | None = None) -> int:
     """Returns ``value`` if it is an integer (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -80,6 +104,13 @@ def numeric_array(name: str, value: Any) -> np.ndarray | Any:
     checked for a numeric dtype, so ``"abc"`` fails with a TypeError that names
     the argument instead of an obscure error deep inside XLA.
     """
+    if type(value).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"{name}: expected a dense array, got a scipy sparse "
+            f"{type(value).__name__} of shape {value.shape}. annjax computes on "
+            "dense arrays: pass X.toarray() (densify it in parts if it does not "
+            "fit in memory)."
+        )
     dtype = getattr(value, "dtype", None)
     if dtype is None:
         try:

@@ -4,6 +4,10 @@ per-example values, the reduction over the batch, and clipping of probabilities.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -86,3 +90,63 @@ def _clip(p: Array) -> Array:
     stay finite (their gradient is 0 outside that range)."""
     eps = jnp.finfo(p.dtype).eps
     return jnp.clip(p, eps, 1 - eps)
+
+
+_CONTRACT = "loss(y_true, y_pred, *, reduction='mean')"
+
+
+def _takes_reduction(fn: Callable) -> bool | None:
+    """Returns whether ``fn(y_true, y_pred)`` and ``fn(…, reduction=…)`` both
+    bind; None when ``fn`` has no signature to read (a builtin)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(0, 0)
+        sig.bind(0, 0, reduction="none")
+    except TypeError:
+        return False
+    return True
+
+
+def check_contract(fn, y_true, y_pred) -> None:
+    """Raises unless the loss ``fn`` keeps the contract of annjax's losses.
+
+    The contract is ``loss(y_true, y_pred, *, reduction="mean")``: targets
+    first, a scalar for ``"mean"`` and one value per example, shape
+    ``(batch,)``, for ``reduction="none"`` (``fit`` weights and averages
+    those itself). Checked with ``jax.eval_shape`` on ``y_true`` and
+    ``y_pred`` (arrays or ``jax.ShapeDtypeStruct``, batch of 2 or more),
+    so nothing is computed.
+
+    Raises:
+      TypeError: for a loss without a ``reduction`` keyword (an optax loss
+        ``(logits, labels)`` among them).
+      ValueError: for a loss that ignores ``reduction`` (a scalar asked for
+        per-example values) or returns another shape.
+    """
+    name = getattr(fn, "__name__", repr(fn))
+    if _takes_reduction(fn) is False:
+        raise TypeError(
+            f"loss {name}: expected a function {_CONTRACT} (targets first, a "
+            "keyword reduction of 'mean', 'sum' or 'none'), got the signature "
+            f"{inspect.signature(fn)}. Wrap it, e.g. for an optax loss "
+            "(logits, labels): def loss(y_true, y_pred, *, reduction='mean'): "
+            "v = optax.softmax_cross_entropy_with_integer_labels(y_pred, y_true); "
+            "return v if reduction == 'none' else v.mean()."
+        )
+    batch = y_pred.shape[0]
+    for reduction, want in (("none", (batch,)), (None, ())):
+        kwargs = {} if reduction is None else {"reduction": reduction}
+        out = jax.eval_shape(functools.partial(fn, **kwargs), y_true, y_pred)
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != want:
+            asked = "the default reduction" if reduction is None else "reduction='none'"
+            what = "one value per example" if want else "a scalar"
+            raise ValueError(
+                f"loss {name}: expected {what}, shape {want}, for {asked} on a "
+                f"batch of {batch}, got shape {shape}. fit asks for the "
+                "per-example values (reduction='none') to weight them: return v "
+                "if reduction == 'none' else v.mean() (or v.sum() for 'sum')."
+            )

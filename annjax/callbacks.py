@@ -151,8 +151,14 @@ class CSVLogger:
     Columns: ``epoch`` (``model`` too with ``fit_many``), then each scalar
     series of the history in the order of the first epoch's logs; values are
     written with ``repr``, so they read back as the same float32 numbers.
-    The file is written afresh by an epoch-0 call and appended to by a
-    resumed run (first epoch > 0) when it exists.
+
+    Every epoch-0 call starts the file afresh with this run's header, so one
+    logger can serve several ``fit`` calls, each with its own metrics (the
+    last run's rows are what the file holds). A resumed run (first epoch > 0)
+    appends to the file when it exists, under the file's header; if that
+    header names other columns than the run's (other metrics, ``val_data``
+    or ``fit_many``), the call raises ValueError rather than writing rows
+    that do not fit it.
 
     Args:
       path: the CSV file (its folder is created).
@@ -168,21 +174,40 @@ class CSVLogger:
         self.columns: list[str] | None = None
 
     def __call__(self, epoch: int, logs: dict) -> None:
-        """Appends the epoch's rows; never stops training."""
+        """Writes (epoch 0) or appends the epoch's rows; never stops training.
+
+        Raises:
+          ValueError: when appending to a file whose header names other
+            columns than this run's logs.
+        """
         models = _per_model(logs)
         many = np.ndim(logs["loss"]) > 0
         names = [k for k in logs if k != STEP_LOSS]
-        fresh = self.columns is None and (epoch == 0 or not self.path.exists())
-        if self.columns is None:
-            self.columns = ["epoch", *(["model"] if many else []), *names]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        columns = ["epoch", *(["model"] if many else []), *names]
+        fresh = epoch == 0 or not self.path.exists()
+        if not fresh:
+            header = _header(self.path)
+            if header != columns:
+                raise ValueError(
+                    f"CSVLogger: expected the columns of {str(self.path)!r}, "
+                    f"{header}, got this run's {columns}. Log the resumed run "
+                    "to another path, or resume with the same metrics."
+                )
+        self.columns = columns
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("w" if fresh else "a", newline="") as f:
             out = csv.writer(f)
             if fresh:
-                out.writerow(self.columns)
+                out.writerow(columns)
             for i, values in enumerate(models):
                 row = [epoch, *([i] if many else [])]
                 out.writerow(row + [repr(float(values[k])) for k in names])
+
+
+def _header(path: Path) -> list[str]:
+    """Returns the first row of a CSV file ([] for an empty file)."""
+    with path.open(newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -190,10 +215,22 @@ def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     ``epoch`` (and ``model``) are integers, the rest float32; for a
     ``fit_many`` file reshape a column to (epochs, models) with ``model``.
+
+    Raises:
+      ValueError: for an empty file or a row whose number of fields is not
+        the header's (a file that CSVLogger did not write).
     """
     with Path(path).open(newline="") as f:
         rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"read_csv: expected a header row in {str(path)!r}, got none.")
     header, body = rows[0], rows[1:]
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ValueError(
+                f"read_csv: expected {len(header)} fields per row (the header's "
+                f"{header}), got {len(row)} on line {line} of {str(path)!r}."
+            )
     columns = list(zip(*body, strict=True)) if body else [()] * len(header)
     return {
         name: np.asarray(col, int if name in ("epoch", "model") else np.float32)

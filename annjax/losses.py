@@ -48,6 +48,7 @@ from annjax._loss_steps import (
     _per_example,
     _reduce,
     _same_shape,
+    check_contract,
 )
 
 Array = jax.Array
@@ -56,8 +57,10 @@ Loss = Callable[..., Array]
 __all__ = [
     "BINARY",
     "CLASSIFICATION",
+    "LOGITS_LOSS",
     "REDUCTIONS",
     "binary_cross_entropy",
+    "check_custom",
     "cross_entropy",
     "get",
     "huber",
@@ -179,35 +182,69 @@ def cross_entropy(
     return _reduce(_per_example(values), reduction)
 
 
-@jax.jit(static_argnames="reduction")
 def softmax_cross_entropy(
-    y_true: ArrayLike, y_pred: ArrayLike, reduction: str = "mean"
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    reduction: str = "mean",
+    *,
+    label_smoothing: float = 0.0,
 ) -> Array:
     r"""Returns the cross-entropy of softmax(logits): softmax and loss in one.
 
-    .. math:: L = -\frac{1}{N} \sum_{i=1}^{N} \sum_{k=1}^{K} y_{ik}
-              \log \frac{e^{z_{ik}}}{\sum_j e^{z_{ij}}}
+    .. math:: L = -\frac{1}{N} \sum_{i=1}^{N} \sum_{k=1}^{K} \tilde y_{ik}
+              \log \frac{e^{z_{ik}}}{\sum_j e^{z_{ij}}}, \qquad
+              \tilde y = (1 - \alpha)\, y + \alpha / K
 
     Computed with log-softmax (``optax.softmax_cross_entropy`` and
     ``optax.softmax_cross_entropy_with_integer_labels``), so it and its
-    gradient softmax(z) − y stay finite for logits of any size.
+    gradient softmax(z) − ỹ stay finite for logits of any size. Label
+    smoothing α (Szegedy et al., 2016) mixes the targets with the uniform
+    distribution over the K classes, as ``optax.smooth_labels`` does; integer
+    labels are made one-hot first.
 
     Args:
       y_true: integer class labels of shape ``y_pred.shape[:-1]``, or one-hot
         targets (or probabilities) of ``y_pred``'s shape.
       y_pred: logits z, shape ``(batch, ..., K)``, classes last.
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one value per example).
+      label_smoothing: α in [0, 1]; 0 (the default) leaves the targets as
+        they are.
 
     Raises:
-      ValueError: as :func:`cross_entropy`.
+      ValueError: as :func:`cross_entropy`; for α outside [0, 1].
+
+    Examples:
+      >>> import annjax as ann
+      >>> import jax.numpy as jnp
+      >>> z, y = jnp.array([[2.0, 0.0, -1.0]]), jnp.array([0])
+      >>> loss = ann.losses.softmax_cross_entropy(y, z, label_smoothing=0.1)
+      >>> round(float(loss), 4)
+      0.3365
     """
+    alpha = _checks.number("softmax_cross_entropy label_smoothing", label_smoothing)
+    if not 0.0 <= alpha <= 1.0:
+        raise _checks.fail(
+            "softmax_cross_entropy label_smoothing",
+            "a probability α in [0, 1] (0.1 is common)",
+            label_smoothing,
+        )
+    return _softmax_cross_entropy(y_true, y_pred, reduction, alpha)
+
+
+@jax.jit(static_argnames=("reduction", "alpha"))
+def _softmax_cross_entropy(y_true, y_pred, reduction: str, alpha: float) -> Array:
     y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
     if _is_sparse("softmax_cross_entropy", y_true, y_pred):
         _, logits = _float_pair(y_true, y_pred)
-        values = optax.softmax_cross_entropy_with_integer_labels(logits, y_true)
+        if alpha == 0.0:
+            values = optax.softmax_cross_entropy_with_integer_labels(logits, y_true)
+            return _reduce(_per_example(values), reduction)
+        labels = jax.nn.one_hot(y_true, logits.shape[-1], dtype=logits.dtype)
     else:
         labels, logits = _float_pair(y_true, y_pred)
-        values = optax.softmax_cross_entropy(logits, labels)
+    if alpha != 0.0:
+        labels = (1.0 - alpha) * labels + alpha / logits.shape[-1]
+    values = optax.softmax_cross_entropy(logits, labels)
     return _reduce(_per_example(values), reduction)
 
 
@@ -319,6 +356,31 @@ BINARY = frozenset(
     for name, fn in _REGISTRY.items()
     if fn in (binary_cross_entropy, sigmoid_binary_cross_entropy)
 )
+
+
+#: For each loss on probabilities, the loss on logits that applies the link
+#: (softmax or sigmoid) itself: what a model ending without one must use.
+LOGITS_LOSS = {
+    "cross_entropy": "softmax_cross_entropy",
+    "binary_cross_entropy": "sigmoid_binary_cross_entropy",
+}
+
+
+def check_custom(loss: str | Loss, y_true, y_pred) -> None:
+    """Raises unless a user's loss keeps the contract of the registered ones,
+    ``loss(y_true, y_pred, *, reduction="mean")``; a registered loss passes.
+
+    See :func:`annjax._loss_steps.check_contract` (abstract: nothing runs).
+
+    Raises:
+      TypeError: for a loss without a ``reduction`` keyword (an optax loss
+        ``(logits, labels)`` among them).
+      ValueError: for a loss that ignores ``reduction`` (a scalar asked for
+        per-example values) or returns another shape.
+    """
+    fn = get(loss)
+    if fn not in _REGISTRY.values():
+        check_contract(fn, y_true, y_pred)
 
 
 def names() -> tuple[str, ...]:

@@ -331,4 +331,5 @@ def _report(rows, findings, histories) -> None:
 
 
 if __name__ == "__main__":
+    ann.enable_compilation_cache()  # process-wide: see the README
     main()

@@ -115,3 +115,18 @@ def check_grads64(x64: None) -> Callable[..., None]:
             check_grads(f, args, order=2, modes=("fwd", "rev"), **kwargs)
 
     return check
+
+
+class Started(Exception):
+    """Raised when fit got past its checks into training."""
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Makes any epoch fail the test: the error must come before compiling."""
+    from annjax.training import loop
+
+    def forbidden(*args, **kwargs):
+        raise Started("fit reached training before rejecting its input")
+
+    monkeypatch.setattr(loop, "run_epoch", forbidden)

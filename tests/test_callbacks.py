@@ -163,3 +163,47 @@ def test_callbacks_check_their_arguments():
         ann.callbacks.TensorBoard("x", histograms="yes")
     with pytest.raises(TypeError, match="CSVLogger path"):
         ann.callbacks.CSVLogger(None)
+
+
+def test_csv_logger_reused_with_other_metrics_starts_afresh(tmp_path):
+    # issue 21, case 5: the second fit appended 6-field rows under a 3-field
+    # header and read_csv failed with "zip() argument 3 is longer"
+    path = tmp_path / "log.csv"
+    log = ann.callbacks.CSVLogger(path)
+    kw = {"batch_size": BATCH, "epochs": 2, "progress": False, "callbacks": [log]}
+    ann.fit(MODEL, (X, Y), **kw)
+    assert list(read_csv(path)) == ["epoch", "loss", "lr"]
+    second = ann.fit(MODEL, (X, Y), val_data=(X, Y), metrics=("accuracy",), **kw)
+    table = read_csv(path)
+    assert list(table) == ["epoch", *second.history]
+    np.testing.assert_array_equal(table["epoch"], [0, 1])
+    for name, values in second.history.items():
+        np.testing.assert_array_equal(table[name], values)
+
+
+def test_csv_logger_refuses_to_append_other_columns(tmp_path):
+    path = tmp_path / "log.csv"
+    log = ann.callbacks.CSVLogger(path)
+    log(0, {"loss": np.float32(1.0)})
+    with pytest.raises(
+        ValueError,
+        match=r"CSVLogger: expected the columns .*"
+        r"\['epoch', 'loss'\], got this run's \['epoch', 'loss', "
+        r"'accuracy'\]",
+    ):
+        log(1, {"loss": np.float32(1.0), "accuracy": np.float32(0.5)})
+    assert read_csv(path)["loss"].tolist() == [1.0]
+
+
+def test_read_csv_refuses_rows_that_do_not_fit_the_header(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("epoch,loss\n0,1.0,2.0\n")
+    with pytest.raises(
+        ValueError,
+        match=r"read_csv: expected 2 fields per row "
+        r".* got 3 on line 2",
+    ):
+        read_csv(path)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="read_csv: expected a header row"):
+        read_csv(tmp_path / "empty.csv")

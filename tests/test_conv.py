@@ -92,8 +92,12 @@ def test_conv2d_gradients_float64(check_grads64, key):
     check_grads64(f, (params["w"], params["b"], x))
 
 
-def test_conv2d_equal_configs_share_compiled_code():
-    assert ann.conv2d(8, 3) == ann.conv2d(8, (3, 3), padding="same")
+def test_conv2d_equal_arguments_equal_layers():
+    # Identity is the bound arguments as given: 3 and (3, 3) are two spellings
+    # of one kernel, so they make unequal layers (one more compile, never a
+    # wrong share).
+    assert ann.conv2d(8, 3) == ann.conv2d(8, 3, padding="SAME")
+    assert ann.conv2d(8, 3) != ann.conv2d(8, (3, 3))
     assert hash(ann.conv2d(8, 3)) == hash(ann.conv2d(8, 3))
     assert ann.conv2d(8, 3) != ann.conv2d(8, 3, strides=2)
 

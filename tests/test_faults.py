@@ -43,7 +43,7 @@ def no_training(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("fit reached training before rejecting its input")
 
-    monkeypatch.setattr(loop.Engine, "epoch", forbidden)
+    monkeypatch.setattr(loop, "run_epoch", forbidden)
 
 
 # ------------------------------------------------------ case 1: the NaN guard
@@ -333,3 +333,107 @@ def test_crash_checkpoint_under_a_file_raises_before_training(no_training, tmp_p
             progress=False,
             checkpoint=blocker / "run.ckpt",
         )
+
+
+# ------------------- issue 21, case 2: a last batch with one real example
+
+
+def test_issue21_case2_one_real_example_leaves_the_running_statistics():
+    # issue 21's reproducer: 5 examples in batches of 4, the last holds one
+    x, key = X[:5], jax.random.key(0)
+    model = ann.serial(ann.dense(3), ann.batch_norm(momentum=0.0), ann.dense(2))
+    result = ann.fit(
+        model, (x, LABELS[:5]), batch_size=4, epochs=1, progress=False, key=key
+    )
+    # oracle: the statistics of the first batch's dense outputs (init params)
+    init_key, train_key = jax.random.split(key)
+    plan = plan_batches(4, train_key, 0, 5)
+    idx, weights = np.asarray(plan.idx), np.asarray(plan.weights)
+    assert weights.sum(axis=1).tolist() == [4, 1]
+    _, params, _ = model.init(init_key, (3,))
+    w, b = (np.asarray(params["dense_0"][k], np.float64) for k in "wb")
+    h = x[idx[0]] @ w.T + b
+    var = result.state["batch_norm_1"]["var"]
+    np.testing.assert_allclose(var, h.var(axis=0), rtol=1e-4)  # was exactly 0
+    np.testing.assert_allclose(result.state["batch_norm_1"]["mean"], h.mean(0), 1e-4)
+
+
+def test_issue21_case2_running_statistics_are_those_of_the_last_full_batch():
+    # batch norm alone: its input is x itself, so fit's plan gives the oracle
+    n, batch = 5, 4
+    x = (RNG.randn(n, 3) * [1, 2, 3] + [1, 10, 100]).astype(np.float32)
+    result = ann.fit(
+        ann.batch_norm(momentum=0.0),
+        (x, np.zeros((n, 3), np.float32)),
+        loss="mse",
+        epochs=1,
+        batch_size=batch,
+        progress=False,
+        key=jax.random.key(0),
+    )
+    _, train_key = jax.random.split(jax.random.key(0))
+    plan = plan_batches(batch, train_key, 0, n)
+    idx, weights = np.asarray(plan.idx), np.asarray(plan.weights)
+    assert weights.sum(axis=1).tolist() == [4, 1]
+    mean, var = _weighted_stats(x[idx[0]].astype(np.float64), weights[0])
+    np.testing.assert_allclose(result.state["mean"], mean, rtol=1e-5)
+    np.testing.assert_allclose(result.state["var"], var, rtol=1e-4)
+
+
+def test_issue21_case2_fit_many_equals_each_fit():
+    keys = [jax.random.key(1), jax.random.key(2)]
+    model = ann.serial(ann.dense(3), ann.batch_norm(momentum=0.0), ann.dense(2))
+    data = (X[:5], LABELS[:5])
+    many = ann.fit_many(model, data, keys=keys, batch_size=4, epochs=1, progress=False)
+    for i, key in enumerate(keys):
+        one = ann.fit(model, data, key=key, batch_size=4, epochs=1, progress=False)
+        var = np.asarray(many.state["batch_norm_1"]["var"][i])
+        assert (var > 1e-3).all()
+        np.testing.assert_allclose(var, one.state["batch_norm_1"]["var"], rtol=1e-5)
+
+
+_MESH_SCRIPT = """
+import json, jax, numpy as np, annjax as ann
+from jax.sharding import Mesh
+rng = np.random.RandomState(0)
+x = rng.randn(9, 3).astype(np.float32)
+y = (x[:, 0] > 0).astype(np.int32)
+model = ann.serial(ann.dense(3), ann.batch_norm(momentum=0.0), ann.dense(2))
+mesh = Mesh(np.array(jax.devices()), ("data",))
+kw = dict(batch_size=8, epochs=1, progress=False, key=jax.random.key(0))
+on_mesh = ann.fit(model, (x, y), mesh=mesh, **kw)
+one = ann.fit(model, (x, y), **kw)
+print("RESULT " + json.dumps({
+    "devices": len(jax.devices()),
+    "mesh": np.asarray(on_mesh.state["batch_norm_1"]["var"]).tolist(),
+    "one": np.asarray(one.state["batch_norm_1"]["var"]).tolist(),
+}))
+"""
+
+
+def test_issue21_case2_on_a_mesh_of_8_devices():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["JAX_PLATFORMS"] = "cpu"
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", _MESH_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-4000:]
+    out = json.loads(lines[-1].removeprefix("RESULT "))
+    assert out["devices"] == 8
+    assert min(out["mesh"]) > 1e-3  # the one-example batch of 8 left it alone
+    np.testing.assert_allclose(out["mesh"], out["one"], rtol=1e-5)

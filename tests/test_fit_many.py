@@ -108,7 +108,7 @@ def test_early_stopping_freezes_each_model(blobs):
     ("kwargs", "match"),
     [
         ({"l2": [0.0, 1.0], "lr_scale": [1.0, 2.0, 3.0]}, "one value per model"),
-        ({"l1": [-1.0, 0.0]}, "l1/l2"),
+        ({"l1": [-1.0, 0.0]}, "l1: expected finite values >= 0"),
         ({"lr_scale": [0.0, 1.0]}, "lr_scale"),
         ({"keys": jax.random.key(0)}, "keys"),
         ({"l2": [[0.1]]}, "l2"),

@@ -270,3 +270,215 @@ def test_an_invalid_train_arg_raises(train_arg):
 def test_a_non_module_raises_type_error(module):
     with pytest.raises(TypeError, match=r"from_flax: expected a flax\.linen Module"):
         from_flax(module)
+
+
+# ------------------------------------------------------------ random streams
+
+
+class AlwaysDrops(nn.Module):
+    """Dropout that is always on: no train argument (issue 21)."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2)(nn.Dropout(0.5, deterministic=False)(nn.Dense(8)(x)))
+
+
+class Noisy(nn.Module):
+    """Draws from two streams: a ``noise`` stream and dropout."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        h = nn.Dense(8)(x)
+        if train:
+            h = h + 0.1 * jax.random.normal(self.make_rng("noise"), h.shape)
+        h = nn.Dropout(0.5, deterministic=not train)(h)
+        return nn.Dense(2)(h)
+
+
+class Draws(nn.Module):
+    """Returns one uniform draw per stream, to see which key each got."""
+
+    @nn.compact
+    def __call__(self, x):
+        a = jax.random.uniform(self.make_rng("dropout"), (x.shape[0],))
+        b = jax.random.uniform(self.make_rng("noise"), (x.shape[0],))
+        return jnp.stack([a, b], axis=1) + 0 * nn.Dense(1)(x)
+
+
+def _xy(n=60):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 4)).astype("f4")
+    return X, (X[:, 0] > 0).astype("i4")
+
+
+def test_always_on_dropout_initialises_and_trains_with_fits_key():
+    import annjax as ann
+
+    module = AlwaysDrops()
+    layer = from_flax(module)
+    _, params, state = layer.init(KEY, (4,))  # the shape check draws too
+    x, key = _batch((5, 4)), jax.random.key(7)
+    y, _ = layer.apply(params, state, x, key=key, train=True)
+    _equal(y, module.apply({"params": params}, x, rngs={"dropout": key}))
+    # fit's end-of-epoch check evaluates without a key: the fixed key, warned
+    with pytest.warns(UserWarning, match="even in evaluation"):
+        result = ann.fit(layer, _xy(), epochs=3, batch_size=20, progress=False)
+    assert np.all(np.isfinite(result.history["loss"]))
+    assert not np.allclose(
+        result.params["Dense_0"]["kernel"], params["Dense_0"]["kernel"]
+    )
+    # MC dropout: it draws in evaluation too, from a fixed key (the same draw)
+    with pytest.warns(UserWarning, match=r"even in evaluation.*jax\.random\.key\(0\)"):
+        y_eval, _ = layer.apply(params, state, x)
+    fixed = module.apply({"params": params}, x, rngs={"dropout": jax.random.key(0)})
+    _equal(y_eval, fixed)
+
+
+def test_named_streams_equal_flax_apply_with_split_keys():
+    module = Noisy()
+    layer = from_flax(module, rngs=("dropout", "noise"))
+    _, params, state = layer.init(KEY, (4,))
+    x, key = _batch((5, 4)), jax.random.key(3)
+    y, _ = layer.apply(params, state, x, key=key, train=True)
+    k_dropout, k_noise = jax.random.split(key)
+    oracle = module.apply(
+        {"params": params}, x, train=True, rngs={"dropout": k_dropout, "noise": k_noise}
+    )
+    _equal(y, oracle)
+    y_other, _ = layer.apply(params, state, x, key=jax.random.key(4), train=True)
+    assert not np.allclose(y, y_other)
+
+
+def test_each_stream_gets_its_own_key_and_each_step_new_ones():
+    layer = from_flax(Draws(), rngs=("dropout", "noise"))
+    _, params, state = layer.init(KEY, (4,))
+    x = _batch((50, 4))
+    step1, _ = layer.apply(params, state, x, key=jax.random.key(1), train=True)
+    step2, _ = layer.apply(params, state, x, key=jax.random.key(2), train=True)
+    assert not np.allclose(step1[:, 0], step1[:, 1])  # dropout ≠ noise
+    assert not np.allclose(step1, step2)  # step 1 ≠ step 2, in both streams
+    assert not np.allclose(step1[:, 0], step2[:, 0])
+    assert not np.allclose(step1[:, 1], step2[:, 1])
+
+
+def test_fit_trains_a_module_with_a_noise_stream():
+    import annjax as ann
+
+    layer = from_flax(Noisy(), rngs=("dropout", "noise"))
+    result = ann.fit(layer, _xy(), epochs=3, batch_size=20, progress=False)
+    assert np.all(np.isfinite(result.history["loss"]))
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_a_stream_not_named_raises_naming_the_fix():
+    layer = from_flax(Noisy())  # only "dropout"
+    _, params, state = layer.init(KEY, (4,))
+    with pytest.raises(ValueError, match=r"rngs=\(\.\.\.\).*\['dropout'\]"):
+        layer.apply(params, state, _batch((5, 4)), key=KEY, train=True)
+
+
+@pytest.mark.parametrize(
+    ("rngs", "match"),
+    [
+        (("dropout", "dropout"), "distinct stream names"),
+        (("params",), "other than 'params'"),
+        ((1,), "a tuple of stream names"),
+        ("", "a tuple of stream names"),
+        (3, "a tuple of stream names"),
+    ],
+)
+def test_invalid_rngs_raise(rngs, match):
+    with pytest.raises(ValueError, match=f"from_flax rngs: expected.*{match}"):
+        from_flax(Noisy(), rngs=rngs)
+
+
+def test_a_single_stream_name_is_accepted():
+    layer = from_flax(Noisy(), rngs="noise", train_arg=None)
+    assert layer.apply is not None
+    assert from_flax(Noisy(), rngs="noise") != from_flax(Noisy(), rngs="dropout")
+
+
+# ------------------------------------------------------------------- flax.nnx
+
+
+def _nnx_net(seed=0):
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(4, 8, rngs=rngs)
+            self.norm = nnx.BatchNorm(8, momentum=0.9, rngs=rngs)
+            self.drop = nnx.Dropout(0.5, rngs=rngs)
+            self.out = nnx.Linear(8, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(self.drop(nnx.relu(self.norm(self.dense(x)))))
+
+    return Net(nnx.Rngs(seed, dropout=seed + 1))
+
+
+def test_nnx_module_in_evaluation_equals_calling_it():
+    module = _nnx_net()
+    layer = from_flax(module)
+    assert layer.kind == "net"
+    out_shape, params, state = layer.init(KEY, (4,))
+    assert out_shape == (2,)
+    assert _shapes(params) == {
+        "dense": {"kernel": (4, 8), "bias": (8,)},
+        "norm": {"scale": (8,), "bias": (8,)},
+        "out": {"kernel": (8, 2), "bias": (2,)},
+    }
+    assert _shapes(state) == {"norm": {"mean": (8,), "var": (8,)}}
+    x = _batch((5, 4))
+    y, same = layer.apply(params, state, x)
+    module.eval()
+    _equal(y, module(x))
+    _equal(same, state)
+
+
+def test_nnx_module_in_training_equals_calling_it_with_the_reseeded_stream():
+    from flax import nnx
+
+    module = _nnx_net()
+    layer = from_flax(module)
+    _, params, state = layer.init(KEY, (4,))
+    x, key = _batch((6, 4)), jax.random.key(9)
+    y, new_state = layer.apply(params, state, x, key=key, train=True)
+    module.train()
+    nnx.reseed(module, dropout=key)
+    _equal(y, module(x))  # the oracle: nnx calling the module itself
+    _equal(
+        new_state,
+        {"norm": {"mean": module.norm.mean[...], "var": module.norm.var[...]}},
+    )
+    y_other, _ = layer.apply(params, state, x, key=jax.random.key(10), train=True)
+    assert not np.allclose(y, y_other)
+    with pytest.raises(ValueError, match=r"in training mode.*key=None"):
+        layer.apply(params, state, x, train=True)
+
+
+def test_fit_trains_an_nnx_module_and_its_params_are_plain_dicts():
+    import annjax as ann
+
+    layer = from_flax(_nnx_net())
+    result = ann.fit(layer, _xy(), epochs=3, batch_size=20, progress=False)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert isinstance(result.params["dense"]["kernel"], jax.Array)
+
+
+def test_nnx_through_the_linen_bridge_draws_params_from_the_key():
+    from flax import nnx
+
+    layer = from_flax(nnx.bridge.to_linen(nnx.Linear, 4, 3))
+    _, p1, _ = layer.init(jax.random.key(1), (4,))
+    _, p2, _ = layer.init(jax.random.key(2), (4,))
+    assert not np.allclose(jax.tree.leaves(p1)[-1], jax.tree.leaves(p2)[-1])
+    y, _ = layer.apply(p1, {}, _batch((5, 4)))
+    assert y.shape == (5, 3)
+
+
+def test_an_unknown_nnx_stream_raises():
+    with pytest.raises(
+        ValueError, match=r"from_flax rngs: expected streams of the nnx"
+    ):
+        from_flax(_nnx_net(), rngs=("noise",))

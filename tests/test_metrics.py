@@ -239,6 +239,39 @@ def test_r2_of_constant_target_follows_sklearn_force_finite():
     assert float(metrics.r2(y, off)) == sk.r2_score(y, off) == 0.0
 
 
+@pytest.mark.parametrize("value", [0.1, 0.3, -7.77, 1e4])
+def test_r2_of_constant_target_guards_float32_rounding(value):
+    # The float32 mean of a constant is inexact, so Σ(y − ȳ)² ≈ 1e-14, not 0:
+    # R² read −2.2e13 (issue 21, case 1). Oracle: scikit-learn's force_finite
+    # on the same values in float64, where their mean is exact (on float32
+    # input scikit-learn 1.x itself returns about −1e12 for 0.3).
+    y = np.full(60, value, "f4")
+    noisy = y + np.random.default_rng(0).normal(0, 0.1, 60).astype("f4")
+    assert sk.r2_score(y.astype("f8"), noisy.astype("f8"), force_finite=True) == 0
+    assert float(metrics.r2(y, noisy)) == 0.0
+    assert float(metrics.r2(y, y)) == 1.0
+
+
+def test_fit_streaming_r2_of_constant_target_is_zero():
+    import annjax as ann
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype("f4")
+    y = np.full((60, 1), 0.1, "f4")
+    result = ann.fit(
+        ann.dense(1),
+        (x, y),
+        val_data=(x, y),
+        loss="mse",
+        metrics=("r2",),
+        epochs=2,
+        batch_size=16,
+        progress=False,
+    )
+    np.testing.assert_array_equal(result.history["r2"], [0.0, 0.0])
+    np.testing.assert_array_equal(result.history["val_r2"], [0.0, 0.0])
+
+
 # --- jit -----------------------------------------------------------------------
 
 

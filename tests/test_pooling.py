@@ -87,8 +87,9 @@ def test_pooling_gradients_float64(check_grads64, key, layer):
     check_grads64(lambda x: layer.apply({}, {}, x)[0], (x,))
 
 
-def test_equal_pooling_configs_are_equal():
-    assert ann.max_pool(2) == ann.max_pool((2, 2), (2, 2), "valid")
+def test_equal_pooling_arguments_are_equal():
+    assert ann.max_pool(2) == ann.max_pool(2, None, "VALID")  # defaults bound
+    assert ann.max_pool(2) != ann.max_pool(2, 2)  # another spelling: unequal
     assert ann.max_pool(2) != ann.avg_pool(2)
     assert ann.global_avg_pool() == ann.global_avg_pool()
 

@@ -76,6 +76,7 @@ __all__ = [
     "Streaming",
     "accuracy",
     "binary_accuracy",
+    "check_scalar",
     "confusion_matrix",
     "f1",
     "f1_macro",
@@ -207,9 +208,67 @@ def name_of(metric: str | Callable[..., Array]) -> str:
     return name
 
 
+def check_scalar(metric: str | Callable[..., Array], y_true, y_pred) -> None:
+    """Raises ValueError unless ``metric(y_true, y_pred)`` is one scalar.
+
+    Checked with ``jax.eval_shape`` (nothing computed) on arrays or
+    ``jax.ShapeDtypeStruct`` of a batch of 2 or more: a metric returning one
+    value per example would fill the history with arrays, and early stopping
+    would read its first element. Registered metrics pass.
+    """
+    fn = get(metric)
+    if _registered_name(fn) is not None:
+        return
+    shape = tuple(jax.eval_shape(fn, y_true, y_pred).shape)
+    if shape:
+        raise ValueError(
+            f"metrics: {name_of(metric)!r} expected a scalar (one value for all "
+            f"examples), got shape {shape} for a batch of {y_pred.shape[0]}. "
+            "Reduce the per-example values, e.g. return jnp.mean(values)."
+        )
+
+
 def streaming(name: str) -> Streaming | None:
     """Returns the streaming form of a registered metric; None for a custom one."""
     return _STREAMING.get(name)
+
+
+def streaming_of(metric: str | Callable[..., Array]) -> Streaming | None:
+    """Returns the streaming form of ``metric`` itself, or None.
+
+    Keyed by the object, never by its name: a user function that happens to
+    be called ``accuracy`` is not the registered one and gets None (it is
+    called as given), while ``"accuracy"`` and ``ann.metrics.accuracy`` get
+    the registered metric's statistics.
+
+    Examples:
+      >>> import annjax as ann
+      >>> ann.metrics.streaming_of("accuracy") is not None
+      True
+      >>> def accuracy(y_true, y_pred):
+      ...     return 0.0
+      >>> ann.metrics.streaming_of(accuracy) is None
+      True
+    """
+    registered = registered_name(metric)
+    return None if registered is None else _STREAMING.get(registered)
+
+
+def registered_name(metric: str | Callable[..., Array]) -> str | None:
+    """Returns the registry name of ``metric`` (a name or a registered
+    function), or None for a user's own function, whatever its ``__name__``.
+
+    Examples:
+      >>> import annjax as ann
+      >>> ann.metrics.registered_name(ann.metrics.accuracy)
+      'accuracy'
+      >>> def f1(y_true, y_pred):
+      ...     return 0.0
+      >>> ann.metrics.registered_name(f1) is None
+      True
+    """
+    fn = get(metric)
+    return metric.lower() if isinstance(metric, str) else _registered_name(fn)
 
 
 def mode(name: str | Callable[..., Array]) -> Literal["max", "min"]:

@@ -108,10 +108,22 @@ def combine_moments(stacked: dict[str, Array]) -> dict[str, Array]:
 
 
 def r2_of(s: dict[str, Array]) -> Array:
-    """Returns R² = 1 − SSE / M₂ of :func:`moments`, averaged over outputs."""
+    """Returns R² = 1 − SSE / M₂ of :func:`moments`, averaged over outputs.
+
+    An output whose y is constant has M₂ = 0 in exact arithmetic, but the
+    rounded mean of a constant leaves M₂ ≈ W·(ε·|ȳ|)² (about 1e-14 in
+    float32), and 1 − SSE / M₂ would be −1e13. So, as
+    :class:`annjax.data.Standardizer` does, y counts as constant when its
+    standard deviation √(M₂ / W) is at most 10·ε·|ȳ| (ε: the dtype's machine
+    epsilon); R² is then 1 for an exact fit and 0 otherwise.
+    """
     ss_res, ss_tot = s["sse"], s["m2"]
+    eps = jnp.finfo(ss_tot.dtype).eps
+    rounding = s["weight"] * jnp.square(10 * eps * jnp.abs(s["mean"]))
+    constant = ss_tot <= rounding
     fallback = jnp.where(ss_res == 0, 1.0, 0.0).astype(ss_res.dtype)
-    return jnp.mean(jnp.where(ss_tot != 0, 1 - _safe_divide(ss_res, ss_tot), fallback))
+    ratio = _safe_divide(ss_res, jnp.where(constant, 1.0, ss_tot))
+    return jnp.mean(jnp.where(constant, fallback, 1 - ratio))
 
 
 @jax.jit
@@ -125,6 +137,17 @@ def r2(
 
     1 is a perfect fit, 0 the constant prediction ȳ, and it is negative for
     anything worse. For a constant y_j (zero denominator) R²_j is 1 if the fit
-    is exact and 0 otherwise, as scikit-learn's ``force_finite=True``.
+    is exact and 0 otherwise, as scikit-learn's ``force_finite=True``; a y_j
+    whose spread is only float rounding counts as constant (see
+    :func:`r2_of`).
+
+    Examples:
+      >>> import numpy as np
+      >>> import annjax as ann
+      >>> y = np.full(60, 0.1, "f4")
+      >>> float(ann.metrics.r2(y, y + 0.01))   # constant target: 0, not -1e13
+      0.0
+      >>> float(ann.metrics.r2(np.arange(4.0), np.arange(4.0)))
+      1.0
     """
     return r2_of(moments(y_true, y_pred, sample_weight))

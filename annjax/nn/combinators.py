@@ -11,11 +11,15 @@ dead and saturated units are measured inside the compiled step, without hooks.
 Outside the profiler ``probe`` is None and costs nothing.
 
 Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> import annjax as ann
   >>> model = ann.serial(ann.dense(32), ann.activation("relu"), ann.dense(10))
   >>> out_shape, params, state = model.init(jax.random.key(0), (64,))
   >>> sorted(params)
   ['dense_0', 'dense_2', 'relu_1']
-  >>> logits, state = model.apply(params, state, x)
+  >>> logits, state = model.apply(params, state, jnp.ones((5, 64)))
+  >>> logits.shape
+  (5, 10)
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from annjax import _checks, activations, initializers
 from annjax._types import (
-    COMBINATOR_KINDS,
     Array,
     Key,
     Layer,
@@ -34,6 +38,9 @@ from annjax._types import (
     Shape,
     State,
     Tap,
+    init_result,
+    layer_factory,
+    takes_probe,
     weights_kwarg,
 )
 from annjax.nn import layers as _layers
@@ -66,7 +73,7 @@ def _call(layer: Layer, params, state, x, key, train, probe, name, weights=None)
     extra = weights_kwarg(layer, weights)
     if probe is None:
         return layer.apply(params, state, x, key=key, train=train, **extra)
-    if layer.kind in COMBINATOR_KINDS:
+    if takes_probe(layer):  # a combinator, or a flax module's activations
         sub = probe if name is None else probe.setdefault(name, {})
         return layer.apply(params, state, x, key=key, train=train, probe=sub, **extra)
     y, state = layer.apply(params, state, x, key=key, train=train, **extra)
@@ -94,6 +101,7 @@ def _check_children(kind: str, names, params, state) -> None:
             )
 
 
+@layer_factory
 def serial(*layers: Layer) -> Layer:
     """Returns the composition layers[-1] ∘ … ∘ layers[0] as one Layer.
 
@@ -114,7 +122,8 @@ def serial(*layers: Layer) -> Layer:
         params, state = {}, {}
         shape = tuple(input_shape)
         for name, layer, k in zip(names, layers, _split(key, len(layers)), strict=True):
-            shape, params[name], state[name] = layer.init(k, shape)
+            out = init_result(f"serial child {name}", layer.init(k, shape))
+            shape, params[name], state[name] = out
         return shape, params, state
 
     def apply(params, state, x, *, key=None, train=False, probe=None, weights=None):
@@ -126,9 +135,10 @@ def serial(*layers: Layer) -> Layer:
             )
         return x, new_state
 
-    return Layer(init, apply, "serial", None, ("serial", layers))
+    return Layer(init, apply, "serial")
 
 
+@layer_factory
 def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
     r"""Returns the residual layer y = x + block(x) (He et al., 2016).
 
@@ -204,7 +214,7 @@ def residual(block: Layer, projection: str | Layer | None = None) -> Layer:
         )
         return px + fx, {**new_state, "shortcut": p_state}
 
-    return Layer(init, apply, "residual", None, ("residual", block, projection))
+    return Layer(init, apply, "residual")
 
 
 def _has_shortcut(projection, params) -> bool:
@@ -222,6 +232,7 @@ def _has_shortcut(projection, params) -> bool:
 _residual = residual  # mlp's `residual` flag shadows the function inside mlp
 
 
+@layer_factory
 def mlp(
     sizes: Sequence[int],
     activation: str | Callable[..., Array] = "relu",
@@ -230,6 +241,10 @@ def mlp(
     batch_norm: bool = False,
     residual: bool = False,
     w_init: str | Callable[..., Array] | None = None,
+    *,
+    momentum: float = 0.99,
+    dtype=None,
+    param_dtype=jnp.float32,
 ) -> Layer:
     """Returns a multilayer perceptron: hidden blocks, then an output dense layer.
 
@@ -241,11 +256,30 @@ def mlp(
     Weights are He initialised for the ReLU family and Xavier otherwise, unless
     ``w_init`` says.
 
+    Args:
+      sizes: the widths of the hidden layers, then the number of outputs.
+      activation: the hidden layers' activation (a name or a callable).
+      output_activation: the last layer's activation; None gives logits.
+      dropout: the dropout rate after each hidden activation (0: none).
+      batch_norm: whether to normalise each hidden layer's pre-activation.
+      residual: whether to wrap equal-width hidden blocks in ``residual``.
+      w_init: the weight initializer of every dense layer.
+      momentum: the running-statistics decay of the batch norms.
+      dtype: the compute dtype of every dense and batch-norm layer (see
+        :func:`annjax.dense`); None: the inputs promoted with the params'
+        dtype, so bfloat16 X with float32 params computes in float32. Pass
+        ``jnp.bfloat16`` for bfloat16 compute, or wrap the model in
+        :func:`annjax.mixed_precision`.
+      param_dtype: the dtype of every param (float32 by default).
+
     Examples:
-      >>> model = ann.mlp([256, 256, 10])   # dense_0, relu_1, dense_2, relu_3, dense_4
+      >>> import annjax as ann
+      >>> model = ann.mlp([256, 256, 10])  # dense_0 relu_1 dense_2 relu_3 dense_4
+      >>> bn = ann.mlp([32, 10], batch_norm=True, momentum=0.9)
 
     Raises:
-      ValueError: for an empty ``sizes``, a width < 1 or a dropout rate outside [0, 1].
+      ValueError: for an empty ``sizes``, a width < 1, a dropout rate outside
+        [0, 1] or a momentum outside [0, 1).
     """
     sizes = list(sizes)
     if not sizes:
@@ -253,13 +287,17 @@ def mlp(
     for s in sizes:
         _checks.integer("mlp sizes", s, minimum=1)
     _checks.probability("mlp dropout", dropout)
+    momentum = _checks.number("mlp momentum", momentum)
+    if not 0.0 <= momentum < 1.0:
+        raise _checks.fail("mlp momentum", "a number in [0, 1)", momentum)
+    precision = {"dtype": dtype, "param_dtype": param_dtype}
     act_name = activations.name_of(activation)
     hidden_init = w_init if w_init is not None else initializers.default_for(act_name)
 
     def block(width: int) -> list[Layer]:
-        parts = [_layers.dense(width, w_init=hidden_init)]
+        parts = [_layers.dense(width, w_init=hidden_init, **precision)]
         if batch_norm:
-            parts.append(_batch_norm())
+            parts.append(_batch_norm(momentum, **precision))
         parts.append(_layers.activation(activation))
         if dropout > 0:
             parts.append(_layers.dropout(dropout))
@@ -273,5 +311,7 @@ def mlp(
         else:
             children.extend(block(width))
         previous = width
-    children.append(_layers.dense(sizes[-1], output_activation, w_init=w_init))
+    children.append(
+        _layers.dense(sizes[-1], output_activation, w_init=w_init, **precision)
+    )
     return serial(*children)

@@ -7,6 +7,8 @@ stored HWIO (height, width, in, out), flax's layout, so a flax ``Conv``'s
 ``kernel`` is an annjax ``w`` unchanged.
 
 Examples:
+  >>> import jax
+  >>> import annjax as ann
   >>> conv = ann.conv2d(16, 3)                   # 3×3, SAME padding, stride 1
   >>> shape, params, state = conv.init(jax.random.key(0), (28, 28, 1))
   >>> shape, params["w"].shape
@@ -21,8 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks, activations, initializers
-from annjax._types import Array, Key, Layer, Params, Shape, State
-from annjax.nn.layers import input_shape_of
+from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
+from annjax.nn.layers import compute_dtype, float_dtype, input_shape_of
 
 __all__ = ["conv2d", "image_shape_of", "padding_of", "pair"]
 
@@ -118,6 +120,7 @@ def _kernel_init(w_init, act_name):
     return init
 
 
+@layer_factory
 def conv2d(
     features: int,
     kernel_size: int | tuple[int, int],
@@ -128,6 +131,9 @@ def conv2d(
     use_bias: bool = True,
     w_init: str | Callable[..., Array] | None = None,
     b_init: str | Callable[..., Array] = "zeros",
+    *,
+    dtype=None,
+    param_dtype=jnp.float32,
 ) -> Layer:
     r"""Returns a 2-D convolution layer y = f(x ⋆ W + b) on NHWC images.
 
@@ -153,6 +159,12 @@ def conv2d(
         convention, and transposed to HWIO; fan_in = k_h·k_w·C_in). Default:
         He normal for the ReLU family, Xavier uniform otherwise, as ``dense``.
       b_init: the bias initializer.
+      dtype: the dtype of the computation (x, W and b are cast to it), e.g.
+        ``jnp.bfloat16``; None (the default): float inputs promoted with the
+        params' dtype (bfloat16 images with float32 params compute in
+        float32), integer images (uint8 pixels) cast to the params' dtype.
+        The meaning of ``flax.linen.Conv``'s ``dtype``.
+      param_dtype: the dtype of W and b (float32 by default).
 
     Returns:
       A Layer with params ``{"w": (k_h, k_w, C_in, C_out), "b": (C_out,)}``
@@ -163,6 +175,18 @@ def conv2d(
         padding, activation or initializer; at init for an input that is not
         one (H, W, C) image or a kernel larger than the padded image; when
         applied, for a batch that is not NHWC with C_in channels.
+      TypeError: for a ``dtype`` or ``param_dtype`` that is not a dtype.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
+      >>> conv = ann.conv2d(4, 3, activation="relu", dtype=jnp.bfloat16)
+      >>> shape, params, state = conv.init(jax.random.key(0), (8, 8, 1))
+      >>> params["w"].dtype, shape                      # float32 params
+      (dtype('float32'), (8, 8, 4))
+      >>> pixels = jnp.zeros((2, 8, 8, 1), jnp.uint8)   # integer images work
+      >>> conv.apply(params, state, pixels)[0].dtype
+      dtype(bfloat16)
     """
     features = _checks.integer("conv2d features", features, minimum=1)
     kernel = pair("conv2d kernel_size", kernel_size)
@@ -173,14 +197,17 @@ def conv2d(
     act_name = activations.name_of(activation)
     w_init_fn = _kernel_init(w_init, act_name)
     b_init_fn = initializers.get(b_init)
+    dtype = float_dtype("conv2d dtype", dtype)
+    param_dtype = float_dtype("conv2d param_dtype", param_dtype)
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         shape = image_shape_of("conv2d", input_shape)
         w_key, b_key = jax.random.split(key)
-        params = {"w": w_init_fn(w_key, (*kernel, shape[-1], features))}
+        w_shape = (*kernel, shape[-1], features)
+        params = {"w": w_init_fn(w_key, w_shape, param_dtype)}
         if use_bias:
-            params["b"] = b_init_fn(b_key, (features,), jnp.float32)
-        x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+            params["b"] = b_init_fn(b_key, (features,), param_dtype)
+        x = jax.ShapeDtypeStruct((1, *shape), param_dtype)
         out = jax.eval_shape(lambda x: _conv2d(params["w"], None, x, *geometry), x)
         if 0 in out.shape:
             raise ValueError(
@@ -196,11 +223,10 @@ def conv2d(
         del key, train
         x = jnp.asarray(x)
         check_images("conv2d", x, params["w"].shape[2])
-        z = _conv2d(params["w"], params.get("b"), x, *geometry)
+        ct = compute_dtype(dtype, x, params["w"])
+        b = params.get("b")
+        b = None if b is None else b.astype(ct)
+        z = _conv2d(params["w"].astype(ct), b, x.astype(ct), *geometry)
         return (z if f is None else f(z)), state
 
-    config = (
-        "conv2d", features, kernel, strides, pad, dilation, activation, use_bias,
-        w_init, b_init,
-    )  # fmt: skip
-    return Layer(init, apply, "conv2d", act_name, config)
+    return Layer(init, apply, "conv2d", act_name)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks, activations, initializers
-from annjax._types import Array, Key, Layer, Params, Shape, State
+from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 
 __all__ = ["activation", "dense", "dropout", "flatten", "input_shape_of"]
 
@@ -61,14 +61,37 @@ def float_dtype(name: str, value) -> jnp.dtype | None:
     return dtype
 
 
-def compute_dtype(dtype, x: Array, param: Array) -> jnp.dtype:
-    """Returns the dtype a layer computes in: ``dtype`` if given, else float
-    inputs promoted with the params' dtype (integer inputs take the params')."""
+def compute_dtype(dtype, x: Array, param) -> jnp.dtype:
+    """Returns the dtype a layer computes in, flax's rule.
+
+    ``dtype`` if given; else float inputs promoted with the params' dtype
+    (bfloat16 x with float32 params computes in float32, as
+    ``jnp.promote_types`` and flax do), and integer inputs take the params'
+    dtype. ``param`` is a param array or a dtype.
+    """
     if dtype is not None:
         return dtype
+    param_dtype = jnp.dtype(getattr(param, "dtype", param))
     if jnp.issubdtype(x.dtype, jnp.floating):
-        return jnp.promote_types(x.dtype, param.dtype)
-    return param.dtype
+        return jnp.promote_types(x.dtype, param_dtype)
+    return param_dtype
+
+
+def at_least_float32(dtype) -> jnp.dtype:
+    """Returns ``dtype`` if it has 32 bits or more, else float32 (statistics)."""
+    dtype = jnp.dtype(dtype)
+    return dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+
+
+def float_input(x) -> Array:
+    """Returns ``x`` as an array, integer and boolean inputs cast to float32.
+
+    The rule of the layers without params (pooling): float inputs keep their
+    dtype (bfloat16 stays bfloat16), integer images (uint8 pixels) are
+    computed in float32, as a layer with float32 params would.
+    """
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.float32)
 
 
 def params_mismatch(name: str, expected: str, got) -> ValueError:
@@ -89,6 +112,7 @@ def _dense(w: Array, b: Array | None, x: Array) -> Array:
     return z if b is None else z + b
 
 
+@layer_factory
 def dense(
     units: int,
     activation: str | Callable[..., Array] | None = None,
@@ -132,7 +156,12 @@ def dense(
         of another shape than init makes (another model's).
 
     Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
       >>> fast = ann.dense(256, "relu", dtype=jnp.bfloat16)  # float32 params
+      >>> _, params, state = fast.init(jax.random.key(0), (4,))
+      >>> params["w"].dtype, fast.apply(params, state, jnp.ones((2, 4)))[0].dtype
+      (dtype('float32'), dtype(bfloat16))
     """
     units = _checks.integer("dense units", units, minimum=1)
     f = activations.get(activation) if activation is not None else None
@@ -173,13 +202,7 @@ def dense(
         z = _dense(params["w"].astype(ct), b, x.astype(ct))
         return (z if f is None else f(z)), state
 
-    return Layer(
-        init,
-        apply,
-        "dense",
-        act_name,
-        ("dense", units, activation, w_init, use_bias, b_init, dtype, param_dtype),
-    )
+    return Layer(init, apply, "dense", act_name)
 
 
 def _check_dense_params(params, units: int, use_bias: bool) -> None:
@@ -198,6 +221,7 @@ def _check_dense_params(params, units: int, use_bias: bool) -> None:
 # ----------------------------------------------------------------------- activation
 
 
+@layer_factory
 def activation(fn: str | Callable[..., Array], **kwargs) -> Layer:
     """Returns a parameter-free layer applying an activation elementwise.
 
@@ -222,11 +246,10 @@ def activation(fn: str | Callable[..., Array], **kwargs) -> Layer:
         del params, key, train
         return f(x), state
 
-    return Layer(
-        init, apply, name, name, ("activation", fn, tuple(sorted(kwargs.items())))
-    )
+    return Layer(init, apply, name, name)
 
 
+@layer_factory
 def flatten() -> Layer:
     """Returns a layer reshaping each example to one axis: (batch, …) → (batch, n)."""
 
@@ -238,7 +261,7 @@ def flatten() -> Layer:
         del params, key, train
         return jnp.reshape(x, (x.shape[0], -1)), state
 
-    return Layer(init, apply, "flatten", None, ("flatten",))
+    return Layer(init, apply, "flatten")
 
 
 # -------------------------------------------------------------------------- dropout
@@ -258,6 +281,7 @@ def _dropout(key: Key, x: Array, rate: float) -> Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
+@layer_factory
 def dropout(rate: float) -> Layer:
     r"""Returns an inverted-dropout layer; ``rate`` is the probability of DROPPING.
 
@@ -275,9 +299,16 @@ def dropout(rate: float) -> Layer:
         ``train=True`` and ``rate > 0`` but no ``key``.
 
     Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
       >>> layer = ann.dropout(0.5)
       >>> _, p, s = layer.init(jax.random.key(0), (8,))
+      >>> x = jnp.ones((1000, 8))
       >>> y, _ = layer.apply(p, s, x, key=jax.random.key(1), train=True)
+      >>> sorted(set(y.ravel().tolist()))        # dropped, or scaled by 1/(1 − p)
+      [0.0, 2.0]
+      >>> bool((layer.apply(p, s, x)[0] == x).all())   # evaluation: identity
+      True
     """
     rate = _checks.probability("dropout rate", rate)
 
@@ -296,4 +327,4 @@ def dropout(rate: float) -> Layer:
             )
         return _dropout(key, x, rate), state
 
-    return Layer(init, apply, "dropout", None, ("dropout", rate))
+    return Layer(init, apply, "dropout")

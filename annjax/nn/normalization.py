@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks
-from annjax._types import Array, Key, Layer, Params, Shape, State
+from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 from annjax.nn.layers import (
+    at_least_float32,
     compute_dtype,
     float_dtype,
     input_shape_of,
@@ -53,6 +54,7 @@ def _normalize(x, mean, var, scale, bias, eps: float) -> Array:
     return (x - mean) * (scale * jax.lax.rsqrt(var + eps)) + bias
 
 
+@layer_factory
 def batch_norm(
     momentum: float = 0.99,
     eps: float = 1e-5,
@@ -79,26 +81,36 @@ def batch_norm(
     ``weights``; ``fit`` passes its example weights in training). In training,
     a batch with one value per feature (a batch of 1 on (batch, features)) is
     a ValueError, as in PyTorch: its statistics would normalise every output
-    to β.
+    to β. A weighted batch whose positive-weight examples give only one value
+    per feature (``fit``'s last batch holding one real example) leaves the
+    running statistics unchanged: its variance would be 0 and make every
+    later prediction explode.
 
     Args:
       momentum: the decay of the running statistics, in [0, 1).
       eps: ε > 0, added to the variance.
       axis: the feature axis of the batch (−1: the last).
-      dtype: the dtype of the computation; None: float inputs promoted with
-        ``param_dtype``.
-      param_dtype: the dtype of γ, β and the running statistics (float32 by
-        default, also under ``jax_enable_x64``).
+      dtype: the dtype of the output and of γ, β in the computation (the
+        statistics are computed in float32 at least, as flax); None: float
+        inputs promoted with ``param_dtype``, integer inputs cast to it.
+      param_dtype: the dtype of γ and β (float32 by default, also under
+        ``jax_enable_x64``). The running statistics are stored in float32 at
+        least (``param_dtype`` promoted with float32), as flax's.
 
     Returns:
       A Layer with params ``{"scale", "bias"}`` and state ``{"mean", "var"}``,
       each of shape (features,).
 
     Examples:
-      >>> bn = ann.batch_norm()
-      >>> _, params, state = bn.init(jax.random.key(0), (16,))
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
+      >>> bn = ann.batch_norm(momentum=0.9)
+      >>> _, params, state = bn.init(jax.random.key(0), (2,))
+      >>> x = jnp.array([[0.0, 10.0], [2.0, 30.0]])
       >>> y, state = bn.apply(params, state, x, train=True)    # updates state
-      >>> y, _ = bn.apply(params, state, x_test)                # running stats
+      >>> y.round(2).tolist(), state["mean"].tolist()
+      ([[-1.0, -1.0], [1.0, 1.0]], [0.10000000149011612, 2.0])
+      >>> y, _ = bn.apply(params, state, x)                # running statistics
     """
     momentum, eps, axis = _batch_norm_args(momentum, eps, axis)
     dtype = float_dtype("batch_norm dtype", dtype)
@@ -115,14 +127,16 @@ def batch_norm(
             "scale": jnp.ones((n,), param_dtype),
             "bias": jnp.zeros((n,), param_dtype),
         }
+        stats_dtype = at_least_float32(param_dtype)  # as flax
         state = {
-            "mean": jnp.zeros((n,), param_dtype),
-            "var": jnp.ones((n,), param_dtype),
+            "mean": jnp.zeros((n,), stats_dtype),
+            "var": jnp.ones((n,), stats_dtype),
         }
         return shape, params, state
 
     def apply(params, state, x, *, key=None, train=False, weights=None):
         del key
+        x = jnp.asarray(x)
         fa = feature_axis(x.ndim)
         _check_params(params, state)
         # Move features last so the (features,) vectors broadcast.
@@ -132,23 +146,21 @@ def batch_norm(
                 f"batch_norm: expected {params['scale'].shape[0]} features on axis "
                 f"{axis}, got x of shape {tuple(x.shape)}."
             )
-        x_last = x_last.astype(compute_dtype(dtype, x_last, params["scale"]))
+        ct = compute_dtype(dtype, x_last, params["scale"])
+        # statistics in float32 at least (flax's rule): bfloat16 sums drift
+        x_stats = x_last.astype(at_least_float32(ct))
         if train:
             _check_batch(x_last)
-            mean, var = _batch_stats(x_last, tuple(range(x.ndim - 1)), weights)
-            state = _running(state, mean, var, momentum)
+            mean, var = _batch_stats(x_stats, tuple(range(x.ndim - 1)), weights)
+            state = _running(state, mean, var, momentum, _enough(x_last, weights))
         else:
             mean, var = state["mean"], state["var"]
-        y = _normalize(x_last, mean, var, params["scale"], params["bias"], eps)
-        return jnp.moveaxis(y.astype(x_last.dtype), -1, fa), state
+        sd = x_stats.dtype  # normalise in the statistics' dtype, output in ct
+        scale, bias = params["scale"].astype(sd), params["bias"].astype(sd)
+        y = _normalize(x_stats, mean.astype(sd), var.astype(sd), scale, bias, eps)
+        return jnp.moveaxis(y.astype(ct), -1, fa), state
 
-    return Layer(
-        init,
-        apply,
-        "batch_norm",
-        None,
-        ("batch_norm", momentum, eps, axis, dtype, param_dtype),
-    )
+    return Layer(init, apply, "batch_norm")
 
 
 def _batch_norm_args(momentum, eps, axis) -> tuple[float, float, int]:
@@ -173,12 +185,32 @@ def _feature_axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
-def _running(state: State, mean: Array, var: Array, momentum: float) -> State:
-    """Returns ``momentum · running + (1 − momentum) · batch``, in the state's dtype."""
+def _running(
+    state: State, mean: Array, var: Array, momentum: float, update=True
+) -> State:
+    """Returns ``momentum · running + (1 − momentum) · batch``, in the state's
+    dtype, where ``update`` holds; the running statistics unchanged elsewhere."""
     return {
-        k: (momentum * state[k] + (1.0 - momentum) * v).astype(state[k].dtype)
+        k: jnp.where(
+            update, momentum * state[k] + (1.0 - momentum) * v, state[k]
+        ).astype(state[k].dtype)
         for k, v in (("mean", mean), ("var", var))
     }
+
+
+def _enough(x_last: Array, weights: Array | None):
+    """Returns whether the batch holds more than one real value per feature.
+
+    The static batch-of-1 case is refused by :func:`_check_batch`; with
+    ``weights`` the real examples are those of positive weight (``fit`` pads
+    its last batch with weight-0 rows), known only at run time: a batch whose
+    real examples give one value per feature (one example of a (batch,
+    features) input) would make the running variance (1 − momentum)·0.
+    """
+    if weights is None:
+        return True
+    per_example = math.prod(x_last.shape[1:-1])
+    return jnp.sum(jnp.asarray(weights) > 0) * per_example >= 2
 
 
 def _check_params(params, state) -> None:
@@ -206,8 +238,14 @@ def _check_batch(x_last: Array) -> None:
 # ------------------------------------------------------------------- layer norm
 
 
+@layer_factory
 def layer_norm(
-    eps: float = 1e-6, use_scale: bool = True, use_bias: bool = True
+    eps: float = 1e-6,
+    use_scale: bool = True,
+    use_bias: bool = True,
+    *,
+    dtype=None,
+    param_dtype=jnp.float32,
 ) -> Layer:
     r"""Returns a layer-normalisation layer: each example normalised on its own.
 
@@ -224,6 +262,10 @@ def layer_norm(
       eps: ε > 0, added to the variance.
       use_scale: whether to learn γ (else 1).
       use_bias: whether to learn β (else 0).
+      dtype: the dtype of the output; None: float inputs promoted with
+        ``param_dtype``, integer inputs cast to it. μ and σ² are computed in
+        float32 at least, as ``flax.linen.LayerNorm``.
+      param_dtype: the dtype of γ and β (float32 by default).
 
     Returns:
       A Layer with params ``{"scale", "bias"}`` of shape (features,) (those
@@ -232,8 +274,20 @@ def layer_norm(
     Raises:
       ValueError: for ``eps <= 0``; at init for an input without axes; when
         applied, for an input whose last axis is not the features.
+      TypeError: for a ``dtype`` or ``param_dtype`` that is not a dtype.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import annjax as ann
+      >>> ln = ann.layer_norm()
+      >>> _, params, state = ln.init(jax.random.key(0), (3,))
+      >>> y, _ = ln.apply(params, state, jnp.array([[1.0, 2.0, 3.0]]))
+      >>> y.round(3)
+      Array([[-1.225,  0.   ,  1.225]], dtype=float32)
     """
     eps = _checks.positive("layer_norm eps", eps)
+    dtype = float_dtype("layer_norm dtype", dtype)
+    param_dtype = float_dtype("layer_norm param_dtype", param_dtype)
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         del key
@@ -242,25 +296,27 @@ def layer_norm(
             raise _checks.fail("layer_norm input_shape", "at least one axis", shape)
         params = {}
         if use_scale:
-            params["scale"] = jnp.ones((shape[-1],))
+            params["scale"] = jnp.ones((shape[-1],), param_dtype)
         if use_bias:
-            params["bias"] = jnp.zeros((shape[-1],))
+            params["bias"] = jnp.zeros((shape[-1],), param_dtype)
         return shape, params, {}
 
     def apply(params, state, x, *, key=None, train=False):
         del key, train
+        x = jnp.asarray(x)
         n = next((p.shape[0] for p in params.values()), None)
         if x.ndim < 2 or (n is not None and x.shape[-1] != n):
             raise ValueError(
                 f"layer_norm: expected a batch whose last axis has {n} features, "
                 f"got x of shape {tuple(x.shape)}."
             )
-        mean, var = _batch_stats(x, (x.ndim - 1,))
+        ct = compute_dtype(dtype, x, next(iter(params.values()), param_dtype))
+        x_stats = x.astype(at_least_float32(ct))
+        mean, var = _batch_stats(x_stats, (x.ndim - 1,))
         mean, var = mean[..., None], var[..., None]
-        scale = params.get("scale", 1.0)
-        bias = params.get("bias", 0.0)
-        return _normalize(x, mean, var, scale, bias, eps), state
+        scale = params["scale"].astype(x_stats.dtype) if use_scale else 1.0
+        bias = params["bias"].astype(x_stats.dtype) if use_bias else 0.0
+        y = _normalize(x_stats, mean, var, scale, bias, eps)
+        return y.astype(ct), state
 
-    return Layer(
-        init, apply, "layer_norm", None, ("layer_norm", eps, use_scale, use_bias)
-    )
+    return Layer(init, apply, "layer_norm")

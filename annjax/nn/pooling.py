@@ -8,6 +8,8 @@ the window, as in Keras and PyTorch (flax and stax default to 1): ``max_pool(2)`
 halves an image.
 
 Examples:
+  >>> import jax
+  >>> import annjax as ann
   >>> pool = ann.max_pool(2)                     # 2×2 windows, stride 2
   >>> pool.init(jax.random.key(0), (28, 28, 16))[0]
   (14, 14, 16)
@@ -18,8 +20,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from annjax._types import Array, Key, Layer, Params, Shape, State
+from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 from annjax.nn.conv import check_images, image_shape_of, padding_of, pair
+from annjax.nn.layers import float_input
 
 __all__ = ["avg_pool", "global_avg_pool", "max_pool"]
 
@@ -67,13 +70,14 @@ def _pooling(name: str, fn, window, strides, padding, extra: tuple) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
-        x = jnp.asarray(x)
+        x = float_input(x)
         check_images(name, x)
         return run(x), state
 
-    return Layer(init, apply, name, None, (name, window, strides, pad, *extra))
+    return Layer(init, apply, name)
 
 
+@layer_factory
 def max_pool(
     window: int | tuple[int, int],
     strides: int | tuple[int, int] | None = None,
@@ -98,6 +102,7 @@ def max_pool(
     return _pooling("max_pool", _max, window, strides, padding, ())
 
 
+@layer_factory
 def avg_pool(
     window: int | tuple[int, int],
     strides: int | tuple[int, int] | None = None,
@@ -119,6 +124,7 @@ def avg_pool(
     )
 
 
+@layer_factory
 def global_avg_pool() -> Layer:
     r"""Returns the layer (batch, H, W, C) → (batch, C): each channel's mean.
 
@@ -134,8 +140,8 @@ def global_avg_pool() -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         del params, key, train
-        x = jnp.asarray(x)
+        x = float_input(x)
         check_images("global_avg_pool", x)
         return jnp.mean(x, axis=(1, 2)), state
 
-    return Layer(init, apply, "global_avg_pool", None, ("global_avg_pool",))
+    return Layer(init, apply, "global_avg_pool")

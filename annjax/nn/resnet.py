@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import jax.numpy as jnp
+
 from annjax import _checks, activations
-from annjax._types import Array, Layer
+from annjax._types import Array, Layer, layer_factory
 from annjax.activations import RELU_FAMILY
 from annjax.nn.combinators import residual as _residual
 from annjax.nn.combinators import serial
@@ -23,6 +25,7 @@ from annjax.nn.pooling import global_avg_pool
 __all__ = ["resnet"]
 
 
+@layer_factory
 def resnet(
     widths: Sequence[int] = (16, 32, 64),
     blocks: int = 1,
@@ -32,6 +35,9 @@ def resnet(
     residual: bool = True,
     momentum: float = 0.9,
     stem_stride: int = 1,
+    *,
+    dtype=None,
+    param_dtype=jnp.float32,
 ) -> Layer:
     r"""Returns a ResNet for small images (He et al., 2016), or its plain twin.
 
@@ -57,14 +63,22 @@ def resnet(
         ``batch_norm``'s 0.99): small image sets give few steps per epoch, and
         slower statistics lag the weights (see ``diagnose``'s
         ``train_eval_gap``).
+      dtype: the compute dtype of every convolution, batch norm and the
+        dense head (see :func:`annjax.conv2d`); None: the images promoted
+        with the params' dtype (integer pixels cast to it).
+      param_dtype: the dtype of every param (float32 by default).
 
     Raises:
       ValueError: for an empty ``widths``, a width, ``blocks`` or
         ``num_classes`` < 1.
 
     Examples:
+      >>> import jax
+      >>> import annjax as ann
       >>> model = ann.resnet((16, 32), blocks=2)       # 10 weight layers
       >>> out, params, state = model.init(jax.random.key(0), (28, 28, 1))
+      >>> out
+      (10,)
     """
     widths = list(widths)
     if not widths:
@@ -78,11 +92,18 @@ def resnet(
     # f is its own layer (after batch norm), so the kernels get f's init here.
     w_init = "he_normal" if activations.name_of(activation) in RELU_FAMILY else None
 
+    precision = {"dtype": dtype, "param_dtype": param_dtype}
+
     def conv_bn(width: int, size: int, stride: int = 1) -> list[Layer]:
         conv = conv2d(
-            width, size, strides=stride, use_bias=not batch_norm, w_init=w_init
+            width,
+            size,
+            strides=stride,
+            use_bias=not batch_norm,
+            w_init=w_init,
+            **precision,
         )
-        return [conv, _batch_norm(momentum)] if batch_norm else [conv]
+        return [conv, _batch_norm(momentum, **precision)] if batch_norm else [conv]
 
     def block(width: int, stride: int) -> list[Layer]:
         branch = serial(
@@ -103,5 +124,5 @@ def resnet(
         for j in range(blocks):
             layers += block(width, 2 if i > 0 and j == 0 else 1)
             previous = width
-    layers += [global_avg_pool(), dense(num_classes)]
+    layers += [global_avg_pool(), dense(num_classes, **precision)]
     return serial(*layers)

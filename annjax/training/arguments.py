@@ -19,6 +19,7 @@ from annjax import _checks
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
+from annjax.training import inputs as _inputs
 from annjax.training import mesh as _mesh
 from annjax.training.epoch import EpochSpec
 from annjax.training.inputs import check_targets, host_array
@@ -133,8 +134,8 @@ def _optimizer(optimizer) -> optax.GradientTransformation:
 
 def penalties(l1: float, l2: float) -> dict[str, Array]:
     """Returns the dynamic hyper-parameters of the step: the penalties present."""
-    l1 = _checks.non_negative("l1", l1)
-    l2 = _checks.non_negative("l2", l2)
+    l1 = float(_checks.penalty("l1", _checks.number("l1", l1)))
+    l2 = float(_checks.penalty("l2", _checks.number("l2", l2)))
     return {name: jnp.float32(v) for name, v in (("l1", l1), ("l2", l2)) if v > 0}
 
 
@@ -183,10 +184,12 @@ def setup(
         val = (xv, yv)
     out_shape = output_shape(model, x.shape[1:])
     y = fit_targets("train_data", y, loss, out_shape, metrics)
+    _inputs.check_link(model, loss)
+    _inputs.check_functions(y, loss, out_shape, metrics)
     if val is not None:
         yv = fit_targets("val_data", val[1], loss, out_shape, metrics)
         val = _mesh.place_pair("val_data", (val[0], yv), mesh)
-    _mesh.check_batch("batch_size", min(batch_size, x.shape[0]), mesh)
+    _mesh.check_batch("batch_size", batch_size, mesh, x.shape[0])
     spec = EpochSpec(
         model,
         loss,
@@ -206,8 +209,11 @@ def setup(
 def metric_names(metrics: Sequence[str | Callable]) -> tuple[str | Callable, ...]:
     """Returns the metrics after checking each: a registered name or a function.
 
-    A function ``(y_true, y_pred) -> scalar`` is keyed in the history by its
-    ``__name__``; two metrics with one name are refused.
+    Each metric is keyed by the object passed: a name or a registered
+    function is the built-in, any other function is called as given (a
+    function named ``accuracy`` stays the user's). The history names it by
+    :func:`annjax.metrics.name_of` (a function's ``__name__``); two metrics
+    with one name are refused, naming both.
     """
     if isinstance(metrics, str) or callable(metrics):
         metrics = (metrics,)
@@ -215,7 +221,7 @@ def metric_names(metrics: Sequence[str | Callable]) -> tuple[str | Callable, ...
         raise TypeError(
             f"metrics: expected a sequence of names or functions, got {metrics!r}."
         )
-    seen: set[str] = set()
+    seen: dict[str, str | Callable] = {}
     for metric in metrics:
         if not (isinstance(metric, str) or callable(metric)):
             raise TypeError(
@@ -223,14 +229,18 @@ def metric_names(metrics: Sequence[str | Callable]) -> tuple[str | Callable, ...
                 f"(y_true, y_pred) -> scalar, got {metric!r}."
             )
         name = _metrics.name_of(metric)
-        if name in seen or name == "loss":
+        if name == "loss":
+            raise _checks.fail(
+                "metrics", "names other than 'loss'", metric, "Rename the function."
+            )
+        if name in seen:
             raise _checks.fail(
                 "metrics",
-                "distinct names other than 'loss'",
-                name,
-                "Rename the function (its __name__ keys the history).",
+                "distinct history names",
+                f"{seen[name]!r} and {metric!r}, both named {name!r}",
+                "Rename one function (its __name__ keys the history).",
             )
-        seen.add(name)
+        seen[name] = metric
     return tuple(metrics)
 
 
@@ -239,8 +249,8 @@ def _check_early_stopping(es: EarlyStopping, metrics, has_val: bool) -> None:
         raise TypeError(f"early_stopping: expected ann.EarlyStopping(...), got {es!r}.")
     es.validate()
     monitor = es.monitor.removeprefix("val_")
-    names = {_metrics.name_of(m) for m in metrics}
-    if monitor != "loss" and monitor not in names:
+    by_name = {_metrics.name_of(m): m for m in metrics}
+    if monitor != "loss" and monitor not in by_name:
         raise _checks.fail(
             "EarlyStopping monitor",
             "loss, val_loss or a (val_) metric listed in metrics=",
@@ -252,11 +262,16 @@ def _check_early_stopping(es: EarlyStopping, metrics, has_val: bool) -> None:
             "Pass val_data=(X_val, y_val) (see ann.data.split)."
         )
     known = "min" if monitor == "loss" else None
-    if monitor in _metrics.names():
-        known = _metrics.mode(monitor)
-    if es.mode == "auto" or known is None:
-        es.direction()  # a custom metric needs an explicit mode
-    elif es.mode != known:
+    if monitor in by_name and _metrics.registered_name(by_name[monitor]):
+        known = _metrics.mode(_metrics.registered_name(by_name[monitor]))
+    if known is None and es.mode == "auto":
+        raise _checks.fail(
+            "EarlyStopping mode",
+            f"'min' or 'max' for the custom metric {monitor!r} ('auto' knows "
+            "only the registered metrics)",
+            es.mode,
+        )
+    if known is not None and es.mode not in ("auto", known):
         raise _checks.fail(
             "EarlyStopping mode",
             f"{known!r} or 'auto' for {es.monitor} (it is better when "
@@ -361,8 +376,7 @@ def per_model(keys, l1, l2, lr_scale):
     l2s, n = _per_model("l2", l2, n)
     scales, n = _per_model("lr_scale", lr_scale, n)
     n = 1 if n is None else n
-    if not all(((v >= 0) & np.isfinite(v)).all() for v in (l1s, l2s)):
-        raise _checks.fail("l1/l2", "finite values >= 0", (l1, l2))
+    _checks.penalty("l1", l1s), _checks.penalty("l2", l2s)
     if not ((scales > 0) & np.isfinite(scales)).all():
         raise _checks.fail("lr_scale", "finite values > 0", lr_scale)
     keys = jax.random.split(jax.random.key(0), n) if keys is None else keys

@@ -1,7 +1,7 @@
 """``evaluate`` and ``predict``: a trained model on new data, batched and jitted.
 
 Both run the evaluation code of the compiled epoch's validation pass
-(:func:`annjax.training.prediction.evaluate_arrays`), so a model's ``val_loss``
+(:func:`annjax.training.step.evaluate_arrays`), so a model's ``val_loss``
 in the history and ``evaluate`` on the same data agree.
 """
 
@@ -25,9 +25,13 @@ from annjax.training.arguments import (
     fit_targets,
     metric_names,
 )
-from annjax.training.inputs import host_array
-from annjax.training.prediction import evaluate_arrays, predict_batched
-from annjax.training.step import abstract_init, output_shape
+from annjax.training.inputs import check_functions, check_link, host_array
+from annjax.training.step import (
+    abstract_init,
+    evaluate_arrays,
+    output_shape,
+    predict_batched,
+)
 
 __all__ = ["evaluate", "predict"]
 
@@ -43,7 +47,9 @@ def predict(
     ``x`` follows ``fit``'s dtype rule (:mod:`annjax.training.inputs`):
     integers stay int32, float64 stays float64 under x64. With ``mesh`` (a
     ``"data"`` axis, as in :func:`annjax.fit`) each batch is split over its
-    devices; an ``x`` laid over them stays where it lies.
+    devices; an ``x`` laid over them stays where it lies. Without ``mesh``,
+    an ``x`` laid over a mesh's devices runs on that mesh (computation
+    follows data).
 
     Raises:
       TypeError: for a model that is not a Layer, or complex ``x``.
@@ -61,6 +67,7 @@ def predict(
     if x.ndim < 1:
         raise _checks.fail("x", "a batch (n, *input_shape)", x.shape)
     check_params(model, x.shape[1:], params, state)
+    mesh = _mesh.follow_data(mesh, x)
     x = _mesh.place_data("x", x, mesh)
     params, state = _mesh.place_state((params, state), mesh, False)
     return _predict(model, params, state, x, batch_size, mesh)
@@ -80,32 +87,71 @@ def _named_shapes(tree) -> dict[str, tuple]:
     }
 
 
-def check_params(model: Layer, input_shape, params, state) -> None:
+def _shape_diff(expected, got) -> tuple[list, list, list]:
+    """Returns the paths missing from ``got``, extra in it, and reshaped."""
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    reshaped = [
+        f"{k}: expected {expected[k]}, got {got[k]}"
+        for k in sorted(set(expected) & set(got))
+        if expected[k] != got[k]
+    ]
+    return missing, extra, reshaped
+
+
+def _input_shape_of(model: Layer, input_shape, params, state) -> tuple | None:
+    """Returns the example shape (``input_shape`` with another last axis) for
+    which ``model.init`` makes exactly these params and state; None if none.
+
+    The candidates are the sizes found in the params' shapes, so the data's
+    wrong feature count is told apart from another model's params.
+    """
+    got = _named_shapes(params), _named_shapes(state)
+    sizes = {d for shape in got[0].values() if shape != "{}" for d in shape}
+    for d in sorted(sizes - set(tuple(input_shape)[-1:]))[:32]:
+        shape = (*tuple(input_shape)[:-1], d)
+        try:
+            want = abstract_init(model, shape)[1:]
+        except (ValueError, TypeError):
+            continue
+        if tuple(_named_shapes(w) for w in want) == got:
+            return shape
+    return None
+
+
+def check_params(model: Layer, input_shape, params, state, name: str = "x") -> None:
     """Raises ValueError unless params and state are shaped as ``model.init``'s.
 
     Compares the trees' paths and shapes with ``jax.eval_shape`` of the
     model's init (no compute), so another model's params are refused with the
-    layers they lack or add, not a bare KeyError from inside the trace.
+    layers they lack or add, not a bare KeyError from inside the trace. When
+    the params are this model's for examples of another shape, the data
+    (``name``) is what is wrong, and the message says so.
     """
-    want = abstract_init(model, tuple(input_shape))[1:]
+    input_shape = tuple(input_shape)
+    want = abstract_init(model, input_shape)[1:]
     pairs = zip(("params", "state"), want, (params, state), strict=True)
     for what, expected, got in pairs:
         expected, got = _named_shapes(expected), _named_shapes(got)
         if expected == got:
             continue
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
-        reshaped = [
-            f"{k}: expected {expected[k]}, got {got[k]}"
-            for k in sorted(set(expected) & set(got))
-            if expected[k] != got[k]
-        ]
+        missing, extra, reshaped = _shape_diff(expected, got)
+        fits = not (missing or extra) and (
+            _input_shape_of(model, input_shape, params, state)
+        )
+        if fits:
+            raise ValueError(
+                f"{name}: expected examples of shape {fits}, the model's input "
+                f"shape for these params, got examples of shape {input_shape}: "
+                f"the data does not fit the model (reshaped {reshaped}). Pass "
+                "data with the features the model was trained on."
+            )
         raise ValueError(
             f"{what}: expected the {what} of this model for inputs of shape "
-            f"{tuple(input_shape)}, got {what} of another model: missing "
+            f"{input_shape}, got {what} of another model: missing "
             f"{missing or 'none'}, extra {extra or 'none'}, reshaped "
             f"{reshaped or 'none'}. Pass the {what} that fit (or this model's "
-            "init) returned."
+            "init) returned, or data of the shape the model was trained on."
         )
 
 
@@ -131,8 +177,12 @@ def evaluate(
     _losses.get(loss)
     metrics = metric_names(metrics)
     x, y = as_arrays("data", data)
-    y = fit_targets("data", y, loss, output_shape(model, x.shape[1:]), metrics)
-    check_params(model, x.shape[1:], params, state)
+    out_shape = output_shape(model, x.shape[1:])
+    y = fit_targets("data", y, loss, out_shape, metrics)
+    check_link(model, loss)
+    check_functions(y, loss, out_shape, metrics)
+    check_params(model, x.shape[1:], params, state, "data X")
+    mesh = _mesh.follow_data(mesh, x, y)
     x, y = _mesh.place_pair("data", (x, y), mesh)
     params, state = _mesh.place_state((params, state), mesh, False)
     logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y, mesh)

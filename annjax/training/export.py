@@ -9,10 +9,15 @@ function and returns ``f(x) -> y``, for any batch size, on the platforms
 named at export (CPU; CUDA where declared).
 
 Examples:
-  >>> ann.export(model, result.params, result.state, (784,), "mnist.annx")
-  >>> # in another process, without the code that built the model:
-  >>> f = ann.load_exported("mnist.annx")
-  >>> f(x_test).shape                                  # (n, 10), any n
+  >>> import os, tempfile, jax, numpy as np, annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(16, 4)).astype("f4")
+  >>> model = ann.mlp([8, 3])
+  >>> ts, _ = ann.init_train_state(model, ann.sgd(0.1), jax.random.key(0), (4,))
+  >>> path = os.path.join(tempfile.mkdtemp(), "tiny.annx")
+  >>> _ = ann.export(model, ts.params, ts.state, (4,), path)
+  >>> f = ann.load_exported(path)  # in another process too, without the code
+  >>> f(X).shape, f(X[:5]).shape  # any batch size
+  ((16, 3), (5, 3))
 
 It lives next to ``checkpoint`` because it keeps a run's outcome: a
 checkpoint keeps the training (to resume it), an export keeps the model
@@ -74,13 +79,15 @@ def export(
     input_shape: Sequence[int],
     path: str | os.PathLike,
     platforms: Sequence[str] = ("cpu",),
+    input_dtype=None,
 ) -> Path:
     """Returns ``path`` after writing the model's inference function there.
 
     The function is ``x ↦ model.apply(params, state, x, train=False)[0]`` for
-    ``x`` of shape ``(batch, *input_shape)`` float32, ``batch`` symbolic (any
-    size at call time), exported with ``jax.export`` for each of
-    ``platforms`` and stored with the params and state as its arguments.
+    ``x`` of shape ``(batch, *input_shape)`` and dtype ``input_dtype``,
+    ``batch`` symbolic (any size at call time), exported with ``jax.export``
+    for each of ``platforms`` and stored with the params and state as its
+    arguments.
 
     Args:
       model: the annjax Layer that was trained.
@@ -92,6 +99,11 @@ def export(
         ``"rocm"``, ``"tpu"``; one file serves them all. Calling it where
         the default device is another platform raises jax's ValueError
         ("exported for platforms … but it is used on …").
+      input_dtype: the dtype of ``x``, e.g. ``jnp.int32`` for token ids (an
+        embedding). None (the default): float32, or int32 for a model that
+        refuses floats (as :func:`annjax.from_flax` initialises it).
+        :func:`load_exported` casts ``x`` to it (floats are refused for an
+        integer input).
 
     Raises:
       TypeError, ValueError: for an invalid argument, before tracing; and
@@ -107,15 +119,44 @@ def export(
 
     (batch,) = jax.export.symbolic_shape("batch")
     specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in leaves]
-    x_spec = jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32)
-    exported = jax.export.export(jax.jit(infer), platforms=platforms)(specs, x_spec)
+    first = None
+    for dtype in _input_dtypes(input_dtype):
+        x_spec = jax.ShapeDtypeStruct((batch, *input_shape), dtype)
+        try:
+            exported = jax.export.export(jax.jit(infer), platforms=platforms)(
+                specs, x_spec
+            )
+            break
+        except Exception as exc:  # a model refusing floats: flax raises many types
+            first = first if first is not None else exc
+    else:
+        raise first
     body = {
         "exported": bytes(exported.serialize()),
         "arrays": {str(i): a for i, a in enumerate(leaves)},
         "input_shape": list(input_shape),
         "platforms": list(platforms),
+        "input_dtype": jnp.dtype(dtype).name,
     }
     return _ckpt.write(Path(path), _KIND, body, _FORMAT)
+
+
+def _input_dtypes(input_dtype) -> tuple:
+    """Returns the dtypes to trace x with: the one given, or float32 then int32."""
+    if input_dtype is None:
+        return (np.dtype(np.float32), np.dtype(np.int32))
+    try:
+        dtype = jnp.dtype(input_dtype)
+    except TypeError as exc:
+        raise TypeError(
+            f"export input_dtype: expected a numeric dtype (jnp.float32, "
+            f"jnp.int32…), got {input_dtype!r}."
+        ) from exc
+    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise TypeError(
+            f"export input_dtype: expected an integer or float dtype, got {dtype}."
+        )
+    return (dtype,)
 
 
 class ExportedModel:
@@ -123,20 +164,42 @@ class ExportedModel:
 
     Attributes:
       input_shape: the shape of one example (no batch axis).
+      input_dtype: the dtype ``x`` is cast to (float32 unless exported with
+        another ``input_dtype``).
       platforms: the platforms it was exported for.
       exported: the ``jax.export.Exported`` (its ``mlir_module()`` shows
         the StableHLO).
     """
 
-    def __init__(self, exported, arrays: list, input_shape: tuple, platforms: tuple):
+    def __init__(
+        self,
+        exported,
+        arrays: list,
+        input_shape: tuple,
+        platforms: tuple,
+        input_dtype=np.float32,
+    ):
         self.exported = exported
         self.input_shape = input_shape
+        self.input_dtype = jnp.dtype(input_dtype)
         self.platforms = platforms
         self._arrays = [jnp.asarray(a) for a in arrays]
 
     def __call__(self, x) -> Array:
         """Returns the model's outputs on ``x`` of shape (batch, *input_shape)."""
-        x = jnp.asarray(_checks.numeric_array("x", x), jnp.float32)
+        x = _checks.numeric_array("x", x)
+        given = getattr(x, "dtype", None)
+        given = jnp.dtype(np.asarray(x).dtype if given is None else given)
+        if jnp.issubdtype(self.input_dtype, jnp.integer) and not (
+            jnp.issubdtype(given, jnp.integer) or given == np.bool_
+        ):
+            raise TypeError(
+                f"x: expected integers (the model was exported for "
+                f"{self.input_dtype} inputs, such as token ids), got dtype "
+                f"{given}. Pass x.astype({self.input_dtype.name!r}) if the "
+                "values are whole numbers."
+            )
+        x = jnp.asarray(x, self.input_dtype)
         if x.ndim == len(self.input_shape):
             raise ValueError(
                 f"x: expected a batch of shape (batch, *{self.input_shape}), got "
@@ -177,4 +240,5 @@ def load_exported(path: str | os.PathLike) -> ExportedModel:
         arrays,
         tuple(int(d) for d in _ckpt._as_list(body["input_shape"])),
         tuple(str(p) for p in _ckpt._as_list(body["platforms"])),
+        jnp.dtype(body.get("input_dtype", "float32")),  # files before input_dtype
     )

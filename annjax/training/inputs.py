@@ -25,10 +25,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from annjax import activations as _activations
 from annjax import losses as _losses
 from annjax import metrics as _metrics
+from annjax._types import Layer
 
-__all__ = ["check_targets", "host_array", "params_dtype"]
+__all__ = [
+    "check_functions",
+    "check_link",
+    "check_targets",
+    "host_array",
+    "last_activation",
+    "params_dtype",
+]
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -126,7 +135,7 @@ def check_targets(name: str, y: np.ndarray, loss, out_shape, metrics=()) -> None
         and y.shape[1:] == tuple(out_shape)[:-1]
     )
     for metric in metrics:
-        metric_name = _metrics.name_of(metric)
+        metric_name = _metrics.registered_name(metric)
         if sparse and metric_name in _metrics.REGRESSION:
             raise ValueError(
                 f"metrics: {metric_name!r} expected targets of the model's "
@@ -134,3 +143,83 @@ def check_targets(name: str, y: np.ndarray, loss, out_shape, metrics=()) -> None
                 f"integer class labels of shape {y.shape}. Use a classification "
                 "metric (accuracy, f1, …), or a regression loss such as 'mse'."
             )
+
+
+#: Activations whose outputs lie in [0, 1]: what a loss on probabilities reads.
+PROBABILITY_ACTIVATIONS = frozenset({"sigmoid", "softmax", "heaviside"})
+# layers that keep values in [0, 1] in [0, 1]: the activation before them counts
+_KEEPS_RANGE = frozenset({"dropout", "flatten", "max_pool", "avg_pool"})
+_KEEPS_RANGE |= {"global_avg_pool"}
+# layers whose output is affine in their params: never a probability
+_AFFINE = frozenset({"batch_norm", "layer_norm"})
+
+
+def last_activation(model: Layer) -> str | None:
+    """Returns the registered activation a model's output comes from, or None.
+
+    Read from the layers' identities (:class:`annjax._types.Identity`):
+    ``serial`` is its last child that changes the range (dropout, flatten
+    and pooling keep it), ``mlp`` its ``output_activation``, ``dense`` and
+    ``conv2d`` their ``activation`` (``"identity"`` without one), an
+    activation layer its name, a norm layer ``"identity"``, and
+    ``mixed_precision`` the model it wraps. None when it
+    cannot be known: a custom Layer, ``from_flax``, ``residual`` (x + F(x)),
+    or an activation that is a user's own function.
+    """
+    identity = model.identity
+    head = identity.name if identity is not None else None
+    if head == "serial":
+        for child in reversed(identity.argument("layers")):
+            if child.kind not in _KEEPS_RANGE:
+                return last_activation(child)
+        return None
+    if head == "mixed_precision":
+        return last_activation(identity.argument("model"))
+    if head == "mlp":
+        name = identity.argument("output_activation") or "identity"
+    elif head in ("dense", "conv2d", "activation"):
+        name = model.activation or "identity"
+    elif head in _AFFINE:
+        name = "identity"
+    else:
+        return None
+    if not isinstance(name, str):  # a user's own function
+        return None
+    return name if name in _activations.names() else None
+
+
+def check_link(model: Layer, loss) -> None:
+    """Raises ValueError for a loss on probabilities on a model that outputs
+    logits (its last activation is known and not in [0, 1]), naming the loss
+    on logits to use. A model whose last activation cannot be known
+    (:func:`last_activation` is None) passes: its outputs are trusted.
+    """
+    loss_name = _losses.name_of(loss)
+    logits_loss = _losses.LOGITS_LOSS.get(loss_name)
+    act = last_activation(model)
+    if logits_loss is None or act is None or act in PROBABILITY_ACTIVATIONS:
+        return
+    link = "softmax" if loss_name == "cross_entropy" else "sigmoid"
+    raise ValueError(
+        f"loss: {loss_name!r} expected probabilities, a model ending in a {link}, "
+        f"got a model whose last activation is {act!r}: its outputs are logits, "
+        f"and the loss would read them as probabilities. Use "
+        f"loss={logits_loss!r}, which applies the {link} itself (stable for any "
+        f"logit), or end the model in a {link} (output_activation={link!r})."
+    )
+
+
+def check_functions(y: np.ndarray, loss, out_shape, metrics=()) -> None:
+    """Raises unless a user's loss and metric functions keep their contracts.
+
+    On a batch of two examples of ``y`` and of the model's output, traced
+    abstractly (nothing compiles): the loss gives one value per example for
+    ``reduction="none"`` and a scalar by default
+    (:func:`annjax.losses.check_custom`), each metric a scalar
+    (:func:`annjax.metrics.check_scalar`).
+    """
+    y2 = jax.ShapeDtypeStruct((2, *y.shape[1:]), y.dtype)
+    pred = jax.ShapeDtypeStruct((2, *tuple(out_shape)), jnp.result_type(float))
+    _losses.check_custom(loss, y2, pred)
+    for metric in metrics:
+        _metrics.check_scalar(metric, y2, pred)
