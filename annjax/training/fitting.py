@@ -78,6 +78,7 @@ def fit(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh: Mesh | None = None,
+    hyper: dict[str, float] | None = None,
 ) -> FitResult:
     r"""Returns the trained model and its history; each epoch ONE training call.
 
@@ -148,6 +149,12 @@ def fit(
         called ``callback(epoch, logs, train_state)``
         (``ann.callbacks.TensorBoard`` reads the params so).
       log_steps: record every step's training loss as ``step_loss``.
+      hyper: values of named hyper-parameters, name → number: each
+        ``ann.hyper(name)`` in the model's layers (``ann.dropout(ann.hyper(
+        "p"))`` with ``hyper={"p": 0.3}``), and each hyper-parameter the
+        optimizer injects with ``optax.inject_hyperparams`` (learning rate,
+        betas, weight decay, momentum …). A sweep is written alike
+        (:func:`fit_many`'s ``hyper=`` takes one value per model).
       mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis of D devices
         for data parallelism (None: one device). Each batch is split along
         its batch axis over the D devices; params, state and optimizer state
@@ -190,6 +197,7 @@ def fit(
         callbacks=callbacks,
         log_steps=log_steps,
         mesh=mesh,
+        hyper=hyper,
     )
     return train(run)
 
@@ -220,6 +228,8 @@ def fit_many(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh: Mesh | None = None,
+    vectorize: str = "auto",
+    hyper: dict[str, Any] | None = None,
 ) -> ManyResult:
     """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
 
@@ -242,16 +252,32 @@ def fit_many(
       l1, l2: penalty strengths, one per model or one for all (≥ 0).
       lr_scale: multiplies the learning rate, one per model or one for all
         (> 0): with ``optimizer=ann.sgd(0.1)``, ``lr_scale=[0.1, 1, 10]``
-        trains at learning rates 0.01, 0.1 and 1. Exact for any optimizer
-        whose constant learning rate is injected with
-        ``optax.inject_hyperparams`` (every annjax optimizer is); others
-        raise ValueError when a scale is not 1.
+        trains at learning rates 0.01, 0.1 and 1. A constant learning rate
+        injected with ``optax.inject_hyperparams`` (every annjax optimizer's)
+        is scaled in the optimizer state; a schedule α(t) becomes s·α(t) by
+        scaling the updates, exact for every optimizer whose update is α(t)
+        times a direction (annjax's and optax's); the history's ``lr`` then
+        shows the unscaled α(t).
+      hyper: named hyper-parameters, name → one value per model (or one
+        for all), as :func:`fit`'s ``hyper=``: ``hyper={"p": [0.1, 0.3,
+        0.5]}`` trains three models with ``ann.dropout(ann.hyper("p"))`` at
+        those rates; optimizer names (``"b1"``, ``"weight_decay"``) set
+        ``optax.inject_hyperparams`` arguments per model. Checked before
+        anything compiles: an unknown name, lists of different lengths, a
+        value of the wrong type or out of its layer's range raise.
       callbacks: as :func:`fit`'s; their logs hold one value per model
         (NaN for a model that has stopped, as in the history).
       mesh: as :func:`fit`'s, and/or a ``"model"`` axis over which the
         models are split (the number of models a multiple of its size): 8
         models on a ``"model"`` axis of 8 devices each train on their own
         device; with both axes each model's batches are split over ``"data"``.
+      vectorize: how the one compiled epoch runs the models: ``"vmap"``
+        (batched), ``"unroll"`` (the single-model program once per model,
+        side by side), ``"map"`` (``lax.map``: once, in a loop), or
+        ``"auto"``: unroll a model with a convolution on the CPU, where a
+        vmapped convolution runs several times slower than one per model,
+        else vmap (measured by ``benchmarks/vectorize.py``; see
+        :mod:`annjax.training.vectorize`). Every way gives the same models.
       The other arguments are those of :func:`fit`.
 
     Raises:
@@ -283,6 +309,8 @@ def fit_many(
         callbacks=callbacks,
         log_steps=log_steps,
         mesh=mesh,
+        hyper=hyper,
+        vectorize=vectorize,
     )
     return train(run)
 
@@ -305,6 +333,9 @@ def train(run: Run) -> FitResult | ManyResult:
     if run.lr_scale is not None:
         scaled = jax.vmap(_optim.scale_learning_rate)(ts.opt_state, run.lr_scale)
         ts = ts._replace(opt_state=scaled)
+    if run.optimizer_hyper:
+        opt_state = _optim.set_hyperparams(ts.opt_state, run.optimizer_hyper)
+        ts = ts._replace(opt_state=opt_state)
     if run.resume is None:
         ts = _mesh.place_state(ts, mesh, run.many)
         progress = _loop.Progress.fresh(run, ts)

@@ -229,6 +229,7 @@ def train_step_with_stats(
     l2=None,
     track_gradients: bool = False,
     augment: Callable | None = None,
+    lr_scale=None,
 ) -> Callable:
     """Returns the step behind :func:`make_train_step`, logging statistics.
 
@@ -236,7 +237,10 @@ def train_step_with_stats(
     summable statistics of every registered metric under ``stats`` (see
     :func:`annjax.metrics.streaming`), and, for custom metric functions, the
     batch's ``y`` and metric input ``pred``; the compiled epoch combines them
-    into the epoch's exact metrics.
+    into the epoch's exact metrics. ``lr_scale`` (an array, or None)
+    multiplies the optimizer's updates: a learning rate α(t) scaled to s·α(t),
+    exact for every optimizer whose update is α(t) times a direction (every
+    annjax and optax optimizer with α as its last factor).
     """
     loss_fn = _losses.get(loss)
     log_metrics = _metric_logger(loss, metrics)
@@ -272,6 +276,8 @@ def train_step_with_stats(
             ts.params, ts.state, x, y, w, model_key
         )
         updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+        if lr_scale is not None:  # a swept schedule: α(t)·s, as α is the last factor
+            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
         params = optax.apply_updates(ts.params, updates)
         logs = {"loss": data_loss, "weight": jnp.sum(w), **log_metrics(y, pred, w)}
         if track_gradients:
