@@ -272,7 +272,7 @@ def named_hyper(spec, x, values: dict) -> tuple[dict, dict]:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(
-            f"hyper: expected names the model, loss or optimizer use "
+            f"hyper: expected names the model or the optimizer use "
             f"({sorted(known)}), got {unknown}. Name a layer's argument with "
             "ann.hyper(name), or inject the optimizer's with "
             "optax.inject_hyperparams."
