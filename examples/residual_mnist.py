@@ -223,15 +223,15 @@ class _Run:
                 epochs=epochs,
                 **self.common,
             )
-            acc = np.nan_to_num(result.history["val_accuracy"], nan=-1.0)
-            for i, lr in enumerate(rates[opt_name]):
-                e = int(np.argmax(acc[:, i]))
+            loss = result.history["val_loss"]
+            for row in result.table("val_accuracy").rows:  # best first
+                i, e = row["model"], row["epoch"]
                 rows.append(
                     {
                         "optimizer": opt_name,
-                        "lr": lr,
-                        "val acc": float(result.history["val_accuracy"][e, i]),
-                        "val loss": float(result.history["val_loss"][e, i]),
+                        "lr": base * float(result.hyper["lr_scale"][i]),
+                        "val acc": row["val_accuracy"],
+                        "val loss": float(loss[e, i]),
                     }
                 )
         return rows

@@ -129,3 +129,10 @@ def test_a_value_outside_any_run_is_its_default_or_an_error():
         hyperparams.value(ann.hyper("p"))
     with pytest.raises(TypeError, match="hyper name"):
         ann.hyper("")
+
+
+def test_fit_takes_one_number_per_name(data):
+    with pytest.raises(TypeError, match=r"hyper\['p'\]: expected a real number"):
+        ann.fit(_net(ann.hyper("p")), data[0], hyper={"p": [0.1, 0.2]}, **ARGS)
+    with pytest.raises(ValueError, match=r"a value for each ann\.hyper"):
+        ann.fit(_net(ann.hyper("p")), data[0], **ARGS)

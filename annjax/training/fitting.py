@@ -3,8 +3,9 @@ r"""``fit`` and ``fit_many``: the lecture's training, one model or many at once.
 Train on the training set, tune on the validation set, judge once on the
 test set, W ← W − α ∂L/∂W. Both check every argument (:mod:`.arguments`),
 initialise, and hand over to the ONE loop of :mod:`.loop`; ``fit`` is its
-one-model case, ``fit_many`` ``jax.vmap``s the same compiled epoch over a
-leading model axis (keys and hyper-parameters per model, the data shared).
+one-model case, ``fit_many`` runs the same compiled epoch over a leading
+model axis (keys and hyper-parameters per model, the data shared), vmapped,
+unrolled or mapped (:mod:`.vectorize`).
 
 The objective, for params θ and the training set's n examples:
 
@@ -231,7 +232,7 @@ def fit_many(
     vectorize: str = "auto",
     hyper: dict[str, Any] | None = None,
 ) -> ManyResult:
-    """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
+    """Returns many models trained at once: ``fit`` over keys and hyper-parameters.
 
     The number of models is the length of ``keys`` or of any sequence among
     ``l1``, ``l2``, ``lr_scale`` (numbers broadcast to every model; sequences
