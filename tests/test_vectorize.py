@@ -95,3 +95,24 @@ def test_over_models_passes_shared_and_tuple_arguments():
 def test_an_unknown_way_is_refused_before_anything_compiles():
     with pytest.raises(ValueError, match="vectorize"):
         ann.fit_many(MLP, _data(False)[0], keys=KEYS, vectorize="pmap", **ARGS)
+
+
+def test_early_stopping_acts_per_model_in_every_way():
+    train, val = _data(False)
+    runs = {
+        how: ann.fit_many(
+            ann.mlp([8, 3]),
+            train,
+            val_data=val,
+            keys=KEYS,
+            lr_scale=[1.0, 1e-6],  # the second barely moves: it stops first
+            early_stopping=ann.EarlyStopping(patience=1, min_delta=1e-3),
+            vectorize=how,
+            **{**ARGS, "epochs": 6},
+        )
+        for how in WAYS
+    }
+    for result in runs.values():
+        np.testing.assert_array_equal(result.model_epochs, runs["vmap"].model_epochs)
+        assert result.stop_reason == runs["vmap"].stop_reason
+    assert runs["vmap"].stop_reason[1].startswith("early_stopping")
