@@ -229,7 +229,7 @@ class _Run:
                 rows.append(
                     {
                         "optimizer": opt_name,
-                        "lr": base * float(result.hyper["lr_scale"][i]),
+                        "lr": rates[opt_name][i],
                         "val acc": row["val_accuracy"],
                         "val loss": float(loss[e, i]),
                     }
