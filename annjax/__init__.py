@@ -21,6 +21,7 @@ from annjax import (
     callbacks,
     data,
     datasets,
+    hyperparams,
     initializers,
     losses,
     metrics,
@@ -37,6 +38,7 @@ from annjax.analysis.diagnose import diagnose
 from annjax.analysis.findings import Finding
 from annjax.analysis.profiler import gradient_flow
 from annjax.data import augment
+from annjax.hyperparams import hyper
 from annjax.nn import (
     activation,
     avg_pool,
@@ -110,6 +112,8 @@ __all__ = [
     "from_flax",
     "global_avg_pool",
     "gradient_flow",
+    "hyper",
+    "hyperparams",
     "init_train_state",
     "initializers",
     "layer_factory",

@@ -159,6 +159,36 @@ def with_hyperparams(opt_state, source):
     return opt_state
 
 
+def set_hyperparams(opt_state, values):
+    """Returns ``opt_state`` with injected hyper-parameters set to ``values``.
+
+    ``values`` maps names of ``optax.inject_hyperparams`` arguments
+    (``learning_rate``, ``b1``, ``weight_decay``, …) to a number, or to one
+    value per model for a stacked state; each keeps its dtype. A name no
+    link injects is left alone.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax, annjax as ann
+      >>> opt = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3, b1=0.9)
+      >>> state = opt.init({"w": jnp.ones(2)})
+      >>> state = ann.optim.set_hyperparams(state, {"b1": 0.5})
+      >>> float(state.hyperparams["b1"])
+      0.5
+    """
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, "hyperparams")
+    for path, hp in found:
+        new = {
+            k: jax.numpy.asarray(values[k], jax.numpy.asarray(v).dtype)
+            if k in values
+            else v
+            for k, v in hp.items()
+        }
+        opt_state = optax.tree_utils.tree_set(
+            opt_state, lambda p, _, path=path: p == path, hyperparams=new
+        )
+    return opt_state
+
+
 def learning_rate(opt_state) -> jax.Array | None:
     """Returns the learning rate of the last step held in ``opt_state``, or None.
 

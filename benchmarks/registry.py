@@ -50,9 +50,10 @@ class Workload:
 
     Attributes:
       name: the name in tables, JSON and ``--only``.
-      kind: ``train`` (an MLP trained with Adam), ``gemm``, ``cold`` or
-        ``landscape`` (:mod:`impl_landscape`); it selects the
-        measurement protocol in ``worker.py``.
+      kind: ``train`` (an MLP trained with Adam), ``gemm``, ``cold`` (a
+        whole program in a fresh process), ``landscape``
+        (:mod:`impl_landscape`) or ``sweep`` (many models, cold then warm); it
+        selects the measurement protocol in ``worker.py``.
       title: one line for the report.
       config: the full run's settings.
       quick: the settings ``--quick`` overrides.
@@ -165,6 +166,38 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             ("torch", "loss_landscapes", "pyhessian"),
         ),
         Implementation(
+            "annjax-many",
+            "annjax",
+            "impl_sweep",
+            "run_annjax_many",
+            ("annjax", "sklearn"),
+            quick=True,
+        ),
+        Implementation(
+            "annjax-loop",
+            "annjax",
+            "impl_sweep",
+            "run_annjax_loop",
+            ("annjax", "sklearn"),
+            quick=True,
+        ),
+        Implementation(
+            "flax-loop",
+            "peer",
+            "impl_sweep",
+            "run_flax",
+            ("flax", *_JAX, "sklearn"),
+            quick=True,
+        ),
+        Implementation(
+            "keras-loop",
+            "peer",
+            "impl_sweep",
+            "run_keras",
+            ("keras", "jax", "sklearn"),
+            env=_KERAS_ENV,
+        ),
+        Implementation(
             "numpy-gemm", "ceiling", "impl_gemm", "make_numpy", ("numpy",), quick=True
         ),
         Implementation(
@@ -196,6 +229,10 @@ _TRAINERS = (
     "torch",
     "keras",
 )
+
+#: 8 learning rates, log-spaced from 1e-4 to 1e-2.
+_LOG_RATES = tuple(round(10 ** (-4 + 2 * i / 7), 8) for i in range(8))
+_SWEEPERS = ("annjax-many", "annjax-loop", "flax-loop", "keras-loop")
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
@@ -288,6 +325,43 @@ WORKLOADS: dict[str, Workload] = {
             {"n_samples": 256, "resolution": 9, "iterations": 10, "repeats": 1},
             ("annjax-landscape", "torch-landscape"),
             in_quick=False,  # its peer needs torch; run it with --only landscape
+        ),
+        Workload(
+            "sweep",
+            "sweep",
+            "Sweep: 8 Adam learning rates (1e-4 … 1e-2) of the W2 MLP, batch 32, "
+            "digits 80/20, 20 epochs, validation accuracy every epoch; a fresh "
+            "process, cold then warm",
+            {
+                "model": "mlp",
+                "sizes": (64, 32, 32, 10),
+                "learning_rates": _LOG_RATES,
+                "epochs": 20,
+                "batch_size": 32,
+                "val": 0.2,
+            },
+            {"learning_rates": (1e-3, 3e-3), "epochs": 2},
+            _SWEEPERS,
+            in_quick=False,  # seconds of compiling per process, twice
+        ),
+        Workload(
+            "sweep-cnn",
+            "sweep",
+            "Sweep: 4 seeds of a small CNN (conv32-BN-pool-conv64-BN-pool-dense128), "
+            "Adam(1e-3), batch 64, 2,048 synthetic 28×28×1 images 80/20, 2 epochs; "
+            "a fresh process, cold then warm",
+            {
+                "model": "cnn",
+                "seeds": 4,
+                "learning_rate": 1e-3,
+                "n_samples": 2048,
+                "epochs": 2,
+                "batch_size": 64,
+                "val": 0.2,
+            },
+            {"seeds": 2, "n_samples": 256, "epochs": 1},
+            _SWEEPERS,
+            in_quick=False,
         ),
         Workload(
             "gemm",

@@ -24,7 +24,23 @@ TARGETS = (
     ("annjax slice ≥ 10 × faster than loss-landscapes", "landscape", "slice", 10.0),
     ("annjax λ_max ≥ 10 × faster than PyHessian", "landscape", "top_eigenvalue", 10.0),
     ("slice values agree within 1e-4 (max relative)", "landscape", "agreement", 1e-4),
+    *(
+        (f"fit_many ≥ {bound:g} × {peer} ({phase})", workload, kind, bound)
+        for workload in ("sweep", "sweep-cnn")
+        for phase in ("cold", "warm")
+        for peer, bound, kind in (
+            ("a loop of fit", 1.0, f"{phase}_loop_over_many"),
+            ("Keras", 3.0, f"{phase}_keras_over_many"),
+        )
+    ),
 )
+#: The sweep targets: kind → (slower implementation, fit_many, phase); the
+#: ratio is the slower one's wall time over fit_many's.
+_SWEEP = {
+    f"{phase}_{peer}_over_many": (impl, "annjax-many", phase)
+    for phase in ("cold", "warm")
+    for peer, impl in (("loop", "annjax-loop"), ("keras", "keras-loop"))
+}
 #: Target kinds met by a ratio at least the bound (the others: at most).
 _AT_LEAST = (
     "speed",
@@ -34,6 +50,7 @@ _AT_LEAST = (
     "warm_vs_keras",
     "slice",
     "top_eigenvalue",
+    *_SWEEP,
 )
 #: The landscape workload's two implementations: (annjax, peer).
 _LANDSCAPE = ("annjax-landscape", "torch-landscape")
@@ -80,6 +97,8 @@ def summarize(records: list[dict]) -> dict[str, Any]:
             summary["workloads"][name] = {"rows": cold_rows(_ok(recs))}
         if WORKLOADS[name].kind == "landscape":
             summary["workloads"][name] = {"rows": landscape_rows(_ok(recs))}
+        if WORKLOADS[name].kind == "sweep":
+            summary["workloads"][name] = {"rows": sweep_rows(_ok(recs))}
         if WORKLOADS[name].kind != "train":
             continue
         ok = _ok(recs)
@@ -143,9 +162,28 @@ def landscape_rows(ok: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
+def sweep_rows(ok: dict[str, dict]) -> dict[str, dict]:
+    """Returns each sweep run's cold and warm times over fit_many's (wall, CPU)."""
+    many = ok.get("annjax-many")
+    rows = {}
+    for impl, r in ok.items():
+        row = {}
+        for phase in ("cold", "warm"):
+            for t in (f"{phase}_s", f"{phase}_cpu_s"):
+                row[t] = r[t]
+                row[t + "_over_many"] = r[t] / many[t] if many else None
+        rows[impl] = row
+    return rows
+
+
 def _target_value(kind: str, ok: dict[str, dict]) -> float | None:
     if kind in ("slice", "top_eigenvalue", "agreement"):
         return landscape_rows(ok).get(kind)
+    if kind in _SWEEP:
+        slow, many, phase = _SWEEP[kind]
+        if slow in ok and many in ok:
+            return ok[slow][f"{phase}_s"] / ok[many][f"{phase}_s"]
+        return None
     if kind in _COLD:
         num, den = _COLD[kind]
         if num in ok and den in ok:
@@ -283,6 +321,31 @@ def _landscape_table(recs: list[dict], rows: dict) -> list[str]:
     return out
 
 
+def _sweep_table(recs: list[dict], rows: dict[str, dict]) -> list[str]:
+    out = [
+        "| implementation | cold wall s | cold CPU s | warm wall s | warm CPU s "
+        "| this / fit_many cold (wall, CPU) | this / fit_many warm (wall, CPU) "
+        "| mean final val accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in recs:
+        if r["status"] != "ok":
+            out.append(f"| {r['impl']} | {r['status']}: {r['reason']} |||||||")
+            continue
+        row = rows[r["impl"]]
+        ratios = [
+            f"{_fmt(row[f'{p}_s_over_many'], '.2f')}, "
+            f"{_fmt(row[f'{p}_cpu_s_over_many'], '.2f')}"
+            for p in ("cold", "warm")
+        ]
+        out.append(
+            f"| {r['impl']} | {r['cold_s']:.2f} | {r['cold_cpu_s']:.2f} "
+            f"| {r['warm_s']:.2f} | {r['warm_cpu_s']:.2f} | {ratios[0]} "
+            f"| {ratios[1]} | {sum(r['warm_accuracy']) / len(r['warm_accuracy']):.3f} |"
+        )
+    return out
+
+
 def markdown(meta: dict, records: list[dict], summary: dict) -> str:
     """Returns the report: environment, one table per workload, the targets."""
     threads = meta["threads"]
@@ -323,6 +386,8 @@ def markdown(meta: dict, records: list[dict], summary: dict) -> str:
             out += [*_cold_table(recs, summary["workloads"][name]["rows"]), ""]
         elif workload.kind == "landscape":
             out += [*_landscape_table(recs, summary["workloads"][name]["rows"]), ""]
+        elif workload.kind == "sweep":
+            out += [*_sweep_table(recs, summary["workloads"][name]["rows"]), ""]
         else:
             out += [*_gemm_table(recs), ""]
     out += [

@@ -207,6 +207,8 @@ def _describe(r: dict) -> str:
         return f"{r['status']}: {r['reason']}"
     if "gflops" in r:
         return f"{r['gflops']['median']:.1f} GFLOP/s"
+    if "warm_s" in r:
+        return f"cold {r['cold_s']:.2f} s, warm {r['warm_s']:.2f} s"
     if "wall_s" in r:
         return f"fresh process {r['wall_s']:.2f} s (cache: {r['cache']})"
     if "slice" in r:

@@ -15,6 +15,9 @@ The factories in ``impl_*.py`` follow two protocols:
   product and waits for it.
 * ``landscape``: ``factory(config, problem) -> {"slice": f,
   "top_eigenvalue": g}`` (:mod:`impl_landscape`), each timed alone.
+* ``sweep``: ``factory(config) -> accuracies`` trains every model of a
+  sweep (:mod:`impl_sweep`); it is timed twice in this fresh process, cold
+  (imports and compilation included) then warm.
 * ``cold``: ``factory(config) -> accuracies`` is a whole program
   (:mod:`impl_cold`); it runs in a fresh interpreter started by this worker,
   timed from start to exit (imports and compilation included).
@@ -223,11 +226,41 @@ def measure_landscape(factory, config: dict[str, Any], options: dict) -> dict:
     return out
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_sweep(factory, config: dict[str, Any], options: dict) -> dict[str, Any]:
+    """Returns the wall and CPU time of a whole sweep, cold then warm.
+
+    ``factory(config)`` trains every model of the sweep and returns their
+    validation accuracies. This worker is a fresh process that has not
+    imported the framework: the first call (cold) imports it, traces and
+    compiles; the second (warm) does the same sweep again, served by what
+    the framework keeps compiled in the process. No persistent compilation
+    cache is used (``ANNJAX_CACHE_DIR=off``, JAX's cache variables removed).
+    """
+    for name in [k for k in os.environ if k.startswith("JAX_COMPILATION_CACHE")]:
+        del os.environ[name]
+    os.environ["ANNJAX_CACHE_DIR"] = "off"
+    out: dict[str, Any] = {}
+    for phase in ("cold", "warm"):
+        gc.collect()
+        wall, cpu = time.perf_counter(), _cpu_s()
+        accuracy = factory(config, **options)
+        out[f"{phase}_s"] = time.perf_counter() - wall
+        out[f"{phase}_cpu_s"] = _cpu_s() - cpu
+        out[f"{phase}_accuracy"] = accuracy
+    return out
+
+
 PROTOCOLS = {
     "train": measure_train,
     "gemm": measure_gemm,
     "cold": measure_cold,
     "landscape": measure_landscape,
+    "sweep": measure_sweep,
 }
 
 

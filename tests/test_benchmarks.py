@@ -52,7 +52,7 @@ def test_only_rejects_unknown_names():
 def test_every_workload_names_registered_implementations():
     for workload in registry.WORKLOADS.values():
         assert set(workload.implementations) <= set(registry.IMPLEMENTATIONS)
-        assert workload.kind in ("train", "gemm", "cold", "landscape")
+        assert workload.kind in ("train", "gemm", "cold", "landscape", "sweep")
 
 
 def test_cold_targets_compare_the_right_runs():
@@ -79,6 +79,39 @@ def test_cold_targets_compare_the_right_runs():
     assert [t["met"] for t in cold_targets()] == [True, True, True]
     ok["annjax-cold"]["wall_s"] = 13.0  # slower than hand-written JAX, < 5x Keras
     assert [t["met"] for t in cold_targets()] == [False, True, False]
+
+
+def test_sweep_plan_and_targets_compare_fit_many_with_the_loops():
+    chosen = _names(run.plan(["sweep,sweep-cnn"], quick=False))
+    sweepers = ["annjax-many", "annjax-loop", "flax-loop", "keras-loop"]
+    assert chosen == {"sweep": sweepers, "sweep-cnn": sweepers}
+    assert len(registry.WORKLOADS["sweep"].config["learning_rates"]) == 8
+    assert registry.WORKLOADS["sweep-cnn"].config["seeds"] == 4
+    times = {"annjax-many": 10.0, "annjax-loop": 12.0, "keras-loop": 40.0}
+    records = [
+        {
+            "impl": k,
+            "status": "ok",
+            "cold_s": t,
+            "cold_cpu_s": t / 2,
+            "warm_s": t / 4,
+            "warm_cpu_s": t / 8,
+        }
+        for k, t in times.items()
+    ]
+    rows = report.sweep_rows({r["impl"]: r for r in records})
+    assert rows["annjax-loop"]["cold_s_over_many"] == 1.2
+    assert rows["keras-loop"]["warm_cpu_s_over_many"] == 4.0
+    targets = [
+        t for t in report.check_targets({"sweep": records}) if t["workload"] == "sweep"
+    ]
+    # loop / many and Keras / many, cold then warm
+    assert [(t["ratio"], t["met"]) for t in targets] == [
+        (1.2, True),
+        (4.0, True),
+        (1.2, True),
+        (4.0, True),
+    ]
 
 
 def test_flops_per_sample_counts_six_per_weight():
@@ -139,6 +172,8 @@ def test_quick_run_writes_well_formed_json_and_markdown(tmp_path):
         "steps",
         "cold",
         "landscape",
+        "sweep",
+        "sweep-cnn",
     }
     cold = summary["workloads"]["cold"]["rows"]
     assert cold["jax-cold"]["this_over_jax"] == 1.0

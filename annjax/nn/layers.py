@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks, activations, initializers
+from annjax import hyperparams as _hyperparams
 from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 
 __all__ = ["activation", "dense", "dropout", "flatten", "input_shape_of"]
@@ -275,9 +276,11 @@ def _dropout(key: Key, x: Array, rate: float) -> Array:
     Survivors are scaled by 1/(1 − p) so that E[y] = x and evaluation needs no
     rescaling.
     """
-    if rate == 1.0:
+    if isinstance(rate, float) and rate == 1.0:
         return jnp.zeros_like(x)  # all dropped; 1/(1 - p) would be inf and 0·inf NaN
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    if not isinstance(rate, float):  # a hyper-parameter's traced value: 1 is safe
+        rate = jnp.where(rate < 1.0, rate, 0.0)  # (keep is all False then)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
@@ -292,7 +295,8 @@ def dropout(rate: float) -> Layer:
 
     Args:
       rate: the probability of dropping a unit, in [0, 1] (not the keep
-        probability, unlike stax).
+        probability, unlike stax), or ``ann.hyper(name)``: a value per model
+        from ``fit``'s / ``fit_many``'s ``hyper=``.
 
     Raises:
       ValueError: if ``rate`` is outside [0, 1]; when applied with
@@ -310,7 +314,12 @@ def dropout(rate: float) -> Layer:
       >>> bool((layer.apply(p, s, x)[0] == x).all())   # evaluation: identity
       True
     """
-    rate = _checks.probability("dropout rate", rate)
+
+    def check(value):
+        return _checks.probability("dropout rate", value)
+
+    if not isinstance(rate, _hyperparams.Hyper):
+        rate = check(rate)
 
     def init(key: Key, input_shape: Shape) -> tuple[Shape, Params, State]:
         del key
@@ -318,13 +327,16 @@ def dropout(rate: float) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         del params
-        if not train or rate == 0.0:
+        if not train:
+            return x, state
+        p = _hyperparams.value(rate, check)
+        if isinstance(p, float) and p == 0.0:
             return x, state
         if key is None:
             raise ValueError(
                 "dropout: expected a random key in training mode, got key=None. "
                 "Pass key=jax.random.key(...) to apply (fit does this for you)."
             )
-        return _dropout(key, x, rate), state
+        return _dropout(key, x, p), state
 
     return Layer(init, apply, "dropout")

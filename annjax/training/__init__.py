@@ -22,6 +22,7 @@ from annjax.training.types import (
     EarlyStopping,
     FitResult,
     ManyResult,
+    SweepTable,
     Tracker,
     TrainState,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ExportedModel",
     "FitResult",
     "ManyResult",
+    "SweepTable",
     "Tracker",
     "TrainState",
     "evaluate",

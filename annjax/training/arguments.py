@@ -365,11 +365,12 @@ def _model_keys(keys) -> jax.Array:
     return _typed(keys)
 
 
-def per_model(keys, l1, l2, lr_scale):
-    """Returns ``(keys, l1s, l2s, scales)``, one entry per model, checked.
+def per_model(keys, l1, l2, lr_scale, hyper=None):
+    """Returns ``(keys, l1s, l2s, scales, named)``, one entry per model, checked.
 
     The number of models is the length of ``keys`` or of any sequence among
-    the hyper-parameters; numbers broadcast.
+    the hyper-parameters (``hyper``'s values included); numbers broadcast.
+    ``named`` maps each name of ``hyper`` to its (models,) values.
     """
     n = None
     if keys is not None:
@@ -378,12 +379,49 @@ def per_model(keys, l1, l2, lr_scale):
     l1s, n = _per_model("l1", l1, n)
     l2s, n = _per_model("l2", l2, n)
     scales, n = _per_model("lr_scale", lr_scale, n)
+    named = {}
+    for name, value in hyper_mapping(hyper).items():
+        _numbers(f"hyper[{name!r}]", value, many=True)
+        named[name], n = _per_model(f"hyper[{name!r}]", value, n)
     n = 1 if n is None else n
     _checks.penalty("l1", l1s), _checks.penalty("l2", l2s)
     if not ((scales > 0) & np.isfinite(scales)).all():
         raise _checks.fail("lr_scale", "finite values > 0", lr_scale)
     keys = jax.random.split(jax.random.key(0), n) if keys is None else keys
-    return keys, *(np.broadcast_to(v, (n,)).copy() for v in (l1s, l2s, scales))
+    l1s, l2s, scales = (np.broadcast_to(v, (n,)).copy() for v in (l1s, l2s, scales))
+    named = {k: np.broadcast_to(v, (n,)).copy() for k, v in named.items()}
+    return keys, l1s, l2s, scales, named
+
+
+def hyper_mapping(hyper) -> dict:
+    """Returns ``hyper`` (None, or a mapping of names to values) as a dict."""
+    if hyper is None:
+        return {}
+    if not isinstance(hyper, Mapping):
+        raise TypeError(
+            f"hyper: expected a dict of names to values, such as "
+            f"{{'p': [0.1, 0.3]}}, got {hyper!r}."
+        )
+    for name in hyper:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"hyper: expected names as strings, got {name!r}.")
+    return dict(hyper)
+
+
+def _numbers(name: str, value, many: bool) -> None:
+    """Raises TypeError unless ``value`` is a real number (or, with ``many``,
+    a 1-D sequence of real numbers)."""
+    items = value if many and isinstance(value, list | tuple | np.ndarray) else [value]
+    for v in np.asarray(items, dtype=object).ravel() if many else items:
+        _checks.number(name, v)
+
+
+def one_model_hyper(hyper) -> dict[str, np.ndarray]:
+    """Returns ``fit``'s ``hyper``: each name to its one value, checked."""
+    out = {}
+    for name, value in hyper_mapping(hyper).items():
+        out[name] = np.float32(_checks.number(f"hyper[{name!r}]", value))
+    return out
 
 
 def steps_per_call_of(value) -> int | str | None:

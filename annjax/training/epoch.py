@@ -7,8 +7,9 @@ NaN guard's verdict (the loop applies it) and evaluates the validation
 data. :func:`run_epoch` is the three in ONE compiled call (the default); with
 ``steps_per_call=k`` the loop calls them separately, ``k`` steps per call, on
 the same keys and order, so the results are the same. For ``fit_many`` each
-is ``jax.vmap``-ed over a leading model axis of the train state, the keys
-and the hyper-parameters (:data:`MODEL_AXES`), the data staying unbatched.
+runs over a leading model axis of the train state, the keys and the
+hyper-parameters (:data:`MODEL_AXES`), the data staying unbatched: vmapped,
+unrolled or mapped (:mod:`.vectorize`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from annjax import hyperparams as _hyperparams
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax import optim as _optim
@@ -30,6 +32,7 @@ from annjax._types import Array, Key, Layer
 from annjax.curvature import hvp as _curvature
 from annjax.data.batching import batches_of, num_batches
 from annjax.training import mesh as _mesh
+from annjax.training import vectorize as _vectorize
 from annjax.training.measure import frozen_layers
 from annjax.training.step import (
     evaluate_arrays,
@@ -267,9 +270,11 @@ def run_steps(
 ):
     """Returns ``(train_state, logs)`` after the train step on each planned batch.
 
-    ``hyper`` holds the dynamic hyper-parameters (``"l1"``, ``"l2"`` when
-    present); ``logs`` are stacked per step (the profiler's only for the
-    measured steps, see :func:`tracked_scan`). ``track``
+    ``hyper`` holds the dynamic hyper-parameters (``"l1"``, ``"l2"``,
+    ``"lr_scale"`` of a swept schedule when present, and under ``"named"``
+    the values of the model's ``ann.hyper`` arguments); ``logs`` are stacked
+    per step (the profiler's only for the measured steps, see
+    :func:`tracked_scan`). ``track``
     is None for a whole epoch, else ``(every, first)`` for a part of one
     (static). On a mesh each batch is split along its batch axis over
     ``"data"``. ``unroll`` (static) runs the steps as straight code, not a
@@ -290,6 +295,7 @@ def run_steps(
             frozen=spec.frozen,
             ema=hyper.get("ema"),
             skip_empty="sample_weight" in hyper,
+            lr_scale=hyper.get("lr_scale"),
         )
 
         def body(carry, inputs):
@@ -298,11 +304,13 @@ def run_steps(
 
         return body
 
-    if not spec.track_gradients:
-        ts, logs = scan(body_of(False), ts, tuple(steps), unroll)
-    else:
-        every, first = (spec.track_every, None) if track is None else track
-        ts, logs = tracked_scan(body_of, ts, tuple(steps), every, first, unroll)
+    # the model's and loss's ann.hyper values, bound while the steps trace
+    with _hyperparams.bind(hyper.get("named", {})):
+        if not spec.track_gradients:
+            ts, logs = scan(body_of(False), ts, tuple(steps), unroll)
+        else:
+            every, first = (spec.track_every, None) if track is None else track
+            ts, logs = tracked_scan(body_of, ts, tuple(steps), every, first, unroll)
     return ts, logs
 
 
@@ -509,25 +517,28 @@ _STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": 
 _DONATE = {"run_epoch": (), "plan": (), "run_steps": (1,), "finish": ()}
 
 
-def _compile(name: str, many: bool, own: bool = False) -> Callable:
-    """Returns the jitted epoch function ``name``; with ``own``, around a
-    new function object, so that JAX's caches keyed weakly by the function
+def _compile(name: str, how: str | None, own: bool = False) -> Callable:
+    """Returns the jitted epoch function ``name``, run over the models ``how``
+    (None: one model; else a way of :mod:`.vectorize`); with ``own``, around
+    a new function object, so that JAX's caches keyed weakly by the function
     (traces, lowerings, executables) go when the jitted function goes."""
     fn = _FUNCTIONS[name]
     if own:
         fn = functools.partial(fn)
-    if many:  # static arguments pass through vmap with axis None
-        fn = jax.vmap(fn, in_axes=MODEL_AXES[name])
+    if how is not None:  # static arguments pass through with axis None
+        fn = _vectorize.over_models(fn, MODEL_AXES[name], how)
     return jax.jit(fn, static_argnums=_STATIC[name], donate_argnums=_DONATE[name])
 
 
 COMPILED = {
-    (name, many): _compile(name, many) for name in _FUNCTIONS for many in (False, True)
+    (name, how): _compile(name, how)
+    for name in _FUNCTIONS
+    for how in (None, *_vectorize.WAYS)
 }
-"""The jitted epoch functions: ``COMPILED[name, many]``, with the signatures
+"""The jitted epoch functions: ``COMPILED[name, how]``, with the signatures
 of :func:`run_epoch`, :func:`plan`, :func:`run_steps` and :func:`finish`
-(vmapped over :data:`MODEL_AXES` when ``many``). :func:`compiled` picks the
-one for a spec."""
+(over :data:`MODEL_AXES`' model axis the way ``how`` says, None: one
+model). :func:`compiled` picks the one for a spec."""
 
 
 class Held:
@@ -624,7 +635,7 @@ def held_spec(spec: EpochSpec) -> EpochSpec:
 _OWNED: dict[EpochSpec, dict] = {}
 
 
-def compiled(name: str, many: bool, spec: EpochSpec) -> Callable:
+def compiled(name: str, how: str | None, spec: EpochSpec) -> Callable:
     """Returns the jitted epoch function ``name`` for ``spec``.
 
     A spec without user functions shares :data:`COMPILED`. One that holds
@@ -634,16 +645,16 @@ def compiled(name: str, many: bool, spec: EpochSpec) -> Callable:
     """
     held = [f for f in (spec.loss, *spec.metrics, spec.augment) if isinstance(f, Held)]
     if not held:
-        return COMPILED[name, many]
+        return COMPILED[name, how]
     table = _OWNED.get(spec)
     if table is None:
         table = _OWNED[spec] = {}
         key = _SpecKey(spec)
         for f in held:
             f.on_release(key.drop)
-    if (name, many) not in table:
-        table[name, many] = _compile(name, many, own=True)
-    return table[name, many]
+    if (name, how) not in table:
+        table[name, how] = _compile(name, how, own=True)
+    return table[name, how]
 
 
 class _SpecKey:

@@ -3,8 +3,9 @@ r"""``fit`` and ``fit_many``: the lecture's training, one model or many at once.
 Train on the training set, tune on the validation set, judge once on the
 test set, W ← W − α ∂L/∂W. Both check every argument (:mod:`.arguments`),
 initialise, and hand over to the ONE loop of :mod:`.loop`; ``fit`` is its
-one-model case, ``fit_many`` ``jax.vmap``s the same compiled epoch over a
-leading model axis (keys and hyper-parameters per model, the data shared).
+one-model case, ``fit_many`` runs the same compiled epoch over a leading
+model axis (keys and hyper-parameters per model, the data shared), vmapped,
+unrolled or mapped (:mod:`.vectorize`).
 
 The objective, for params θ and the training set's n examples:
 
@@ -89,6 +90,7 @@ def fit(
     validate_on: str = "params",
     class_weight: Mapping[Any, float] | None = None,
     track_sharpness: int | None = 0,
+    hyper: dict[str, float] | None = None,
 ) -> FitResult:
     r"""Returns the trained model and its history; each epoch ONE training call.
 
@@ -168,6 +170,12 @@ def fit(
         called ``callback(epoch, logs, train_state)``
         (``ann.callbacks.TensorBoard`` reads the params so).
       log_steps: record every step's training loss as ``step_loss``.
+      hyper: values of named hyper-parameters, name → number: each
+        ``ann.hyper(name)`` in the model's layers (``ann.dropout(ann.hyper(
+        "p"))`` with ``hyper={"p": 0.3}``), and each hyper-parameter the
+        optimizer injects with ``optax.inject_hyperparams`` (learning rate,
+        betas, weight decay, momentum …). A sweep is written alike
+        (:func:`fit_many`'s ``hyper=`` takes one value per model).
       mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis of D devices
         for data parallelism (None: one device). Each batch is split along
         its batch axis over the D devices; params, state and optimizer state
@@ -265,6 +273,7 @@ def fit(
                 validate_on=validate_on,
                 class_weight=class_weight,
                 track_sharpness=track_sharpness,
+                hyper=hyper,
             )
         )
 
@@ -305,8 +314,10 @@ def fit_many(
     val_weight: Any = None,
     class_weight: Mapping[Any, float] | None = None,
     track_sharpness: int | None = 0,
+    vectorize: str = "auto",
+    hyper: dict[str, Any] | None = None,
 ) -> ManyResult:
-    """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
+    """Returns many models trained at once: ``fit`` over keys and hyper-parameters.
 
     The number of models is the length of ``keys`` or of any sequence among
     ``l1``, ``l2``, ``lr_scale`` (numbers broadcast to every model; sequences
@@ -329,10 +340,19 @@ def fit_many(
       l1, l2: penalty strengths, one per model or one for all (≥ 0).
       lr_scale: multiplies the learning rate, one per model or one for all
         (> 0): with ``optimizer=ann.sgd(0.1)``, ``lr_scale=[0.1, 1, 10]``
-        trains at learning rates 0.01, 0.1 and 1. Exact for any optimizer
-        whose constant learning rate is injected with
-        ``optax.inject_hyperparams`` (every annjax optimizer is); others
-        raise ValueError when a scale is not 1.
+        trains at learning rates 0.01, 0.1 and 1. A constant learning rate
+        injected with ``optax.inject_hyperparams`` (every annjax optimizer's)
+        is scaled in the optimizer state; a schedule α(t) becomes s·α(t) by
+        scaling the updates, exact for every optimizer whose update is α(t)
+        times a direction (annjax's and optax's); the history's ``lr`` then
+        shows the unscaled α(t).
+      hyper: named hyper-parameters, name → one value per model (or one
+        for all), as :func:`fit`'s ``hyper=``: ``hyper={"p": [0.1, 0.3,
+        0.5]}`` trains three models with ``ann.dropout(ann.hyper("p"))`` at
+        those rates; optimizer names (``"b1"``, ``"weight_decay"``) set
+        ``optax.inject_hyperparams`` arguments per model. Checked before
+        anything compiles: an unknown name, lists of different lengths, a
+        value of the wrong type or out of its layer's range raise.
       callbacks: as :func:`fit`'s; their logs hold one value per model
         (NaN for a model that has stopped, as in the history).
       mesh: as :func:`fit`'s, and/or a ``"model"`` axis over which the
@@ -349,6 +369,13 @@ def fit_many(
       val_weight: validation weights per model, (models, n_val) or
         (n_val,): each model validates (and early-stops) on its own part of
         ``val_data``, e.g. its held-out fold.
+      vectorize: how the one compiled epoch runs the models: ``"vmap"``
+        (batched), ``"unroll"`` (the single-model program once per model,
+        side by side), ``"map"`` (``lax.map``: once, in a loop), or
+        ``"auto"``: unroll a model with a convolution on the CPU, where a
+        vmapped convolution runs several times slower than one per model,
+        else vmap (measured by ``benchmarks/vectorize.py``; see
+        :mod:`annjax.training.vectorize`). Every way gives the same models.
 
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.
@@ -391,6 +418,8 @@ def fit_many(
                 sample_weight=sample_weight,
                 val_weight=val_weight,
                 track_sharpness=track_sharpness,
+                hyper=hyper,
+                vectorize=vectorize,
             )
         )
 
@@ -414,6 +443,9 @@ def train(run: Run) -> FitResult | ManyResult:
     if run.lr_scale is not None:
         scaled = jax.vmap(_optim.scale_learning_rate)(ts.opt_state, run.lr_scale)
         ts = ts._replace(opt_state=scaled)
+    if run.optimizer_hyper:
+        opt_state = _optim.set_hyperparams(ts.opt_state, run.optimizer_hyper)
+        ts = ts._replace(opt_state=opt_state)
     if run.resume is None:
         ts = _mesh.place_state(ts, mesh, run.many)
         progress = _loop.Progress.fresh(run, ts)

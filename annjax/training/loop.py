@@ -41,7 +41,7 @@ def history_names(run: Run, ts: TrainState, train_keys: Key) -> set[str]:
     less the NaN guard's verdict. A checkpoint to resume must hold exactly
     these (:func:`annjax.training.checkpoint.resume`).
     """
-    shapes = compiled("run_epoch", run.many, run.spec).eval_shape(
+    shapes = compiled("run_epoch", run.vectorize, run.spec).eval_shape(
         run.spec, ts, train_keys, np.int32(0), run.hyper, run.x, run.y, run.val
     )[1]
     return set(shapes) - {"finite", "first_non_finite_step"}
@@ -60,7 +60,7 @@ def run_epoch(
     """
     index = np.int32(epoch)
     if run.steps_per_call is None:  # the incoming state stays valid
-        new, logs = compiled("run_epoch", run.many, run.spec)(
+        new, logs = compiled("run_epoch", run.vectorize, run.spec)(
             run.spec, ts, train_keys, index, run.hyper, run.x, run.y, run.val
         )
     else:  # run_steps donates its train state: keep a copy
@@ -75,12 +75,12 @@ def run_epoch(
 def _steps(run: Run, ts: TrainState, train_keys: Key, index):
     """Returns ``(train_state, logs, copy of ts)`` with ``steps_per_call``."""
     n = run.x.shape[0]
-    steps = compiled("plan", run.many, run.spec)(
+    steps = compiled("plan", run.vectorize, run.spec)(
         run.spec, train_keys, index, n, run.hyper
     )
     old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
     new, logs = _chunks(run, ts, steps)
-    out = compiled("finish", run.many, run.spec)(
+    out = compiled("finish", run.vectorize, run.spec)(
         run.spec, new, logs, (run.x, run.y, steps), run.val, run.hyper, index
     )
     return new, out, old
@@ -96,7 +96,7 @@ def _chunks(run: Run, ts: TrainState, steps: Plan):
         end = min(start + k, total)
         chunk = Plan(*(jax.lax.slice_in_dim(a, start, end, axis=axis) for a in steps))
         spec, track = part_tracking(run.spec, start, end, total)
-        ts, part = compiled("run_steps", run.many, spec)(
+        ts, part = compiled("run_steps", run.vectorize, spec)(
             spec, ts, run.hyper, run.x, run.y, chunk, track, True
         )
         parts.append(part)

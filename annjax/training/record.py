@@ -29,17 +29,21 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from annjax import _checks
+from annjax import hyperparams as _hyperparams
 from annjax import optim as _optim
 from annjax._types import Key, Layer
 from annjax.nn.tracing import primitives
 from annjax.training import mesh as _mesh
+from annjax.training import vectorize as _vectorize
 from annjax.training.arguments import (
     callbacks_of,
     checkpoint_path,
     ema_decay,
     frozen_paths,
+    one_model_hyper,
     penalties,
     per_model,
     setup,
@@ -69,10 +73,18 @@ class Run(NamedTuple):
         ``l2`` when set, ``ema``: the moving average's decay when asked;
         per model for ``fit_many``), and the example weights
         (``sample_weight``, ``val_weight``; see :mod:`.weights`) when given.
-      lr_scale: ``fit_many``'s learning-rate factor per model, or None.
+      optimizer_hyper: the values ``hyper=`` gives the optimizer's injected
+        hyper-parameters (``optax.inject_hyperparams``), name → value(s),
+        set into each model's optimizer state at initialisation.
+      lr_scale: ``fit_many``'s learning-rate factor per model for an
+        optimizer with a constant injected learning rate, or None (a
+        schedule's factor is ``hyper["lr_scale"]``, applied to the updates).
       swept: ``fit_many``'s per-model hyper-parameters as ``result.hyper``
         reports them (``l1``, ``l2``, ``lr_scale``), or None for ``fit``.
       many: whether the train state carries a leading model axis.
+      vectorize: how the compiled epoch runs the models (a way of
+        :mod:`.vectorize`: ``"vmap"``, ``"unroll"``, ``"map"``), None for
+        ``fit``.
       models: the number of models (1 for ``fit``).
       epochs: epochs to run in this call.
       steps_per_call: None (the whole epoch in one call) or k steps per call.
@@ -91,9 +103,11 @@ class Run(NamedTuple):
     val: Any
     keys: Key
     hyper: dict[str, Any]
+    optimizer_hyper: dict[str, np.ndarray]
     lr_scale: np.ndarray | None
     swept: dict[str, np.ndarray] | None
     many: bool
+    vectorize: str | None
     models: int
     epochs: int
     steps_per_call: int | None
@@ -144,6 +158,8 @@ def resolve(
     val_weight=None,
     class_weight=None,
     track_sharpness: int | None = 0,
+    vectorize: str = "auto",
+    hyper=None,
 ) -> Run:
     """Returns the :class:`Run` of ``fit`` (``many=False``, ``key``) or
     ``fit_many`` (``many=True``, ``keys``, per-model ``l1``/``l2``/``lr_scale``).
@@ -158,16 +174,20 @@ def resolve(
         (None, None) if val_data is None else split_data("val_data", val_data)
     )
     if many:
-        keys, l1s, l2s, scales = per_model(keys, l1, l2, lr_scale)
+        _checks.one_of("vectorize", vectorize, ("auto", *_vectorize.WAYS))
+        keys, l1s, l2s, scales, named = per_model(keys, l1, l2, lr_scale, hyper)
         models = len(keys)
-        hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
-        swept = {"l1": l1s, "l2": l2s, "lr_scale": scales}
+        step_hyper = {
+            k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()
+        }
+        swept = {"l1": l1s, "l2": l2s, "lr_scale": scales, **named}
     else:
-        hyper, models, scales, swept = penalties(l1, l2), 1, None, None
+        step_hyper, models, scales, swept = penalties(l1, l2), 1, None, None
+        named = one_model_hyper(hyper)
         keys = jax.random.key(0) if key is None else _checks.random_key("key", key)
     decay = ema_decay(ema, validate_on)
     if decay is not None:
-        hyper["ema"] = jnp.full((models,) if many else (), decay, jnp.float32)
+        step_hyper["ema"] = jnp.full((models,) if many else (), decay, jnp.float32)
     if resume is not None and (params is not None or state is not None):
         raise _checks.fail(
             "params/state",
@@ -231,20 +251,30 @@ def resolve(
     }
     if val_data is None and val_weight is not None:
         raise _checks.fail("val_weight", "val_data to weigh", "no val_data")
-    hyper = {
-        **hyper,
+    step_hyper = {
+        **step_hyper,
         **{k: jnp.asarray(v) for k, v in weights.items() if v is not None},
     }
+    how = _vectorize.choose(vectorize, spec.model, x.shape[1:], spec.mesh)
+    reads = named or _mentions_hyper(spec.model)
+    opt_hyper, layer_hyper = named_hyper(spec, x, named) if reads else ({}, {})
+    if layer_hyper:
+        step_hyper["named"] = {k: jnp.asarray(v) for k, v in layer_hyper.items()}
+    if scales is not None and (scales != 1).any() and not _constant_rate(spec, x):
+        step_hyper["lr_scale"] = jnp.asarray(scales)  # a schedule: scale updates
+        scales = None
     return Run(
         spec=held_spec(spec),  # compiled programs never keep user functions alive
         x=x,
         y=y,
         val=val,
         keys=keys,
-        hyper=_mesh.place_state(hyper, spec.mesh, many),
+        hyper=_mesh.place_state(step_hyper, spec.mesh, many),
+        optimizer_hyper=opt_hyper,
         lr_scale=scales if scales is not None and (scales != 1).any() else None,
         swept=swept,
         many=many,
+        vectorize=how if many else None,
         models=models,
         epochs=epochs,
         steps_per_call=per_call,
@@ -256,6 +286,86 @@ def resolve(
         params=starts[0],
         state=starts[1],
     )
+
+
+def _mentions_hyper(value) -> bool:
+    """Returns whether a layer's recorded arguments (its identity, children
+    included) hold an ``ann.hyper``."""
+    if isinstance(value, _hyperparams.Hyper):
+        return True
+    if isinstance(value, Layer):
+        identity = getattr(value, "identity", None)
+        return identity is not None and _mentions_hyper(identity.arguments)
+    if isinstance(value, tuple):
+        return any(_mentions_hyper(v) for v in value)
+    return False
+
+
+def _abstract_state(spec, x):
+    """Returns the shapes of one model's (params, state, optimizer state)."""
+    _, params, state = abstract_init(spec.model, x.shape[1:])
+    return params, state, jax.eval_shape(spec.optimizer.init, params)
+
+
+def _injected(opt_state) -> set[str]:
+    """Returns the names of the optimizer's injected hyper-parameters."""
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, "hyperparams")
+    return {name for _, hp in found for name in hp}
+
+
+def _constant_rate(spec, x) -> bool:
+    """Returns whether the optimizer injects a constant learning rate (which
+    ``lr_scale`` scales in its state) rather than a schedule or none."""
+    opt_state = _abstract_state(spec, x)[2]
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, "hyperparams_states")
+    scheduled = {name for _, states in found for name in states}
+    return "learning_rate" in _injected(opt_state) - scheduled
+
+
+def named_hyper(spec, x, values: dict) -> tuple[dict, dict]:
+    """Returns ``(optimizer's, model's)`` values of ``hyper=``, checked.
+
+    The names the optimizer injects (``optax.inject_hyperparams``) go to its
+    state; the ``ann.hyper`` names the model's layers read go to the step.
+    Learned by tracing one training-mode forward pass abstractly (nothing
+    compiles), which also collects each reader's check of a value (a
+    dropout rate in [0, 1]).
+
+    Raises:
+      ValueError: for a name nothing uses, a name the model reads without a
+        value or default, or a value its reader refuses.
+    """
+    params, state, opt_state = _abstract_state(spec, x)
+    one = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+
+    def forward(params, state, x1):
+        pred, _ = spec.model.apply(params, state, x1, key=jax.random.key(0), train=True)
+        return pred
+
+    with _hyperparams.recording() as record:
+        jax.eval_shape(forward, params, state, one)
+    optimizer_names = _injected(opt_state)
+    known = optimizer_names | set(record.used)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"hyper: expected names the model or the optimizer use "
+            f"({sorted(known)}), got {unknown}. Name a layer's argument with "
+            "ann.hyper(name), or inject the optimizer's with "
+            "optax.inject_hyperparams."
+        )
+    missing = sorted(record.required - set(values))
+    if missing:
+        raise ValueError(
+            f"hyper: expected a value for each ann.hyper the model reads, got "
+            f"none for {missing}. Pass hyper={{{missing[0]!r}: ...}}."
+        )
+    for name, checks in record.used.items():
+        for check in checks:
+            for v in np.ravel(values.get(name, [])):
+                check(float(v))
+    opt = {k: v for k, v in values.items() if k in optimizer_names}
+    return opt, {k: v for k, v in values.items() if k in record.used}
 
 
 def calls_of(value, model: Layer, input_shape, mesh) -> int | None:

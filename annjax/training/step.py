@@ -238,6 +238,7 @@ def train_step_with_stats(
     frozen: tuple[str, ...] = (),
     ema=None,
     skip_empty: bool = False,
+    lr_scale=None,
 ) -> Callable:
     """Returns the step behind :func:`make_train_step`, logging statistics.
 
@@ -249,6 +250,10 @@ def train_step_with_stats(
     batch of total weight 0 leaves the train state as it was: no optimizer
     step (Adam's moments would move the params without a gradient), no step
     count, so a model trained on m of n examples takes only its own steps.
+    ``lr_scale`` (an array, or None)
+    multiplies the optimizer's updates: a learning rate α(t) scaled to s·α(t),
+    exact for every optimizer whose update is α(t) times a direction (every
+    annjax and optax optimizer with α as its last factor).
     """
     loss_fn = _losses.get(loss)
     log_metrics = _metric_logger(loss, metrics)
@@ -286,6 +291,8 @@ def train_step_with_stats(
             ts.params, ts.state, x, y, w, model_key
         )
         updates, opt_state = update(grads, ts.opt_state, ts.params, total)
+        if lr_scale is not None:  # a swept schedule: α(t)·s, as α is the last factor
+            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
         params = optax.apply_updates(ts.params, updates)
         logs = {"loss": data_loss, "weight": jnp.sum(w), **log_metrics(y, pred, w)}
         if track_gradients:

@@ -256,6 +256,78 @@ class ManyResult(NamedTuple):
             None if self.ema_params is None else take(self.ema_params),
         )
 
+    def table(self, metric: str = "val_loss", mode: str = "auto") -> SweepTable:
+        """Returns the configurations against their best ``metric``, best first.
+
+        One row per model: its index (the index of its key), the swept
+        hyper-parameters that differ between models, the best value of the
+        history's ``metric`` over the epochs the model ran and that epoch.
+        ``print(result.table("val_accuracy"))`` shows it as text.
+
+        Args:
+          metric: a history name (``"val_loss"``, ``"val_accuracy"``, …).
+          mode: ``"min"``, ``"max"`` or ``"auto"`` (the metric's own
+            direction, as :class:`EarlyStopping`).
+
+        Raises:
+          ValueError: for a name the history does not hold, or a mode.
+        """
+        if metric not in self.history or metric == "step_loss":
+            names = sorted(k for k in self.history if k != "step_loss")
+            raise _checks.fail("table metric", f"a history name of {names}", metric)
+        direction = EarlyStopping(monitor=metric, mode=mode).validate().direction()
+        values = np.asarray(self.history[metric], np.float64)
+        sign = 1.0 if direction == "min" else -1.0
+        swept = {
+            k: np.asarray(v)
+            for k, v in self.hyper.items()
+            if np.unique(np.asarray(v)).size > 1
+        }
+        rows = []
+        for i in range(values.shape[1]):
+            column = np.where(np.isfinite(values[:, i]), sign * values[:, i], np.inf)
+            epoch = int(np.argmin(column))
+            best = float(values[epoch, i]) if np.isfinite(column[epoch]) else math.nan
+            row = {"model": i, **{k: v[i].item() for k, v in swept.items()}}
+            rows.append({**row, metric: best, "epoch": epoch})
+        rows.sort(key=lambda r: (math.isnan(r[metric]), sign * r[metric]))
+        return SweepTable(tuple(rows), metric)
+
+    def best(self, metric: str = "val_loss", mode: str = "auto") -> FitResult:
+        """Returns the model with the best ``metric`` (the first row of
+        :meth:`table`) as :meth:`select` gives it."""
+        return self.select(self.table(metric, mode).rows[0]["model"])
+
+
+class SweepTable(NamedTuple):
+    """:meth:`ManyResult.table`: rows of (model, hyper-parameters, best value,
+    epoch), best first; ``str()`` formats them as a text table."""
+
+    rows: tuple[dict[str, Any], ...]
+    metric: str
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return "(no models)"
+        columns = list(self.rows[0])
+        cells = [[_cell(r[c]) for c in columns] for r in self.rows]
+        widths = [
+            max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)
+        ]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+        lines.append("  ".join("-" * w for w in widths))
+        lines += [
+            "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True))
+            for row in cells
+        ]
+        return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
 
 def _apply_eval(model, params, state, x):
     return model.apply(params, state, x, train=False)[0]

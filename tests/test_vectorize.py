@@ -1,0 +1,118 @@
+"""fit_many(vectorize=...): every way of running the models equals separate fits."""
+
+import jax
+import numpy as np
+import pytest
+
+import annjax as ann
+from annjax.training.vectorize import WAYS, choose, over_models
+
+# Equal up to float reassociation: batched kernels may sum in another order.
+TOL = {"rtol": 1e-4, "atol": 1e-5}
+KEYS = jax.random.split(jax.random.key(3), 2)
+
+# an MLP with dropout and batch norm (random masks, state) and a tiny CNN
+MLP = ann.serial(
+    ann.dense(8), ann.batch_norm(), ann.activation("relu"), ann.dropout(0.2),
+    ann.dense(3),
+)  # fmt: skip
+CNN = ann.serial(
+    ann.conv2d(2, 3), ann.batch_norm(), ann.activation("relu"), ann.max_pool(2),
+    ann.flatten(), ann.dense(3),
+)  # fmt: skip
+
+
+def _data(image: bool):
+    rng = np.random.default_rng(0)
+    shape = (40, 6, 6, 1) if image else (40, 4)
+    x = rng.normal(size=shape).astype(np.float32)
+    y = rng.integers(0, 3, 40).astype(np.int32)
+    return (x[:32], y[:32]), (x[32:], y[32:])
+
+
+# SGD, not Adam: Adam turns the float noise of a gradient that is zero in
+# exact arithmetic (a bias just before batch norm) into full-size steps.
+ARGS = {
+    "optimizer": ann.sgd(0.1, momentum=0.9),
+    "epochs": 2,
+    "batch_size": 8,
+    "metrics": ("accuracy",),
+    "progress": False,
+}
+
+
+def _assert_same(alone, picked):
+    for a, b in zip(
+        jax.tree_util.tree_leaves((alone.params, alone.state)),
+        jax.tree_util.tree_leaves((picked.params, picked.state)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, **TOL)
+    for name in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(alone.history[name], picked.history[name], **TOL)
+
+
+# every way on the MLP; the CNN (compiled slowly on the CPU) in the way
+# "auto" picks for it there, and vmap, the one it avoids
+@pytest.mark.parametrize(
+    ("model", "how"),
+    [*(("mlp", how) for how in WAYS), ("cnn", "unroll"), ("cnn", "vmap")],
+)
+def test_every_way_equals_separate_fits(model, how):
+    train, val = _data(model == "cnn")
+    net = CNN if model == "cnn" else MLP
+    many = ann.fit_many(
+        net, train, val_data=val, keys=KEYS, lr_scale=[1.0, 0.5], vectorize=how,
+        **ARGS,
+    )  # fmt: skip
+    for i, scale in enumerate([1.0, 0.5]):
+        args = {**ARGS, "optimizer": ann.sgd(0.1 * scale, momentum=0.9)}
+        alone = ann.fit(net, train, val_data=val, key=KEYS[i], **args)
+        _assert_same(alone, many.select(i))
+
+
+def test_auto_unrolls_a_convolution_on_the_cpu_and_vmaps_the_rest():
+    cpu = jax.devices()[0].platform == "cpu"
+    assert choose("auto", CNN, (6, 6, 1), None) == ("unroll" if cpu else "vmap")
+    assert choose("auto", MLP, (4,), None) == "vmap"
+    assert choose("map", CNN, (6, 6, 1), None) == "map"
+
+
+def test_over_models_passes_shared_and_tuple_arguments():
+    w = np.arange(6.0, dtype=np.float32).reshape(3, 2)
+
+    def f(w, x, pair):
+        return w * x + pair[0], pair[1]
+
+    pair = (np.ones(3, np.float32), np.float32(5.0))
+    ref = jax.vmap(f, in_axes=(0, None, (0, None)))(w, np.float32(2.0), pair)
+    for how in WAYS:
+        out = jax.jit(over_models(f, (0, None, (0, None)), how))(w, 2.0, pair)
+        np.testing.assert_allclose(out[0], ref[0])
+        np.testing.assert_allclose(out[1], [5.0, 5.0, 5.0])
+
+
+def test_an_unknown_way_is_refused_before_anything_compiles():
+    with pytest.raises(ValueError, match="vectorize"):
+        ann.fit_many(MLP, _data(False)[0], keys=KEYS, vectorize="pmap", **ARGS)
+
+
+def test_early_stopping_acts_per_model_in_every_way():
+    train, val = _data(False)
+    runs = {
+        how: ann.fit_many(
+            ann.mlp([8, 3]),
+            train,
+            val_data=val,
+            keys=KEYS,
+            lr_scale=[1.0, 1e-6],  # the second barely moves: it stops first
+            early_stopping=ann.EarlyStopping(patience=1, min_delta=1e-3),
+            vectorize=how,
+            **{**ARGS, "epochs": 6},
+        )
+        for how in WAYS
+    }
+    for result in runs.values():
+        np.testing.assert_array_equal(result.model_epochs, runs["vmap"].model_epochs)
+        assert result.stop_reason == runs["vmap"].stop_reason
+    assert runs["vmap"].stop_reason[1].startswith("early_stopping")
