@@ -15,7 +15,6 @@ The package tree is the architecture: the lecture's math at the top
 """
 
 from annjax import (
-    _cache,
     activations,
     analysis,
     callbacks,
@@ -30,6 +29,7 @@ from annjax import (
     regularizers,
     training,
 )
+from annjax._cache import count_compiles, enable_compilation_cache
 from annjax._types import Layer, takes_weights
 from annjax.analysis import plot, profiler
 from annjax.analysis.diagnose import diagnose
@@ -74,11 +74,6 @@ from annjax.training import (
 
 __version__ = "0.2.0"
 
-# JAX's persistent compilation cache (~/.cache/annjax/xla, $ANNJAX_CACHE_DIR,
-# "off" disables it; a cache the user configured wins). JAX opens the cache
-# at the first compilation after this, so the order of imports is free.
-_cache.enable()
-
 __all__ = [
     "EarlyStopping",
     "Finding",
@@ -97,11 +92,13 @@ __all__ = [
     "batch_norm",
     "callbacks",
     "conv2d",
+    "count_compiles",
     "data",
     "datasets",
     "dense",
     "diagnose",
     "dropout",
+    "enable_compilation_cache",
     "evaluate",
     "export",
     "fit",

@@ -21,8 +21,14 @@ time, so a second ``fit`` with an equal optimizer reuses the compiled epoch
 (arguments that cannot be hashed, such as an array, just build a new one).
 
 Examples:
+  >>> import jax.numpy as jnp, annjax as ann
+  >>> params = {"dense_0": {"w": jnp.ones((2, 3)), "b": jnp.zeros(2)}}
   >>> opt = ann.sgd(0.1, momentum=0.9, weight_decay=1e-4, clip_norm=1.0)
   >>> opt_state = opt.init(params)
+  >>> round(float(ann.optim.learning_rate(opt_state)), 6)
+  0.1
+  >>> ann.sgd(0.1) is ann.sgd(0.1)  # memoised: equal optimizers share programs
+  True
 """
 
 from __future__ import annotations
@@ -36,7 +42,14 @@ import optax
 from annjax import _checks
 from annjax.regularizers import default_mask
 
-__all__ = ["adam", "adamw", "learning_rate", "scale_learning_rate", "sgd"]
+__all__ = [
+    "adam",
+    "adamw",
+    "learning_rate",
+    "scale_learning_rate",
+    "sgd",
+    "with_hyperparams",
+]
 
 LearningRate = float | Callable[[int], float]
 
@@ -59,19 +72,31 @@ def _clip(clip_norm: float | None, clip_value: float | None) -> list:
 
 
 def _memoized(factory: Callable) -> Callable:
-    """Returns ``factory`` cached on its (hashable) arguments."""
+    """Returns ``factory`` cached on its arguments when they can all be hashed.
+
+    An argument that cannot be hashed (an array, a list) is tested with
+    ``hash`` before the cache is asked, so the factory builds a new
+    transformation for it; an error inside the factory is never taken for
+    an unhashable argument.
+    """
     cached = functools.lru_cache(maxsize=256)(factory)
 
     @functools.wraps(factory)
     def build(*args, **kwargs):
-        try:
-            return cached(*args, **kwargs)
-        except TypeError as exc:  # an unhashable argument: build it afresh
-            if "unhashable" not in str(exc):
-                raise
+        if not _hashable((args, tuple(kwargs.items()))):
             return factory(*args, **kwargs)
+        return cached(*args, **kwargs)
 
     return build
+
+
+def _hashable(value) -> bool:
+    """Returns whether ``value`` can be hashed (a dict key, an lru_cache key)."""
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _step_size(learning_rate: LearningRate) -> optax.GradientTransformation:
@@ -97,6 +122,31 @@ def _injected(opt_state) -> list:
     return [
         n for n in nodes if isinstance(n, _KINDS) and "learning_rate" in n.hyperparams
     ]
+
+
+def with_hyperparams(opt_state, source):
+    """Returns ``opt_state`` with the injected hyper-parameters of ``source``.
+
+    Every ``optax.inject_hyperparams`` link's ``hyperparams`` in
+    ``opt_state`` is replaced by the one at the same path in ``source`` (an
+    optimizer state of the same structure); the moments, counts and
+    schedules' states stay. ``fit(resume=...)`` so applies the resuming
+    call's learning rate (and ``lr_scale``) to a restored state.
+
+    Examples:
+      >>> import jax.numpy as jnp, annjax as ann
+      >>> params = {"w": jnp.ones(2)}
+      >>> old = ann.sgd(0.1).init(params)
+      >>> new = ann.optim.with_hyperparams(old, ann.sgd(0.5).init(params))
+      >>> float(ann.optim.learning_rate(new))
+      0.5
+    """
+    found = optax.tree_utils.tree_get_all_with_path(source, "hyperparams")
+    for path, value in found:
+        opt_state = optax.tree_utils.tree_set(
+            opt_state, lambda p, _, path=path: p == path, hyperparams=value
+        )
+    return opt_state
 
 
 def learning_rate(opt_state) -> jax.Array | None:

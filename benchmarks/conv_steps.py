@@ -118,4 +118,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    ann.enable_compilation_cache()  # process-wide: see the README
     main()

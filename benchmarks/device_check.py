@@ -205,4 +205,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    ann.enable_compilation_cache()  # process-wide: see the README
     main()

@@ -16,6 +16,7 @@ import annjax as ann
 
 def make(config, x, y, track_gradients: bool = False, log_steps: bool = False):
     """Returns ``train(epochs) -> loss`` running ``ann.fit`` on ``(x, y)``."""
+    ann.enable_compilation_cache()  # as a user's script does (process-wide)
     model = ann.mlp(list(config["sizes"][1:]), activation="relu")
     optimizer = ann.adam(config["learning_rate"])
 

@@ -41,6 +41,7 @@ def run_annjax(config: dict[str, Any]) -> dict[str, float]:
 
     import annjax as ann
 
+    ann.enable_compilation_cache()  # ANNJAX_CACHE_DIR=off (worker.py) keeps it off
     x, y, xv, yv = digits(config)
     keys = jax.random.split(jax.random.key(0), config["seeds"])
     out = {}

@@ -56,4 +56,5 @@ def main(mode: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in ("many", "seq"):
         sys.exit("usage: python benchmarks/many_vs_sequential.py many|seq")
+    ann.enable_compilation_cache()  # ANNJAX_CACHE_DIR=off keeps it off
     main(sys.argv[1])

@@ -98,4 +98,5 @@ def _last(history) -> int:
 
 
 if __name__ == "__main__":
+    ann.enable_compilation_cache()  # process-wide: see the README
     main()

@@ -195,4 +195,5 @@ def _report(rows, findings) -> None:
 
 
 if __name__ == "__main__":
+    ann.enable_compilation_cache()  # process-wide: see the README
     main()

@@ -132,4 +132,5 @@ def _plot(history: dict, path) -> None:
 
 
 if __name__ == "__main__":
+    ann.enable_compilation_cache()  # process-wide: see the README
     main()

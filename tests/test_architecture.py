@@ -1,4 +1,4 @@
-"""The package's shape: no import cycle, small files and functions, a true map.
+"""The package's shape: no import cycle, floors that never reach up, a true map.
 
 The folders are the architecture (shared/DESIGN.md); these tests keep them so.
 """
@@ -12,8 +12,6 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "annjax"
 ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
-MAX_FILE_LINES = 400
-MAX_FUNCTION_LINES = 60
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -95,28 +93,20 @@ def test_no_module_imports_the_top_level_package():
     assert offenders == ["annjax"] or offenders == [], offenders
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_files_and_functions_stay_small(module):
-    path = MODULES[module]
-    lines = path.read_text().splitlines()
-    assert len(lines) <= MAX_FILE_LINES, f"{path.name}: {len(lines)} lines"
-    for node in ast.walk(ast.parse("\n".join(lines))):
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        doc = set()
-        if ast.get_docstring(node, clean=False) is not None:
-            first = node.body[0]
-            doc = set(range(first.lineno, first.end_lineno + 1))
-        code = [
-            i
-            for i in range(node.lineno, node.end_lineno + 1)
-            if i not in doc
-            and lines[i - 1].strip()
-            and not lines[i - 1].strip().startswith("#")
-        ]
-        assert len(code) <= MAX_FUNCTION_LINES, (
-            f"{module}.{node.name}: {len(code)} lines of code"
-        )
+def test_training_never_imports_analysis():
+    # analysis/ is the floor above training/: the train step's measurements
+    # live in training/measure.py, and the profiler reads them from there
+    offenders = {
+        m: sorted(d for d in _imports(m) if d.startswith("annjax.analysis"))
+        for m in MODULES
+        if m.startswith("annjax.training")
+    }
+    assert {m: d for m, d in offenders.items() if d} == {}
+
+
+def test_no_private_jax_api():
+    users = [m for m, path in MODULES.items() if "jax._src" in path.read_text()]
+    assert users == []
 
 
 def test_every_subpackage_says_what_it_is():
@@ -132,6 +122,9 @@ def test_the_architecture_map_names_every_module():
         rel = path.relative_to(PACKAGE).as_posix()
         if path.name == "__init__.py" and module != "annjax":
             rel = path.parent.relative_to(PACKAGE).as_posix() + "/"
+            name = path.parent.name + "/"  # a folder: "data/", never ""
         elif module == "annjax":
-            rel = "__init__.py"
-        assert rel.split("/")[-1] in text or rel in text, f"{rel} missing"
+            rel = name = "__init__.py"
+        else:
+            name = path.name
+        assert name in text or rel in text, f"{rel} missing"

@@ -35,7 +35,7 @@ def no_training(monkeypatch):
     def forbidden(*args, **kwargs):
         raise Started("fit reached training before rejecting its input")
 
-    monkeypatch.setattr(loop.Engine, "epoch", forbidden)
+    monkeypatch.setattr(loop, "run_epoch", forbidden)
 
 
 def _fit(model, data, **kwargs):

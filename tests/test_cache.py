@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _REPORT = """
 import json, jax, annjax, annjax._cache
+annjax.enable_compilation_cache()
 print(json.dumps({
     "dir": jax.config.jax_compilation_cache_dir,
     "min_time": jax.config.jax_persistent_cache_min_compile_time_secs,
@@ -41,6 +42,7 @@ import json
 import numpy as np
 import annjax as ann
 from annjax._cache import MAX_BYTES, count_compiles, max_bytes, prune
+ann.enable_compilation_cache()
 rng = np.random.default_rng(0)
 x = rng.standard_normal((60, 5)).astype(np.float32)
 y = rng.integers(0, 3, 60)
@@ -150,7 +152,44 @@ def test_a_bad_bound_warns_and_keeps_the_default(monkeypatch):
         assert max_bytes() == MAX_BYTES
 
 
-def test_the_folder_is_pruned_when_annjax_is_imported(tmp_path):
+@pytest.mark.parametrize("value", ["inf", "1e400", "-inf"])
+def test_an_infinite_bound_from_the_environment_means_no_bound(monkeypatch, value):
+    # issue 21: "inf" and "1e400" raised OverflowError at import
+    monkeypatch.setenv("ANNJAX_CACHE_MAX_MB", value)
+    assert max_bytes() is None
+
+
+def test_the_bound_argument(monkeypatch):
+    monkeypatch.delenv("ANNJAX_CACHE_MAX_MB", raising=False)
+    assert max_bytes(2) == 2 << 20
+    assert max_bytes(float("inf")) is None
+    assert max_bytes(1e308) == int(1e308) << 20
+    assert max_bytes(None) is None
+    with pytest.raises(ValueError, match="max_mb: expected a number of megabytes"):
+        max_bytes(float("nan"))
+    with pytest.raises(ValueError, match="max_mb: expected a number of megabytes"):
+        ann.enable_compilation_cache(max_mb="lots")
+
+
+_IMPORT = """
+import json, os, threading, jax
+before = dict(jax.config.values)
+threads = threading.active_count()
+import annjax
+print(json.dumps({"same": dict(jax.config.values) == before,
+                  "threads": threading.active_count() - threads,
+                  "files": os.listdir(os.environ["HOME"])}))
+"""
+
+
+def test_importing_annjax_changes_no_jax_setting_and_touches_no_file(tmp_path):
+    env = {"ANNJAX_CACHE_DIR": str(tmp_path / "xla"), "ANNJAX_CACHE_MAX_MB": "inf"}
+    report = _run(_IMPORT, env, tmp_path)
+    assert report == {"same": True, "threads": 0, "files": []}
+    assert not (tmp_path / "xla").exists()
+
+
+def test_the_folder_is_pruned_when_the_cache_is_enabled(tmp_path):
     folder = tmp_path / "xla"
     paths = _entries(folder, [5, 4, 3, 2, 1], time.time(), size=30_000)
     env = {"ANNJAX_CACHE_DIR": str(folder), "ANNJAX_CACHE_MAX_MB": "0.1"}  # 105 kB
@@ -289,3 +328,65 @@ def test_memory_stays_flat_over_50_fits_of_fresh_equal_models(tmp_path):
     report = _run(_RSS, {"ANNJAX_CACHE_DIR": "off"}, tmp_path)
     assert report["after_10"] > 0
     assert report["growth"] < 8 * 2**20  # 40 more fits: less than one old model
+
+
+_RSS_LOSS = """
+import gc, json, os
+import numpy as np
+import annjax as ann
+
+def rss():
+    with open("/proc/self/statm") as f:  # resident pages
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((40, 4)).astype(np.float32)
+y = (x[:, 0] > 0).astype(np.int32)
+marks = []
+for i in range(12):
+    def loss(y_true, y_pred, reduction="mean"):  # a fresh object, as a cell re-run
+        return ann.losses.softmax_cross_entropy(y_true, y_pred, reduction=reduction)
+    ann.fit(ann.mlp([4, 2]), (x, y), loss=loss, epochs=1, progress=False)
+    del loss
+    gc.collect()
+    if i in (3, 11):
+        marks.append(rss())
+print(json.dumps({"growth": marks[1] - marks[0]}))
+"""
+
+
+def test_memory_stays_flat_over_fits_with_a_fresh_loss_function(tmp_path):
+    # issue 21 measured about 5 MB per fit (the programs compiled for each
+    # loss were kept, with the loss): 8 fits grew by some 40 MB
+    report = _run(_RSS_LOSS, {"ANNJAX_CACHE_DIR": "off"}, tmp_path)
+    assert report["growth"] < 15 * 2**20
+
+
+def test_the_loss_and_metrics_are_freed_after_fit_returns():
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+
+    def loss(y_true, y_pred, reduction="mean"):
+        return ann.losses.softmax_cross_entropy(y_true, y_pred, reduction=reduction)
+
+    def hits(y_true, y_pred):
+        return ann.metrics.accuracy(y_true, y_pred)
+
+    refs = [weakref.ref(loss), weakref.ref(hits)]
+    r = ann.fit(
+        ann.mlp([4, 2]),
+        (x, y),
+        val_data=(x, y),
+        loss=loss,
+        metrics=(hits,),
+        epochs=1,
+        progress=False,
+    )
+    assert r.history["val_hits"].shape == (1,)
+    del loss, hits
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]

@@ -267,7 +267,7 @@ def no_training(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("fit trained before rejecting the checkpoint")
 
-    monkeypatch.setattr(loop.Engine, "epoch", forbidden)
+    monkeypatch.setattr(loop, "run_epoch", forbidden)
 
 
 X = np.zeros((4, FEATURES), np.float32)

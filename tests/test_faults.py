@@ -43,7 +43,7 @@ def no_training(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("fit reached training before rejecting its input")
 
-    monkeypatch.setattr(loop.Engine, "epoch", forbidden)
+    monkeypatch.setattr(loop, "run_epoch", forbidden)
 
 
 # ------------------------------------------------------ case 1: the NaN guard

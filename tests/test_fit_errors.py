@@ -156,7 +156,7 @@ def forbid(monkeypatch):
     """Returns ``forbid(init=...)``: makes training (and init) fail the test."""
 
     def setup(init: bool) -> None:
-        monkeypatch.setattr(loop.Engine, "epoch", _forbidden)
+        monkeypatch.setattr(loop, "run_epoch", _forbidden)
         if init:
             monkeypatch.setattr(fit_module, "start_states", _forbidden)
 

@@ -67,25 +67,25 @@ def _capture_epochs() -> dict:
     from annjax.training import loop as _loop
 
     capture: dict = {}
-    run = _loop.Engine.epoch
+    original = _loop.run_epoch
 
-    def epoch(self, ts, index, active):
-        compiled = _epoch.COMPILED["run_epoch", self.many].lower(
-            self.spec,
+    def epoch(run, ts, keys, index, active):
+        compiled = _epoch.compiled("run_epoch", run.many, run.spec).lower(
+            run.spec,
             ts,
-            self.keys,
+            keys,
             np.int32(index),
-            self.hyper,
-            self.x,
-            self.y,
-            self.val,
+            run.hyper,
+            run.x,
+            run.y,
+            run.val,
         )
         capture["hlo"] = compiled.compile().as_text()
-        spec = getattr(self.x.sharding, "spec", None)  # None: one device
+        spec = getattr(run.x.sharding, "spec", None)  # None: one device
         capture["x_spec"] = None if spec is None else str(tuple(spec))
-        return run(self, ts, index, active)
+        return original(run, ts, keys, index, active)
 
-    _loop.Engine.epoch = epoch
+    _loop.run_epoch = epoch
     return capture
 
 

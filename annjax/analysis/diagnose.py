@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from annjax.analysis.findings import (
-    _ACCURACY,
-    _LOSS_NAMES,
+    ACCURACY_METRICS,
     KINDS,
+    LOSS_NAMES,
     REMEDIES,
     Finding,
     Findings,
     Thresholds,
-    _as_history,
+    as_history,
     network_order,
     per_layer,
 )
@@ -79,7 +79,7 @@ def _non_finite(h, n: int, t: Thresholds) -> _Raw:
     at = {k: v[epoch] for k, v in (losses | grads).items() if epoch < len(v)}
     bad = {k: v for k, v in at.items() if not np.isfinite(v)}
     parts = [
-        f"the {_LOSS_NAMES[k]} loss became {bad.pop(k)}" for k in losses if k in bad
+        f"the {LOSS_NAMES[k]} loss became {bad.pop(k)}" for k in losses if k in bad
     ]
     # An inf marks where the overflow began; the NaNs follow from inf − inf.
     layer = next((k for k, v in bad.items() if np.isinf(v)), next(iter(bad), None))
@@ -189,7 +189,7 @@ def _mode_gap(h, n: int, t: Thresholds) -> _Raw:
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = (evaluated - loss) / np.abs(loss)
     mask = _above(gap, t.eval_gap) | (np.isinf(evaluated) & np.isfinite(loss))
-    accuracy = next((k for k in _ACCURACY if f"train_eval_{k}" in h), None)
+    accuracy = next((k for k in ACCURACY_METRICS if f"train_eval_{k}" in h), None)
     if accuracy is not None and accuracy in h:
         drop = h[accuracy][:n] - h[f"train_eval_{accuracy}"][:n]
         mask &= drop >= t.eval_accuracy_drop
@@ -211,7 +211,7 @@ def _mode_gap(h, n: int, t: Thresholds) -> _Raw:
 
 def _chance(h, n: int, t: Thresholds) -> _Raw:
     """Validation accuracy at chance while the training accuracy is high."""
-    accuracy = next((k for k in _ACCURACY if k in h and f"val_{k}" in h), None)
+    accuracy = next((k for k in ACCURACY_METRICS if k in h and f"val_{k}" in h), None)
     if accuracy is None or n < 1:
         return
     train, val = h[accuracy][:n], h[f"val_{accuracy}"][:n]
@@ -236,7 +236,7 @@ def _chance(h, n: int, t: Thresholds) -> _Raw:
 
 def _underfitting(h, n: int, t: Thresholds) -> _Raw:
     loss = h.get("loss", np.empty(0))[:n]
-    accuracy = next((k for k in _ACCURACY if k in h), None)
+    accuracy = next((k for k in ACCURACY_METRICS if k in h), None)
     if not loss.size:
         return
     if accuracy is not None:  # accuracy is scale-free, the loss is not
@@ -320,7 +320,7 @@ def diagnose(history: Mapping[str, Any], **thresholds: float) -> Findings:
             f"some of {', '.join(Thresholds._fields)}."
         )
     t = Thresholds(**thresholds).validate()
-    h = _as_history(history)
+    h = as_history(history)
     n = _finite_epochs(h)
     once: dict[tuple, Finding] = {}  # each kind once per layer, its first epoch
     detectors = (

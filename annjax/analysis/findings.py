@@ -15,11 +15,14 @@ import numpy as np
 from annjax import _checks
 
 __all__ = [
+    "ACCURACY_METRICS",
     "KINDS",
+    "LOSS_NAMES",
     "REMEDIES",
     "Finding",
     "Findings",
     "Thresholds",
+    "as_history",
     "network_order",
     "per_layer",
 ]
@@ -65,8 +68,10 @@ REMEDIES = {
     "l2=), early stopping (ann.EarlyStopping(patience=...))",
 }
 
-_ACCURACY = ("accuracy", "binary_accuracy")
-_LOSS_NAMES = {"loss": "training", "val_loss": "validation"}
+#: The accuracy metrics whose chance level ``diagnose`` compares against.
+ACCURACY_METRICS = ("accuracy", "binary_accuracy")
+#: The history's loss series and what ``diagnose``'s messages call them.
+LOSS_NAMES = {"loss": "training", "val_loss": "validation"}
 
 
 class Finding(NamedTuple):
@@ -136,7 +141,12 @@ def per_layer(history: Mapping[str, Any], measure: str = "grad_norm") -> dict:
     return {layer: found[layer] for layer in sorted(found, key=network_order)}
 
 
-def _as_history(history) -> dict[str, np.ndarray]:
+def as_history(history) -> dict[str, np.ndarray]:
+    """Returns a history (a dict, or a result's ``.history``) as NumPy arrays.
+
+    Raises:
+      TypeError: for anything that is not a history.
+    """
     history = getattr(history, "history", history)  # a FitResult works too
     if not isinstance(history, Mapping):
         raise TypeError(

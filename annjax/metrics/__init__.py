@@ -212,6 +212,44 @@ def streaming(name: str) -> Streaming | None:
     return _STREAMING.get(name)
 
 
+def streaming_of(metric: str | Callable[..., Array]) -> Streaming | None:
+    """Returns the streaming form of ``metric`` itself, or None.
+
+    Keyed by the object, never by its name: a user function that happens to
+    be called ``accuracy`` is not the registered one and gets None (it is
+    called as given), while ``"accuracy"`` and ``ann.metrics.accuracy`` get
+    the registered metric's statistics.
+
+    Examples:
+      >>> import annjax as ann
+      >>> ann.metrics.streaming_of("accuracy") is not None
+      True
+      >>> def accuracy(y_true, y_pred):
+      ...     return 0.0
+      >>> ann.metrics.streaming_of(accuracy) is None
+      True
+    """
+    registered = registered_name(metric)
+    return None if registered is None else _STREAMING.get(registered)
+
+
+def registered_name(metric: str | Callable[..., Array]) -> str | None:
+    """Returns the registry name of ``metric`` (a name or a registered
+    function), or None for a user's own function, whatever its ``__name__``.
+
+    Examples:
+      >>> import annjax as ann
+      >>> ann.metrics.registered_name(ann.metrics.accuracy)
+      'accuracy'
+      >>> def f1(y_true, y_pred):
+      ...     return 0.0
+      >>> ann.metrics.registered_name(f1) is None
+      True
+    """
+    fn = get(metric)
+    return metric.lower() if isinstance(metric, str) else _registered_name(fn)
+
+
 def mode(name: str | Callable[..., Array]) -> Literal["max", "min"]:
     """Returns ``"max"`` if a higher value of the metric is better, else ``"min"``.
 

@@ -2,7 +2,7 @@
 
 The training engine asks it once per model and input shape (cached), e.g.
 whether a model convolves, which decides how the epoch is compiled on a CPU
-(see :func:`annjax.training.mesh.steps_per_call`).
+(see :func:`annjax.training.record.calls_of`).
 """
 
 from __future__ import annotations

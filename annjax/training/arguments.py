@@ -206,8 +206,11 @@ def setup(
 def metric_names(metrics: Sequence[str | Callable]) -> tuple[str | Callable, ...]:
     """Returns the metrics after checking each: a registered name or a function.
 
-    A function ``(y_true, y_pred) -> scalar`` is keyed in the history by its
-    ``__name__``; two metrics with one name are refused.
+    Each metric is keyed by the object passed: a name or a registered
+    function is the built-in, any other function is called as given (a
+    function named ``accuracy`` stays the user's). The history names it by
+    :func:`annjax.metrics.name_of` (a function's ``__name__``); two metrics
+    with one name are refused, naming both.
     """
     if isinstance(metrics, str) or callable(metrics):
         metrics = (metrics,)
@@ -215,7 +218,7 @@ def metric_names(metrics: Sequence[str | Callable]) -> tuple[str | Callable, ...
         raise TypeError(
             f"metrics: expected a sequence of names or functions, got {metrics!r}."
         )
-    seen: set[str] = set()
+    seen: dict[str, str | Callable] = {}
     for metric in metrics:
         if not (isinstance(metric, str) or callable(metric)):
             raise TypeError(
@@ -223,14 +226,18 @@ def metric_names(metrics: Sequence[str | Callable]) -> tuple[str | Callable, ...
                 f"(y_true, y_pred) -> scalar, got {metric!r}."
             )
         name = _metrics.name_of(metric)
-        if name in seen or name == "loss":
+        if name == "loss":
+            raise _checks.fail(
+                "metrics", "names other than 'loss'", metric, "Rename the function."
+            )
+        if name in seen:
             raise _checks.fail(
                 "metrics",
-                "distinct names other than 'loss'",
-                name,
-                "Rename the function (its __name__ keys the history).",
+                "distinct history names",
+                f"{seen[name]!r} and {metric!r}, both named {name!r}",
+                "Rename one function (its __name__ keys the history).",
             )
-        seen.add(name)
+        seen[name] = metric
     return tuple(metrics)
 
 
@@ -239,8 +246,8 @@ def _check_early_stopping(es: EarlyStopping, metrics, has_val: bool) -> None:
         raise TypeError(f"early_stopping: expected ann.EarlyStopping(...), got {es!r}.")
     es.validate()
     monitor = es.monitor.removeprefix("val_")
-    names = {_metrics.name_of(m) for m in metrics}
-    if monitor != "loss" and monitor not in names:
+    by_name = {_metrics.name_of(m): m for m in metrics}
+    if monitor != "loss" and monitor not in by_name:
         raise _checks.fail(
             "EarlyStopping monitor",
             "loss, val_loss or a (val_) metric listed in metrics=",
@@ -252,11 +259,16 @@ def _check_early_stopping(es: EarlyStopping, metrics, has_val: bool) -> None:
             "Pass val_data=(X_val, y_val) (see ann.data.split)."
         )
     known = "min" if monitor == "loss" else None
-    if monitor in _metrics.names():
-        known = _metrics.mode(monitor)
-    if es.mode == "auto" or known is None:
-        es.direction()  # a custom metric needs an explicit mode
-    elif es.mode != known:
+    if monitor in by_name and _metrics.registered_name(by_name[monitor]):
+        known = _metrics.mode(_metrics.registered_name(by_name[monitor]))
+    if known is None and es.mode == "auto":
+        raise _checks.fail(
+            "EarlyStopping mode",
+            f"'min' or 'max' for the custom metric {monitor!r} ('auto' knows "
+            "only the registered metrics)",
+            es.mode,
+        )
+    if known is not None and es.mode not in ("auto", known):
         raise _checks.fail(
             "EarlyStopping mode",
             f"{known!r} or 'auto' for {es.monitor} (it is better when "

@@ -7,10 +7,21 @@ file is a ``flax.serialization`` msgpack holding the payload's bytes and
 their SHA-256, so a flipped bit is an error on ``load``, never altered
 weights.
 
+Resume: what the checkpoint must hold is derived from the run record (the
+history names its compiled epoch returns); the resuming call's
+hyper-parameters win (:func:`resume`).
+
 Examples:
-  >>> result = ann.fit(model, (X, y), epochs=5, checkpoint="run.ckpt")
-  >>> more = ann.fit(model, (X, y), epochs=5, resume="run.ckpt")  # epochs 5–9
-  >>> ann.load("run.ckpt").history["loss"]
+  >>> import os, tempfile, numpy as np, annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype("f4")
+  >>> y = (X[:, 0] > 0).astype("i4")
+  >>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+  >>> model = ann.mlp([4, 2])
+  >>> r = ann.fit(model, (X, y), epochs=2, checkpoint=path, progress=False)
+  >>> more = ann.fit(model, (X, y), epochs=2, resume=path, checkpoint=path,
+  ...               progress=False)
+  >>> more.epochs, ann.load(path).history["loss"].shape  # epochs 2 and 3 added
+  (4, (4,))
 """
 
 from __future__ import annotations
@@ -26,9 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from annjax import metrics as _metrics
+from annjax import optim as _optim
 from annjax.training import loop as _loop
-from annjax.training import results as _results
 from annjax.training.types import FitResult, ManyResult, TrainState
 
 __all__ = ["load", "restore_train_state", "save"]
@@ -235,9 +245,11 @@ def restore_train_state(saved: TrainState | None, fresh: TrainState) -> TrainSta
         opt_state = serialization.from_state_dict(fresh.opt_state, saved.opt_state)
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(
-            "resume: expected a checkpoint written with the same optimizer, got "
-            f"an optimizer state of another structure ({exc}). Resume with the "
-            "optimizer of the first run."
+            "resume: expected a checkpoint written with the same optimizer "
+            f"family, got an optimizer state of another structure ({exc}): the "
+            "optimizer changed (a new learning rate or other hyper-parameter of "
+            "the same optimizer is applied; another optimizer cannot be). "
+            "Resume with the optimizer of the first run."
         ) from exc
     opt_state = _device(opt_state)
     return TrainState(saved.params, saved.state, opt_state, saved.step)
@@ -246,80 +258,59 @@ def restore_train_state(saved: TrainState | None, fresh: TrainState) -> TrainSta
 # ------------------------------------------------------------------ resume
 
 
-def _expected_keys(engine, ts: TrainState) -> set[str]:
-    """Returns the history names (profiler's aside) this training will record."""
-    spec = engine.spec
-    names = {"loss", *(_metrics.name_of(m) for m in spec.metrics)}
-    if engine.val is not None:
-        names |= {f"val_{k}" for k in names}
-    if _results.learning_rate_logged(ts):
-        names.add("lr")
-    if spec.log_steps:
-        names.add("step_loss")
-    return names
+def resume(run, fresh: TrainState, keys):
+    """Returns ``(train_state, progress)`` to continue the run saved at
+    ``run.resume``.
 
-
-def _check_history(history: dict, engine, ts: TrainState) -> None:
-    got = {k for k in history if "/" not in k}
-    want = _expected_keys(engine, ts)
-    if got != want:
-        raise ValueError(
-            "resume: expected a checkpoint recording the same history as this run "
-            f"(same metrics, validation data, optimizer and log_steps), got one "
-            f"that lacks {sorted(want - got) or 'nothing'} and has "
-            f"{sorted(got - want) or 'nothing'} more. Resume with the arguments "
-            "of the first run."
-        )
-    profiled = any("/" in k for k in history)
-    if history and profiled != engine.spec.track_gradients:
-        raise ValueError(
-            f"resume: the checkpoint was written with track_gradients={profiled}; "
-            f"resume with the same (got {engine.spec.track_gradients})."
-        )
-
-
-def resume_progress(path, fresh: TrainState, engine, es, n: int):
-    """Returns ``(train_state, progress)`` to continue the run saved at ``path``.
+    The checkpoint must hold the history this run records: the names are
+    derived from the run record (:func:`annjax.training.loop.history_names`),
+    so a new kind of history series needs no change here. The
+    hyper-parameters of the resuming call win: its optimizer's injected
+    hyper-parameters (learning rate, ``lr_scale``) replace the saved ones
+    (:func:`annjax.optim.with_hyperparams`), and ``l1``/``l2`` are the run's.
 
     Raises:
-      ValueError: for a checkpoint of the other kind of run (fit/fit_many),
-        another model, optimizer or history, or when early stopping must
-        restore a best epoch whose params the checkpoint does not hold.
+      ValueError: for a checkpoint of the other kind of run (fit/fit_many)
+        or number of models, another model or optimizer family (naming the
+        change), another history, or when early stopping must restore a
+        best epoch whose params the checkpoint does not hold.
     """
-    previous = load(path)
-    want = ManyResult if engine.many else FitResult
+    previous = load(run.resume)
+    want = ManyResult if run.many else FitResult
     if not isinstance(previous, want):
         raise ValueError(
             f"resume: expected a checkpoint of {want.__name__} (written by "
-            f"{'fit_many' if engine.many else 'fit'}), got a {type(previous).__name__}."
+            f"{'fit_many' if run.many else 'fit'}), got a {type(previous).__name__}."
+        )
+    if run.many and len(previous.stop_reason) != run.models:
+        raise ValueError(
+            f"resume: expected a checkpoint of {run.models} models, got one of "
+            f"{len(previous.stop_reason)}. Resume with the keys of the first run."
         )
     ts = restore_train_state(previous.train_state, fresh)
-    _check_history(previous.history, engine, ts)
-    history = {}
-    for k, v in previous.history.items():
-        v = np.asarray(v, np.float32).reshape(len(v), n)
-        history[k] = [v] if k == "step_loss" else list(v)
-    done = int(previous.epochs)
-    ran = np.full(n, done) if not engine.many else np.asarray(previous.model_epochs)
-    at = np.atleast_1d(np.asarray(previous.params_epoch)).astype(int)
+    ts = ts._replace(opt_state=_optim.with_hyperparams(ts.opt_state, fresh.opt_state))
+    got = set(previous.history)
+    want_names = _loop.history_names(run, ts, keys)
+    if got != want_names:
+        raise ValueError(
+            "resume: expected a checkpoint recording the same history as this run "
+            "(same metrics, validation data, optimizer, track_gradients and "
+            f"log_steps), got one that lacks {sorted(want_names - got) or 'nothing'} "
+            f"and has {sorted(got - want_names) or 'nothing'} more. Resume with "
+            "the arguments of the first run."
+        )
+    es, n = run.early_stopping, run.models
     best = None
     if es is not None and es.restore_best:
-        best = _previous_best(previous, history, es, at, n, ts)
-    progress = _loop.Progress(
-        history,
-        done,
-        best,
-        np.ones(n, bool),
-        ["completed"] * n,
-        ran.copy(),
-        np.full(n, done - 1),
-    )
-    return ts, progress
+        at = np.atleast_1d(np.asarray(previous.params_epoch)).astype(int)
+        best = _previous_best(previous, es, at, n, ts)
+    return ts, _loop.Progress.restored(run, previous, best)
 
 
-def _previous_best(previous, history, es, at, n, ts):
+def _previous_best(previous, es, at, n, ts):
     """Returns the best epoch's (params, state) per model, from the checkpoint."""
-    values = np.asarray(history.get(es.monitor, []), np.float32).reshape(-1, n)
+    history = previous.history.get(es.monitor, [])
+    values = np.asarray(history, np.float32).reshape(-1, n)
     for i in range(n):
         b = es.replay(values[:, i]).best_epoch
         if b >= 0 and b != at[i]:

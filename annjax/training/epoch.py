@@ -13,6 +13,9 @@ and the hyper-parameters (:data:`MODEL_AXES`), the data staying unbatched.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -26,22 +29,162 @@ from annjax import optim as _optim
 from annjax._types import Array, Key, Layer
 from annjax.data.batching import batches_of, num_batches
 from annjax.training import mesh as _mesh
-from annjax.training.prediction import evaluate_arrays
-from annjax.training.scan import scan, tracked_scan
 from annjax.training.step import (
+    evaluate_arrays,
     train_step_with_stats,
     weighted_mean,
 )
 from annjax.training.types import TrainState
 
-__all__ = ["EpochSpec", "run_epoch"]
+__all__ = [
+    "EpochSpec",
+    "concat_logs",
+    "part_tracking",
+    "run_epoch",
+    "scan",
+    "tracked_scan",
+]
 
 
 #: How many training examples (the first ones) ``finish`` evaluates in
 #: evaluation mode for a model with state. 256: an accuracy to ±0.03, far
 #: finer than the gaps ``diagnose`` looks for, for at most 256 forward passes
-#: per epoch (a few percent of an epoch on 1,000 examples; ~0 on 60,000).
+#: per epoch.
 TRAIN_EVAL_EXAMPLES = 256
+
+
+# ---------------------------------------------- how the steps run
+def scan(f, carry, xs, unroll: bool):
+    """Returns ``jax.lax.scan(f, carry, xs)``; with ``unroll`` as straight code.
+
+    Unrolled, no while loop is left: ``lax.scan(unroll=True)`` of ONE step
+    still emits one, and XLA:CPU runs a convolution's gradient inside a loop
+    many times slower than outside (see ``benchmarks/README.md``).
+    """
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if not unroll or n == 0:
+        return jax.lax.scan(f, carry, xs)
+    ys = []
+    for i in range(n):
+        carry, y = f(carry, jax.tree_util.tree_map(lambda a, i=i: a[i], xs))
+        ys.append(y)
+    return carry, jax.tree_util.tree_map(lambda *a: jnp.stack(a), *ys)
+
+
+def tracked_scan(body_of, ts, inputs, every: int, first=None, unroll=False):
+    """Returns ``lax.scan`` over the steps, measuring the profiler every ``every``.
+
+    The steps run in groups of ``every``: ``every − 1`` plain steps (a scan),
+    then one step that also measures the profiler's quantities; the steps left
+    over after the last whole group run plain. Measuring reads the gradients
+    and updates a second time, a fraction of a step; measuring one step in
+    ``every`` divides that cost by ``every`` (see ``benchmarks/README.md``). The
+    loss and metric logs of all steps come back in step order; the profiler's
+    only for the measured steps.
+
+    So the epoch's step ``s`` is measured when ``(s + 1) % every == 0``
+    (``every`` at most the epoch's steps). A part of an epoch
+    (``steps_per_call``) gives ``first``, the index in ``inputs`` of its
+    first measured step: the steps up to it form a shorter first group, and
+    the same steps are measured as in one call.
+    """
+    n = inputs[0].shape[0]
+    if first is None:
+        every = max(1, min(every, n))
+    elif first < every - 1:
+        lead, rest = (
+            jax.tree_util.tree_map(lambda a, s=s: a[s], inputs)
+            for s in (slice(None, first + 1), slice(first + 1, None))
+        )
+        ts, (lead_plain, lead_tracked) = _group(body_of, ts, lead, unroll)
+        ts, logs = tracked_scan(body_of, ts, rest, every, every - 1, unroll)
+        one = jax.tree_util.tree_map(lambda a: a[None], lead_tracked)
+        return ts, _in_order(lead_plain, one, logs, True)
+    groups = n // every
+    head = jax.tree_util.tree_map(
+        lambda a: a[: groups * every].reshape(groups, every, *a.shape[1:]), inputs
+    )
+    tail = jax.tree_util.tree_map(lambda a: a[groups * every :], inputs)
+    ts, (plain_logs, tracked_logs) = scan(
+        lambda carry, chunk: _group(body_of, carry, chunk, unroll), ts, head, unroll
+    )
+    ts, tail_logs = scan(body_of(False), ts, tail, unroll)
+    return ts, _in_order(plain_logs, tracked_logs, tail_logs, False)
+
+
+def _group(body_of, carry, chunk, unroll=False):
+    """Returns ``(carry, (plain, tracked logs))``: plain steps, one measured."""
+    first = jax.tree_util.tree_map(lambda a: a[:-1], chunk)
+    last = jax.tree_util.tree_map(lambda a: a[-1], chunk)
+    carry, plain_logs = scan(body_of(False), carry, first, unroll)
+    carry, tracked_logs = body_of(True)(carry, last)
+    return carry, (plain_logs, tracked_logs)
+
+
+def _in_order(plain_logs, tracked_logs, tail_logs, lead: bool) -> dict:
+    """Returns the logs of grouped steps in step order.
+
+    ``plain_logs`` and ``tracked_logs`` are per group (groups, every − 1) and
+    (groups,), or with ``lead`` one short first group followed by the logs
+    ``tail_logs`` of the steps after it (already in order).
+    """
+
+    def every_step(plain, tracked, tail):
+        if lead:
+            return jnp.concatenate([plain, tracked, tail])
+        per_group = jnp.concatenate([plain, tracked[:, None]], axis=1)
+        return jnp.concatenate([per_group.reshape(-1, *per_group.shape[2:]), tail])
+
+    logs = {}
+    for name, values in tracked_logs.items():
+        if name in plain_logs:  # loss, weight, metrics: every step, in order
+            logs[name] = jax.tree_util.tree_map(
+                every_step, plain_logs[name], values, tail_logs[name]
+            )
+        elif lead:  # the profiler's: the measured steps
+            logs[name] = jnp.concatenate([values, tail_logs[name]])
+        else:
+            logs[name] = values
+    return logs
+
+
+def part_tracking(spec, start: int, end: int, total: int):
+    """Returns ``(spec, track)`` for the epoch's steps ``start:end`` of ``total``.
+
+    ``spec`` is the epoch's :class:`annjax.training.epoch.EpochSpec`.
+
+    The profiler measures the epoch's step ``s`` when ``(s + 1) % every ==
+    0``; ``track`` tells :func:`run_steps` which of this part's steps those
+    are (canonical, so parts alike share one compiled call); a part without
+    one runs the plain step.
+    """
+    if not spec.track_gradients:
+        return spec, None
+    every = max(1, min(spec.track_every, total))
+    first, length = (every - 1 - start) % every, end - start
+    if first >= length:
+        return spec._replace(track_gradients=False), None
+    return spec, (every if first + every < length else length, first)
+
+
+def concat_logs(parts: list[dict], axis: int) -> dict:
+    """Returns per-step logs of consecutive calls joined along the step axis.
+
+    Each entry joins the parts that have it (the profiler's: those measured).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    names = dict.fromkeys(name for part in parts for name in part)
+    return {
+        name: jax.tree_util.tree_map(
+            lambda *a: jnp.concatenate(a, axis=axis),
+            *(part[name] for part in parts if name in part),
+        )
+        for name in names
+    }
+
+
+# ---------------------------------------------- the epoch
 
 
 class EpochSpec(NamedTuple):
@@ -83,12 +226,12 @@ def plan(spec: EpochSpec, key: Key, epoch, n: int) -> Plan:
 def plan_batches(batch_size: int, key: Key, epoch, n: int) -> Plan:
     """Returns :func:`plan` for ``batch_size``.
 
-    Drawing the permutation and the keys was a fifth of an epoch's compile
-    time (each random draw inlines a threefry hash). ONE draw of random bits from
-    ``fold_in(key, epoch)`` gives both: the order sorts its first n words
-    (a uniform permutation up to ties of 32-bit words), the step keys are
-    the words after them. Half the compile time of
-    ``jax.random.permutation`` plus ``split`` (one threefry hash, not five).
+    ONE draw of random bits from ``fold_in(key, epoch)`` gives both the
+    order and the step keys: the order sorts its first n words (a uniform
+    permutation up to ties of 32-bit words), the step keys are the words
+    after them. One threefry hash, not the five of ``jax.random.permutation``
+    plus ``split``, each inlined into the compiled epoch (the compile times
+    are in ``benchmarks/README.md``).
     """
     k = num_batches(n, batch_size)
     words = jax.random.key_data(key).shape[-1]  # 2 for threefry keys
@@ -106,12 +249,12 @@ def run_steps(
 
     ``hyper`` holds the dynamic hyper-parameters (``"l1"``, ``"l2"`` when
     present); ``logs`` are stacked per step (the profiler's only for the
-    measured steps, see :func:`annjax.training.scan.tracked_scan`). ``track``
+    measured steps, see :func:`tracked_scan`). ``track``
     is None for a whole epoch, else ``(every, first)`` for a part of one
     (static). On a mesh each batch is split along its batch axis over
     ``"data"``. ``unroll`` (static) runs the steps as straight code, not a
     loop: XLA:CPU runs a convolution inside a loop many times slower (see
-    :func:`annjax.training.scan.scan`), so ``steps_per_call=k`` unrolls.
+    :func:`scan`), so ``steps_per_call=k`` unrolls.
     """
 
     def body_of(track: bool):
@@ -178,7 +321,7 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
     out = {"loss": weighted_mean(logs["loss"], logs["weight"])}
     for metric in spec.metrics:
         name = _metrics.name_of(metric)
-        s = _metrics.streaming(name)
+        s = _metrics.streaming_of(metric)
         if s is not None:
             out[name] = s.finish(s.reduce(logs["stats"][name]))
         else:
@@ -291,8 +434,13 @@ _STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": 
 _DONATE = {"run_epoch": (), "plan": (), "run_steps": (1,), "finish": ()}
 
 
-def _compile(name: str, many: bool) -> Callable:
+def _compile(name: str, many: bool, own: bool = False) -> Callable:
+    """Returns the jitted epoch function ``name``; with ``own``, around a
+    new function object, so that JAX's caches keyed weakly by the function
+    (traces, lowerings, executables) go when the jitted function goes."""
     fn = _FUNCTIONS[name]
+    if own:
+        fn = functools.partial(fn)
     if many:  # static arguments pass through vmap with axis None
         fn = jax.vmap(fn, in_axes=MODEL_AXES[name])
     return jax.jit(fn, static_argnums=_STATIC[name], donate_argnums=_DONATE[name])
@@ -303,4 +451,131 @@ COMPILED = {
 }
 """The jitted epoch functions: ``COMPILED[name, many]``, with the signatures
 of :func:`run_epoch`, :func:`plan`, :func:`run_steps` and :func:`finish`
-(vmapped over :data:`MODEL_AXES` when ``many``)."""
+(vmapped over :data:`MODEL_AXES` when ``many``). :func:`compiled` picks the
+one for a spec."""
+
+
+class Held:
+    """A user's function (loss, metric, augmentation) held weakly by a spec.
+
+    A compiled program keeps its static arguments, the :class:`EpochSpec`,
+    for as long as it lives. Holding the user's function through a weak
+    reference lets it be freed when the user drops it (a notebook cell run
+    again makes a new loss function each time), and with it the programs
+    compiled for it (:func:`compiled`). Equal while the function lives and
+    is the same object; calls and attributes go to the function.
+
+    Examples:
+      >>> import gc
+      >>> from annjax.training.epoch import Held
+      >>> def double(x):
+      ...     return 2 * x
+      >>> h = Held.of(double)
+      >>> h(3), h.__name__, h == Held.of(double)
+      (6, 'double', True)
+      >>> del double; _ = gc.collect()
+      >>> h.alive()
+      False
+    """
+
+    __slots__ = ("__weakref__", "_hash", "_ref")
+
+    def __init__(self, ref: weakref.ref, key: int):
+        self._ref, self._hash = ref, key
+
+    @classmethod
+    def of(cls, fn):
+        """Returns ``fn`` held weakly, or ``fn`` itself where it cannot be
+        (a built-in, a registered function, None)."""
+        if fn is None or isinstance(fn, str | Held):
+            return fn
+        try:
+            ref = weakref.WeakMethod(fn) if inspect.ismethod(fn) else weakref.ref(fn)
+            key = hash(fn)
+        except TypeError:  # not weakly referable, or not hashable
+            return fn
+        return cls(ref, key)
+
+    def alive(self) -> bool:
+        """Returns whether the function still exists."""
+        return self._ref() is not None
+
+    def on_release(self, callback: Callable[[], Any]) -> None:
+        """Calls ``callback()`` once the function is freed."""
+        fn = self._ref()
+        if fn is not None:
+            weakref.finalize(fn.__self__ if inspect.ismethod(fn) else fn, callback)
+
+    @property
+    def __wrapped__(self):  # inspect.signature follows it
+        return self._ref()
+
+    def __call__(self, *args, **kwargs):
+        fn = self._ref()
+        if fn is None:
+            raise ReferenceError("annjax: the function of this run was freed.")
+        return fn(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._ref(), name)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Held):
+            return NotImplemented
+        fn = self._ref()
+        return fn is not None and fn is other._ref()
+
+    def __repr__(self) -> str:
+        return f"Held({self._ref()!r})"
+
+
+def held_spec(spec: EpochSpec) -> EpochSpec:
+    """Returns ``spec`` with the user's own functions held weakly (:class:`Held`):
+    a custom loss, custom metrics and the augmentation."""
+    from annjax import losses as _l
+
+    loss = spec.loss if _l.name_of(spec.loss) in _l.names() else Held.of(spec.loss)
+    metrics = tuple(
+        m if _metrics.registered_name(m) else Held.of(m) for m in spec.metrics
+    )
+    return spec._replace(loss=loss, metrics=metrics, augment=Held.of(spec.augment))
+
+
+_OWNED: dict[EpochSpec, dict] = {}
+
+
+def compiled(name: str, many: bool, spec: EpochSpec) -> Callable:
+    """Returns the jitted epoch function ``name`` for ``spec``.
+
+    A spec without user functions shares :data:`COMPILED`. One that holds
+    some (:class:`Held`) gets jitted functions of its own, dropped with
+    their compiled programs as soon as one of those user functions is
+    freed, so that the programs never keep a user's function alive.
+    """
+    held = [f for f in (spec.loss, *spec.metrics, spec.augment) if isinstance(f, Held)]
+    if not held:
+        return COMPILED[name, many]
+    table = _OWNED.get(spec)
+    if table is None:
+        table = _OWNED[spec] = {}
+        key = _SpecKey(spec)
+        for f in held:
+            f.on_release(key.drop)
+    if (name, many) not in table:
+        table[name, many] = _compile(name, many, own=True)
+    return table[name, many]
+
+
+class _SpecKey:
+    """Drops a spec's own jitted functions from :data:`_OWNED`."""
+
+    def __init__(self, spec: EpochSpec):
+        self.spec = spec
+
+    def drop(self) -> None:
+        _OWNED.pop(self.spec, None)

@@ -1,7 +1,7 @@
 """``evaluate`` and ``predict``: a trained model on new data, batched and jitted.
 
 Both run the evaluation code of the compiled epoch's validation pass
-(:func:`annjax.training.prediction.evaluate_arrays`), so a model's ``val_loss``
+(:func:`annjax.training.step.evaluate_arrays`), so a model's ``val_loss``
 in the history and ``evaluate`` on the same data agree.
 """
 
@@ -26,8 +26,12 @@ from annjax.training.arguments import (
     metric_names,
 )
 from annjax.training.inputs import host_array
-from annjax.training.prediction import evaluate_arrays, predict_batched
-from annjax.training.step import abstract_init, output_shape
+from annjax.training.step import (
+    abstract_init,
+    evaluate_arrays,
+    output_shape,
+    predict_batched,
+)
 
 __all__ = ["evaluate", "predict"]
 

@@ -9,10 +9,15 @@ function and returns ``f(x) -> y``, for any batch size, on the platforms
 named at export (CPU; CUDA where declared).
 
 Examples:
-  >>> ann.export(model, result.params, result.state, (784,), "mnist.annx")
-  >>> # in another process, without the code that built the model:
-  >>> f = ann.load_exported("mnist.annx")
-  >>> f(x_test).shape                                  # (n, 10), any n
+  >>> import os, tempfile, jax, numpy as np, annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(16, 4)).astype("f4")
+  >>> model = ann.mlp([8, 3])
+  >>> ts, _ = ann.init_train_state(model, ann.sgd(0.1), jax.random.key(0), (4,))
+  >>> path = os.path.join(tempfile.mkdtemp(), "tiny.annx")
+  >>> _ = ann.export(model, ts.params, ts.state, (4,), path)
+  >>> f = ann.load_exported(path)  # in another process too, without the code
+  >>> f(X).shape, f(X[:5]).shape  # any batch size
+  ((16, 3), (5, 3))
 
 It lives next to ``checkpoint`` because it keeps a run's outcome: a
 checkpoint keeps the training (to resume it), an export keeps the model

@@ -1,4 +1,4 @@
-"""``fit`` and ``fit_many``: the lecture's training, one model or many at once.
+r"""``fit`` and ``fit_many``: the lecture's training, one model or many at once.
 
 Train on the training set, tune on the validation set, judge once on the
 test set, W ← W − α ∂L/∂W. Both check every argument (:mod:`.arguments`),
@@ -6,22 +6,28 @@ initialise, and hand over to the ONE loop of :mod:`.loop`; ``fit`` is its
 one-model case, ``fit_many`` ``jax.vmap``s the same compiled epoch over a
 leading model axis (keys and hyper-parameters per model, the data shared).
 
+The objective, for params θ and the training set's n examples:
+
+.. math::
+
+   \min_θ\ \frac{1}{n} Σ_i ℓ(y_i, f_θ(x_i)) + λ_1 Σ|W| + λ_2 Σ W^2,
+   \qquad θ ← θ − α\,∂L/∂θ \text{ per mini-batch}
+
 Examples:
-  >>> import jax, annjax as ann
-  >>> d = ann.datasets.load_digits()
-  >>> s = ann.data.split(d.X, d.y, val=0.1, test=0.2, key=jax.random.key(0))
-  >>> model = ann.mlp([64, 10])
-  >>> result = ann.fit(
-  ...     model, s.train, val_data=s.val,
-  ...     loss="softmax_cross_entropy", optimizer=ann.adam(1e-3),
-  ...     epochs=20, batch_size=64, metrics=("accuracy",),
-  ...     early_stopping=ann.EarlyStopping(patience=3), key=jax.random.key(1))
-  >>> result.history["val_accuracy"][result.best_epoch]
-  >>> ann.evaluate(model, result.params, result.state, s.test, metrics=("accuracy",))
-  >>> many = ann.fit_many(model, s.train, val_data=s.val,
-  ...     keys=jax.random.split(jax.random.key(0), 4), l2=[0, 1e-4, 1e-3, 1e-2])
+  >>> import jax, numpy as np, annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(64, 4)).astype("f4")
+  >>> y = (X[:, 0] > 0).astype("i4")
+  >>> s = ann.data.split(X, y, val=0.25, key=jax.random.key(0))
+  >>> result = ann.fit(ann.mlp([8, 2]), s.train, val_data=s.val,
+  ...     optimizer=ann.adam(1e-2), epochs=3, batch_size=16,
+  ...     metrics=("accuracy",), progress=False)
+  >>> result.history["val_accuracy"].shape
+  (3,)
+  >>> many = ann.fit_many(ann.mlp([8, 2]), s.train, val_data=s.val,
+  ...     keys=jax.random.split(jax.random.key(0), 4), l2=[0, 1e-4, 1e-3, 1e-2],
+  ...     epochs=3, progress=False)
   >>> many.history["val_loss"].shape                   # (epochs, models)
-  (20, 4)
+  (3, 4)
 """
 
 from __future__ import annotations
@@ -30,31 +36,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from annjax import _checks
 from annjax import optim as _optim
 from annjax._types import Key, Layer
 from annjax.training import checkpoint as _ckpt
 from annjax.training import loop as _loop
 from annjax.training import mesh as _mesh
 from annjax.training import results as _results
-from annjax.training.ahead import compile_ahead
-from annjax.training.arguments import (
-    callbacks_of,
-    checkpoint_path,
-    penalties,
-    per_model,
-    setup,
-    steps_per_call_of,
-)
 from annjax.training.inputs import params_dtype
+from annjax.training.record import Run, resolve
 from annjax.training.step import start_states
 from annjax.training.types import EarlyStopping, FitResult, ManyResult
 
-__all__ = ["fit", "fit_many"]
+__all__ = ["fit", "fit_many", "train"]
 
 
 def fit(
@@ -127,7 +123,7 @@ def fit(
       track_gradients: record the profiler's per-layer measurements.
       track_every: measure them in one step out of this many (every step
         with 1); the steps between run untouched, which keeps the profiler's
-        cost to a few percent (see ``benchmarks/``).
+        cost small (measured in ``benchmarks/README.md``).
       key: the random key for init, shuffling, dropout and augmentation;
         default ``jax.random.key(0)``, so runs are reproducible.
       progress: show a tqdm bar (only on a terminal).
@@ -142,8 +138,8 @@ def fit(
         the same batches and keys, so the results are the same (up to float
         rounding where XLA compiles the step otherwise). ``"auto"``
         (default): 1 for a model with a convolution on the CPU, where XLA
-        runs it ~30× slower inside the epoch's loop, else None (see
-        :func:`annjax.training.mesh.steps_per_call`).
+        runs it many times slower inside the epoch's loop, else None (see
+        :func:`annjax.training.record.calls_of`).
       callbacks: functions ``callback(epoch, logs) -> None | bool`` called
         on the host after every epoch, after early stopping and before the
         checkpoint; True (or a true NumPy/JAX bool scalar) stops training
@@ -170,33 +166,32 @@ def fit(
       ValueError, TypeError: for any invalid argument or data, before
         anything compiles.
     """
-    epochs = _checks.integer("epochs", epochs, minimum=0)
-    hyper = penalties(l1, l2)
-    options = _options(checkpoint, steps_per_call, callbacks)
-    spec, x, y, val = setup(
+    run = resolve(
         model,
         train_data,
         val_data,
+        key=key,
+        l1=l1,
+        l2=l2,
         loss=loss,
         optimizer=optimizer,
+        epochs=epochs,
         batch_size=batch_size,
         metrics=metrics,
         early_stopping=early_stopping,
         augment=augment,
         track_gradients=track_gradients,
-        eval_batch_size=eval_batch_size,
         track_every=track_every,
+        progress=progress,
+        resume=resume,
+        checkpoint=checkpoint,
+        eval_batch_size=eval_batch_size,
+        steps_per_call=steps_per_call,
+        callbacks=callbacks,
         log_steps=log_steps,
         mesh=mesh,
     )
-    key = jax.random.key(0) if key is None else _checks.random_key("key", key)
-    engine = _loop.Engine(spec, key, hyper, x, y, val, False, options[1])
-    ts, engine = _started(engine, epochs)
-
-    def finish(ts, progress):
-        return _results.fit_result(ts, progress, early_stopping)
-
-    return _run(engine, ts, epochs, early_stopping, progress, resume, options, finish)
+    return train(run)
 
 
 def fit_many(
@@ -262,98 +257,72 @@ def fit_many(
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.
     """
-    epochs = _checks.integer("epochs", epochs, minimum=0)
-    keys, l1s, l2s, scales = per_model(keys, l1, l2, lr_scale)
-
-    options = _options(checkpoint, steps_per_call, callbacks)
-    spec, x, y, val = setup(
+    run = resolve(
         model,
         train_data,
         val_data,
+        many=True,
+        keys=keys,
+        l1=l1,
+        l2=l2,
+        lr_scale=lr_scale,
         loss=loss,
         optimizer=optimizer,
+        epochs=epochs,
         batch_size=batch_size,
         metrics=metrics,
         early_stopping=early_stopping,
         augment=augment,
         track_gradients=track_gradients,
-        eval_batch_size=eval_batch_size,
         track_every=track_every,
+        progress=progress,
+        resume=resume,
+        checkpoint=checkpoint,
+        eval_batch_size=eval_batch_size,
+        steps_per_call=steps_per_call,
+        callbacks=callbacks,
         log_steps=log_steps,
         mesh=mesh,
-        models=len(keys),
     )
-    hyper = {k: jnp.asarray(v) for k, v in (("l1", l1s), ("l2", l2s)) if v.any()}
-    engine = _loop.Engine(spec, keys, hyper, x, y, val, True, options[1])
-    ts, engine = _started(engine, epochs)
-    if (scales != 1).any():
-        ts = ts._replace(
-            opt_state=jax.vmap(_optim.scale_learning_rate)(ts.opt_state, scales)
-        )
-    swept = {"l1": l1s, "l2": l2s, "lr_scale": scales}
-
-    def finish(ts, progress):
-        return _results.many_result(ts, progress, early_stopping, swept)
-
-    return _run(engine, ts, epochs, early_stopping, progress, resume, options, finish)
+    return train(run)
 
 
-def _options(checkpoint, steps_per_call, callbacks):
-    """Returns the loop's options, each checked before anything compiles."""
-    return (
-        checkpoint_path("checkpoint", checkpoint),
-        steps_per_call_of(steps_per_call),
-        callbacks_of(callbacks),
-    )
+def train(run: Run) -> FitResult | ManyResult:
+    """Returns the result of ``run``: initialised (or resumed), then looped.
 
-
-def _started(engine, epochs: int):
-    """Returns ``(train state, engine)``: initialised from ``engine.keys``
-    (the user's keys; the engine gets the training keys).
-
-    The epoch's program compiles in a background thread while the
-    initialisation compiles and runs (:func:`annjax.training.ahead.compile_ahead`).
+    The one path of ``fit`` and ``fit_many``: the record's keys are split
+    into (init keys, training keys) and the train state made in one
+    compiled call (:func:`annjax.training.step.start_states`); ``fit_many``'s
+    ``lr_scale`` scales each model's injected learning rate; a resumed run
+    takes its train state and progress from the checkpoint
+    (:func:`annjax.training.checkpoint.resume`); everything is placed on
+    the mesh; the loop runs (:func:`annjax.training.loop.train`).
     """
-    spec, x = engine.spec, engine.x
-    k = _mesh.steps_per_call(engine.steps_per_call, spec.model, x.shape[1:], spec.mesh)
-    engine = engine._replace(steps_per_call=k)
-    args = (spec.model, spec.optimizer, engine.keys, x.shape[1:])
-    dtype = params_dtype(x)
-    ready = None
-    if epochs > 0:
-        ts, keys = start_states(*args, dtype=dtype, abstract=True)
-        ready = compile_ahead(engine._replace(keys=keys), ts)
-    ts, keys = start_states(*args, dtype=dtype)
-    return ts, engine._replace(keys=keys, ready=ready)
-
-
-def _run(engine, ts, epochs, es, show_progress, resume, options, finish):
-    """Returns the result of the loop, from scratch or from ``resume``."""
-    path, _, callbacks = options
-    n = 1 if not engine.many else len(engine.keys)
-    mesh = engine.spec.mesh
-    if resume is None:
-        ts = _mesh.place_state(ts, mesh, engine.many)
-        progress = _loop.start(n, ts, es)
+    spec, x, mesh = run.spec, run.x, run.spec.mesh
+    ts, keys = start_states(
+        spec.model, spec.optimizer, run.keys, x.shape[1:], dtype=params_dtype(x)
+    )
+    if run.lr_scale is not None:
+        scaled = jax.vmap(_optim.scale_learning_rate)(ts.opt_state, run.lr_scale)
+        ts = ts._replace(opt_state=scaled)
+    if run.resume is None:
+        ts = _mesh.place_state(ts, mesh, run.many)
+        progress = _loop.Progress.fresh(run, ts)
     else:
-        ts, progress = _ckpt.resume_progress(resume, ts, engine, es, n)
-        ts = _mesh.place_state(ts, mesh, engine.many)
-        progress = progress._replace(
-            best=_mesh.place_state(progress.best, mesh, engine.many)
-        )
-    engine = engine._replace(
-        keys=_mesh.place_state(engine.keys, mesh, engine.many),
-        hyper=_mesh.place_state(engine.hyper, mesh, engine.many),
-    )
+        ts, progress = _ckpt.resume(run, ts, keys)
+        ts = _mesh.place_state(ts, mesh, run.many)
+        progress.best = _mesh.place_state(progress.best, mesh, run.many)
+    keys = _mesh.place_state(keys, mesh, run.many)
+    es = run.early_stopping
+    if run.many:
+
+        def finish(ts, progress):
+            return _results.many_result(ts, progress, es, run.swept)
+    else:
+
+        def finish(ts, progress):
+            return _results.fit_result(ts, progress, es)
+
+    path = run.checkpoint
     save = None if path is None else (lambda result: _ckpt.save(path, result))
-    return _loop.train(
-        engine,
-        ts,
-        progress,
-        epochs=epochs,
-        early_stopping=es,
-        callbacks=callbacks,
-        show_progress=show_progress,
-        save=save,
-        finish=finish,
-    )
+    return _loop.train(run, ts, keys, progress, save=save, finish=finish)

@@ -126,7 +126,7 @@ def check_targets(name: str, y: np.ndarray, loss, out_shape, metrics=()) -> None
         and y.shape[1:] == tuple(out_shape)[:-1]
     )
     for metric in metrics:
-        metric_name = _metrics.name_of(metric)
+        metric_name = _metrics.registered_name(metric)
         if sparse and metric_name in _metrics.REGRESSION:
             raise ValueError(
                 f"metrics: {metric_name!r} expected targets of the model's "

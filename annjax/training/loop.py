@@ -8,7 +8,7 @@ go on: its later epochs leave it unchanged (the compiled epoch keeps its
 state) and its history entries are NaN. ``fit`` is the case of one model
 whose arrays carry no model axis.
 
-Per epoch, in this order: the compiled epoch runs (:class:`Engine`); its
+Per epoch, in this order: the compiled epoch runs (:func:`run_epoch`); its
 values join the history; the NaN guard stops the models whose epoch was not
 finite; early stopping updates each model's tracker and copies the params
 of improved ones; callbacks run (any may stop training); the checkpoint is
@@ -17,10 +17,10 @@ written; the progress bar moves.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, wait
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,115 +28,230 @@ import numpy as np
 
 from annjax._types import Key
 from annjax.training import mesh as _mesh
-from annjax.training.epoch import COMPILED, EpochSpec, Plan
-from annjax.training.scan import concat_logs, part_tracking
+from annjax.training.epoch import Plan, compiled, concat_logs, part_tracking
+from annjax.training.record import Run
 from annjax.training.types import EarlyStopping, TrainState
 
 
-class Engine(NamedTuple):
-    """How each epoch of one training runs: the compiled epoch and its inputs.
+def history_names(run: Run, ts: TrainState, keys: Key) -> set[str]:
+    """Returns the names this run's epochs add to the history.
+
+    Derived, never listed: the keys of what the record's compiled epoch
+    returns, traced abstractly (``eval_shape``: nothing compiles or runs),
+    less the NaN guard's verdict. A checkpoint to resume must hold exactly
+    these (:func:`annjax.training.checkpoint.resume`).
+    """
+    shapes = compiled("run_epoch", run.many, run.spec).eval_shape(
+        run.spec, ts, keys, np.int32(0), run.hyper, run.x, run.y, run.val
+    )[1]
+    return set(shapes) - {"finite", "first_non_finite_step"}
+
+
+def run_epoch(run: Run, ts: TrainState, keys: Key, epoch: int, active: np.ndarray):
+    """Returns ``(train_state, logs)`` of one epoch, logs on the host.
+
+    ``keys`` are the training keys (the initialisation's second half of
+    each of ``run.keys``). The NaN guard: a model whose epoch was not
+    finite (``logs["finite"]`` False), or that had stopped before it
+    (``active`` False), keeps its incoming state. When every model keeps
+    its new state (the common case) nothing is copied.
+    """
+    index = np.int32(epoch)
+    if run.steps_per_call is None:  # the incoming state stays valid
+        new, logs = compiled("run_epoch", run.many, run.spec)(
+            run.spec, ts, keys, index, run.hyper, run.x, run.y, run.val
+        )
+    else:  # run_steps donates its train state: keep a copy
+        new, logs, ts = _steps(run, ts, keys, index)
+    logs = _mesh.to_host(logs)
+    keep = np.atleast_1d(logs["finite"]) & active
+    if keep.all():
+        return new, logs
+    return _select(keep, new, ts, run.many), logs
+
+
+def _steps(run: Run, ts: TrainState, keys: Key, index):
+    """Returns ``(train_state, logs, copy of ts)`` with ``steps_per_call``."""
+    n = run.x.shape[0]
+    steps = compiled("plan", run.many, run.spec)(run.spec, keys, index, n)
+    old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
+    new, logs = _chunks(run, ts, steps)
+    out = compiled("finish", run.many, run.spec)(
+        run.spec, new, logs, (run.x, run.y, steps), run.val
+    )
+    return new, out, old
+
+
+def _chunks(run: Run, ts: TrainState, steps: Plan):
+    """Returns ``(train_state, logs)`` after the planned steps, k per call
+    (unrolled; the profiler measures the same steps, see ``part_tracking``)."""
+    axis = 1 if run.many else 0
+    total, k = steps.idx.shape[axis], run.steps_per_call
+    parts = []
+    for start in range(0, total, k):
+        end = min(start + k, total)
+        chunk = Plan(*(jax.lax.slice_in_dim(a, start, end, axis=axis) for a in steps))
+        spec, track = part_tracking(run.spec, start, end, total)
+        ts, part = compiled("run_steps", run.many, spec)(
+            spec, ts, run.hyper, run.x, run.y, chunk, track, True
+        )
+        parts.append(part)
+    return ts, concat_logs(parts, axis)
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where a training stands between epochs, one entry per model.
+
+    Built by :meth:`fresh` before the first epoch or by :meth:`restored`
+    from a checkpoint; the loop updates it after every epoch
+    (:meth:`record`, :meth:`early_stopping`, :meth:`callbacks`) and the
+    result is read from it (:mod:`.results`).
 
     Attributes:
-      spec: the static description of the compiled epoch.
-      keys: the training key (one model) or keys (models,).
-      hyper: the dynamic hyper-parameters (``l1``, ``l2``), per model when many.
-      x, y, val: the data on the device.
-      many: whether the train state carries a leading model axis.
-      steps_per_call: None (the whole epoch in one call) or k steps per call.
-      ready: the background compilation of the epoch
-        (:func:`annjax.training.ahead.compile_ahead`), awaited before the
-        first epoch, or None.
+      history: name → list of per-epoch rows (models,) (``step_loss``: one
+        (steps, models) block per epoch).
+      done: epochs run so far.
+      best: (params, state) of each model's best epoch, or None (no
+        ``EarlyStopping(restore_best=True)``).
+      active: which models still train.
+      reasons: each model's stop reason.
+      ran: epochs each model ran.
+      kept_epoch: the epoch of each model's last finite state (−1: init).
+      early_stop: the early stopping rule, or None.
+      many: whether the train state carries a model axis.
+      trackers: each model's early-stopping tracker (replayed from the
+        history), or None.
     """
-
-    spec: EpochSpec
-    keys: Key
-    hyper: dict[str, Any]
-    x: Any
-    y: Any
-    val: Any
-    many: bool
-    steps_per_call: int | None = None
-    ready: Future | None = None
-
-    def epoch(self, ts: TrainState, epoch: int, active: np.ndarray):
-        """Returns ``(train_state, logs)`` of one epoch, logs on the host.
-
-        The NaN guard: a model whose epoch was not finite (``logs["finite"]``
-        False), or that had stopped before it (``active`` False), keeps its
-        incoming state. When every model keeps its new state (the common
-        case) nothing is copied.
-        """
-        index = np.int32(epoch)
-        if self.ready is not None:  # its failure, if any, recurs in the call
-            wait([self.ready])
-        if self.steps_per_call is None:  # the incoming state stays valid
-            new, logs = COMPILED["run_epoch", self.many](
-                self.spec, ts, self.keys, index, self.hyper, self.x, self.y, self.val
-            )
-        else:  # run_steps donates its train state: keep a copy
-            new, logs, ts = self._steps(ts, index)
-        logs = _mesh.to_host(logs)
-        keep = np.atleast_1d(logs["finite"]) & active
-        if keep.all():
-            return new, logs
-        return _select(keep, new, ts, self.many), logs
-
-    def _steps(self, ts: TrainState, index):
-        """Returns ``(train_state, logs, copy of ts)`` with ``steps_per_call``."""
-        n = self.x.shape[0]
-        steps = COMPILED["plan", self.many](self.spec, self.keys, index, n)
-        old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
-        new, logs = self._chunks(ts, self.hyper, steps)
-        out = COMPILED["finish", self.many](
-            self.spec, new, logs, (self.x, self.y, steps), self.val
-        )
-        return new, out, old
-
-    def _chunks(self, ts: TrainState, hyper, steps: Plan):
-        """Returns ``(train_state, logs)`` after the planned steps, k per call
-        (unrolled; the profiler measures the same steps, see ``part_tracking``)."""
-        axis = 1 if self.many else 0
-        total, k = steps.idx.shape[axis], self.steps_per_call
-        parts = []
-        for start in range(0, total, k):
-            end = min(start + k, total)
-            chunk = Plan(
-                *(jax.lax.slice_in_dim(a, start, end, axis=axis) for a in steps)
-            )
-            spec, track = part_tracking(self.spec, start, end, total)
-            ts, part = COMPILED["run_steps", self.many](
-                spec, ts, hyper, self.x, self.y, chunk, track, True
-            )
-            parts.append(part)
-        return ts, concat_logs(parts, axis)
-
-
-class Progress(NamedTuple):
-    """Where a training stands between epochs (restored on resume)."""
 
     history: dict[str, list]
     done: int
-    best: Any  # (params, state) of each model's best epoch, or None
+    best: Any
     active: np.ndarray
     reasons: list[str]
     ran: np.ndarray
     kept_epoch: np.ndarray
+    early_stop: EarlyStopping | None = None
+    many: bool = False
+    trackers: list | None = None
 
+    def __post_init__(self):
+        es, n = self.early_stop, len(self.active)
+        if es is not None and self.trackers is None:
+            values = np.asarray(self.history.get(es.monitor, []), np.float32)
+            values = values.reshape(-1, n)
+            self.trackers = [es.replay(values[:, i]) for i in range(n)]
 
-def start(n: int, ts: TrainState, es: EarlyStopping | None) -> Progress:
-    """Returns the progress before the first epoch."""
-    best = None
-    if es is not None and es.restore_best:  # a copy: ts is donated to each epoch
-        best = jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state))
-    return Progress(
-        {},
-        0,
-        best,
-        np.ones(n, bool),
-        ["completed"] * n,
-        np.zeros(n, int),
-        np.full(n, -1),
-    )
+    @classmethod
+    def fresh(cls, run: Run, ts: TrainState) -> Progress:
+        """Returns the progress before the first epoch."""
+        n, es = run.models, run.early_stopping
+        best = None
+        if es is not None and es.restore_best:  # a copy: ts is donated
+            best = jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state))
+        return cls(
+            {},
+            0,
+            best,
+            np.ones(n, bool),
+            ["completed"] * n,
+            np.zeros(n, int),
+            np.full(n, -1),
+            es,
+            run.many,
+        )
+
+    @classmethod
+    def restored(cls, run: Run, previous, best) -> Progress:
+        """Returns the progress saved in ``previous`` (a FitResult or a
+        ManyResult read from a checkpoint), every model active again;
+        ``best``: the best epoch's (params, state), or None."""
+        n = run.models
+        history = {}
+        for k, v in previous.history.items():
+            v = np.asarray(v, np.float32).reshape(len(v), n)
+            history[k] = [v] if k == "step_loss" else list(v)
+        done = int(previous.epochs)
+        ran = np.full(n, done) if not run.many else np.asarray(previous.model_epochs)
+        return cls(
+            history,
+            done,
+            best,
+            np.ones(n, bool),
+            ["completed"] * n,
+            ran.copy(),
+            np.full(n, done - 1),
+            run.early_stopping,
+            run.many,
+        )
+
+    def record(self, epoch: int, logs: dict) -> None:
+        """Adds the epoch to the history and applies the NaN guard's verdict."""
+        was_active = self.active.copy()
+        finite = np.atleast_1d(logs.pop("finite"))
+        bad_step = logs.pop("first_non_finite_step")
+        for name, value in logs.items():
+            row = _row(value, was_active, self.many)
+            self.history.setdefault(name, []).append(row)
+            if self.many:  # callbacks see what the history holds (NaN: stopped)
+                logs[name] = row.T
+        self.done = epoch + 1
+        self.ran += was_active
+        for i in np.flatnonzero(was_active & ~finite):
+            self.reasons[i] = _non_finite_reason(
+                {**logs, "first_non_finite_step": bad_step}, i, epoch
+            )
+        self.active &= finite
+        self.kept_epoch[self.active] = epoch
+
+    def early_stopping(self, epoch: int, logs: dict, ts: TrainState) -> None:
+        """Updates each running model's tracker; keeps the params that improved."""
+        es = self.early_stop
+        if es is None:
+            return
+        improved = np.zeros(len(self.active), bool)
+        for i in np.flatnonzero(self.active):
+            value = float(np.atleast_1d(logs[es.monitor])[i])
+            tracker, improved[i], stop = es.update(self.trackers[i], value, epoch)
+            self.trackers[i] = tracker
+            if stop:
+                self.active[i] = False
+                self.reasons[i] = (
+                    f"early_stopping: {es.monitor} did not improve for "
+                    f"{es.patience} epochs (best {tracker.best:.6g} at epoch "
+                    f"{tracker.best_epoch})"
+                )
+        if self.best is not None and improved.any():
+            self.best = _select(improved, (ts.params, ts.state), self.best, self.many)
+
+    def callbacks(self, callbacks, epoch: int, logs: dict, ts, save_now) -> None:
+        """Calls each callback; True from one stops every model.
+
+        A callback with a true attribute ``wants_train_state`` is called as
+        ``cb(epoch, logs, train_state)`` with the epoch's train state (read it
+        during the call: its buffers are donated to the next epoch).
+        """
+        for cb in callbacks:
+            try:
+                if getattr(cb, "wants_train_state", False):
+                    stop = cb(epoch, logs, ts)
+                else:
+                    stop = cb(epoch, logs)
+            except Exception as exc:
+                save_now()
+                exc.add_note(
+                    f"annjax: raised by the callback {_callback_name(cb)} after "
+                    f"epoch {epoch}; the progress up to it was kept (and saved "
+                    "when checkpoint= was given)."
+                )
+                raise
+            if _stops(stop):
+                for i in np.flatnonzero(self.active):
+                    self.reasons[i] = (
+                        f"callback: {_callback_name(cb)} stopped training after "
+                        f"epoch {epoch}"
+                    )
+                self.active[:] = False
 
 
 def _select(mask: np.ndarray, new, old, many: bool):
@@ -198,145 +313,43 @@ def _callback_name(cb: Callable) -> str:
     return getattr(cb, "__name__", None) or type(cb).__name__
 
 
-class _Run:
-    """The loop's mutable bookkeeping between epochs (one entry per model)."""
-
-    def __init__(self, progress: Progress, es: EarlyStopping | None, many: bool):
-        self.history, self.done, self.best = progress[:3]
-        self.active, self.ran, self.kept = (
-            progress.active.copy(),
-            progress.ran.copy(),
-            progress.kept_epoch.copy(),
-        )
-        self.reasons = list(progress.reasons)
-        self.es, self.many = es, many
-        self.trackers = None
-        if es is not None:
-            values = np.asarray(self.history.get(es.monitor, []), np.float32)
-            values = values.reshape(-1, len(self.active))
-            self.trackers = [es.replay(values[:, i]) for i in range(len(self.active))]
-
-    def progress(self) -> Progress:
-        return Progress(
-            self.history,
-            self.done,
-            self.best,
-            self.active,
-            self.reasons,
-            self.ran,
-            self.kept,
-        )
-
-    def record(self, epoch: int, logs: dict) -> None:
-        """Adds the epoch to the history and applies the NaN guard's verdict."""
-        was_active = self.active.copy()
-        finite = np.atleast_1d(logs.pop("finite"))
-        bad_step = logs.pop("first_non_finite_step")
-        for name, value in logs.items():
-            row = _row(value, was_active, self.many)
-            self.history.setdefault(name, []).append(row)
-            if self.many:  # callbacks see what the history holds (NaN: stopped)
-                logs[name] = row.T
-        self.done = epoch + 1
-        self.ran += was_active
-        for i in np.flatnonzero(was_active & ~finite):
-            self.reasons[i] = _non_finite_reason(
-                {**logs, "first_non_finite_step": bad_step}, i, epoch
-            )
-        self.active &= finite
-        self.kept[self.active] = epoch
-
-    def early_stopping(self, epoch: int, logs: dict, ts: TrainState) -> None:
-        """Updates each running model's tracker; keeps the params that improved."""
-        es = self.es
-        if es is None:
-            return
-        improved = np.zeros(len(self.active), bool)
-        for i in np.flatnonzero(self.active):
-            value = float(np.atleast_1d(logs[es.monitor])[i])
-            tracker, improved[i], stop = es.update(self.trackers[i], value, epoch)
-            self.trackers[i] = tracker
-            if stop:
-                self.active[i] = False
-                self.reasons[i] = (
-                    f"early_stopping: {es.monitor} did not improve for "
-                    f"{es.patience} epochs (best {tracker.best:.6g} at epoch "
-                    f"{tracker.best_epoch})"
-                )
-        if self.best is not None and improved.any():
-            self.best = _select(improved, (ts.params, ts.state), self.best, self.many)
-
-    def callbacks(self, callbacks, epoch: int, logs: dict, ts, save_now) -> None:
-        """Calls each callback; True from one stops every model.
-
-        A callback with a true attribute ``wants_train_state`` is called as
-        ``cb(epoch, logs, train_state)`` with the epoch's train state (read it
-        during the call: its buffers are donated to the next epoch).
-        """
-        for cb in callbacks:
-            try:
-                if getattr(cb, "wants_train_state", False):
-                    stop = cb(epoch, logs, ts)
-                else:
-                    stop = cb(epoch, logs)
-            except Exception as exc:
-                save_now()
-                exc.add_note(
-                    f"annjax: raised by the callback {_callback_name(cb)} after "
-                    f"epoch {epoch}; the progress up to it was kept (and saved "
-                    "when checkpoint= was given)."
-                )
-                raise
-            if _stops(stop):
-                for i in np.flatnonzero(self.active):
-                    self.reasons[i] = (
-                        f"callback: {_callback_name(cb)} stopped training after "
-                        f"epoch {epoch}"
-                    )
-                self.active[:] = False
-
-
 def train(
-    engine: Engine,
+    run: Run,
     ts: TrainState,
+    keys: Key,
     progress: Progress,
     *,
-    epochs: int,
-    early_stopping: EarlyStopping | None,
-    callbacks: Sequence[Callable] = (),
-    show_progress: bool = True,
     save: Callable[[Any], None] | None = None,
     finish: Callable[[TrainState, Progress], Any],
 ) -> Any:
-    """Returns ``finish(ts, progress)`` after up to ``epochs`` more epochs.
+    """Returns ``finish(ts, progress)`` after up to ``run.epochs`` more epochs.
 
-    ``save(result)``, when given, receives ``finish(...)`` after every epoch
-    (the checkpoint). An exception in a callback saves the progress first,
-    then propagates with the epoch named.
+    ``keys``: the training keys. ``save(result)``, when given, receives
+    ``finish(...)`` after every epoch (the checkpoint). An exception in a
+    callback saves the progress first, then propagates with the epoch named.
     """
-    run = _Run(progress, early_stopping, engine.many)
-    bar = _progress_bar(show_progress, run.done + epochs, run.done)
+    bar = _progress_bar(run.progress, progress.done + run.epochs, progress.done)
     current = [ts]
 
     def save_now():
         if save is not None:
-            save(finish(current[0], run.progress()))
+            save(finish(current[0], progress))
 
     try:
-        for epoch in range(run.done, run.done + epochs):
-            ts, logs = engine.epoch(ts, epoch, run.active)
+        for epoch in range(progress.done, progress.done + run.epochs):
+            ts, logs = run_epoch(run, ts, keys, epoch, progress.active)
             current[0] = ts
-            run.record(epoch, logs)
-            run.early_stopping(epoch, logs, ts)
-            run.callbacks(callbacks, epoch, logs, ts, save_now)
+            progress.record(epoch, logs)
+            progress.early_stopping(epoch, logs, ts)
+            progress.callbacks(run.callbacks, epoch, logs, ts, save_now)
             save_now()
             if bar is not None:
                 bar.update(1)
                 loss = np.nanmin(np.atleast_1d(logs["loss"]))
                 bar.set_postfix(loss=f"{loss:.4g}")
-            if not run.active.any():
+            if not progress.active.any():
                 break
     finally:
         if bar is not None:
             bar.close()
-    return finish(ts, run.progress())
+    return finish(ts, progress)

@@ -16,15 +16,22 @@ Without a mesh (``mesh=None``) every function here returns its input
 unchanged: one device, as before. The same code serves several hosts:
 after ``jax.distributed.initialize()`` a mesh over ``jax.devices()`` spans
 them all, and each host feeds its own shard of the data (see the README,
-"Scaling out"). :func:`steps_per_call` is the one rule for how many steps
-a compiled call runs on the device's platform.
+"Scaling out").
 
 Examples:
+  >>> import jax, numpy as np, annjax as ann
   >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype("f4")
+  >>> y = (X[:, 0] > 0).astype("i4")
   >>> mesh = Mesh(np.array(jax.devices()), ("data",))
-  >>> result = ann.fit(model, (X, y), batch_size=128, mesh=mesh)
-  >>> X8 = jax.device_put(X, NamedSharding(mesh, P("data")))  # stays there
-  >>> result = ann.fit(model, (X8, y8), batch_size=128, mesh=mesh)
+  >>> n = mesh.devices.size
+  >>> r = ann.fit(ann.mlp([4, 2]), (X, y), batch_size=8 * n, epochs=1,
+  ...             mesh=mesh, progress=False)
+  >>> Xs = jax.device_put(X, NamedSharding(mesh, P("data")))  # used where it lies
+  >>> r = ann.fit(ann.mlp([4, 2]), (Xs, y), batch_size=8 * n, epochs=1,
+  ...             mesh=mesh, progress=False)
+  >>> r.history["loss"].shape
+  (1,)
 """
 
 from __future__ import annotations
@@ -35,9 +42,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-from annjax._types import Layer
-from annjax.nn.tracing import primitives
 
 __all__ = ["DATA", "MODEL", "check", "is_spread"]
 
@@ -169,24 +173,6 @@ def constrain_batch(tree: Any, mesh: Mesh | None) -> Any:
     if mesh is None or DATA not in mesh.shape:
         return tree
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(DATA)))
-
-
-def steps_per_call(value, model: Layer, input_shape, mesh) -> int | None:
-    """Returns the steps per compiled call: ``value``, or the ``"auto"`` rule.
-
-    The one default rule: one step per call for a model with a convolution
-    on the CPU, where XLA runs a convolution inside the epoch's loop about
-    30× slower than in straight code (``benchmarks/conv_steps.py``: a CNN's
-    epoch of 4 steps took 24 s as one scan, 0.9 s one step per call); the
-    whole epoch in one call (None) for every other model and on GPU/TPU.
-    """
-    if value != "auto":
-        return value
-    device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
-    convolves = "conv_general_dilated" in primitives(model, tuple(input_shape))
-    if device.platform == "cpu" and convolves:
-        return 1
-    return None
 
 
 def host_or_spread(a: Any) -> Any:

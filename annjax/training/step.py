@@ -1,4 +1,4 @@
-"""The pure training and evaluation steps, and the train state they carry.
+r"""The pure training and evaluation steps, and the train state they carry.
 
 The step is a pure function of ``(train_state, batch, key)``; everything else
 (the compiled epoch of :mod:`annjax.training.epoch`, many models at once with
@@ -6,13 +6,24 @@ The step is a pure function of ``(train_state, batch, key)``; everything else
 own loop take :func:`make_train_step` and :func:`make_eval_step` and jit them
 as they like.
 
+The train step, for a batch (x, y) with weights w and params θ:
+
+.. math::
+
+   L(θ) = \frac{Σ_i w_i\,ℓ(y_i, f_θ(x_i))}{Σ_i w_i} + λ_1 Σ|W| + λ_2 Σ W^2,
+   \qquad θ ← θ + \mathrm{optimizer}(∇_θ L)
+
 Examples:
-  >>> model = ann.mlp([64, 10])
-  >>> opt = ann.adam(1e-3)
-  >>> ts, out_shape = ann.init_train_state(model, opt, jax.random.key(0), (784,))
+  >>> import jax, numpy as np, annjax as ann
+  >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype("f4")
+  >>> y = (X[:, 0] > 0).astype("i4")
+  >>> model, opt = ann.mlp([8, 2]), ann.adam(1e-2)
+  >>> ts, out_shape = ann.init_train_state(model, opt, jax.random.key(0), (4,))
   >>> step = jax.jit(ann.make_train_step(model, "softmax_cross_entropy", opt))
-  >>> for i, (xb, yb) in enumerate(ann.data.batches(X, y, 128)):
-  ...     ts, logs = step(ts, (xb, yb), jax.random.key(i))
+  >>> for i in range(0, 32, 8):
+  ...     ts, logs = step(ts, (X[i : i + 8], y[i : i + 8]), jax.random.key(i))
+  >>> out_shape, int(ts.step)
+  ((2,), 4)
 """
 
 from __future__ import annotations
@@ -30,7 +41,8 @@ from annjax import metrics as _metrics
 from annjax import optim as _optim
 from annjax import regularizers as _regularizers
 from annjax._types import Array, Key, Layer, Shape, weights_kwarg
-from annjax.analysis import profiler as _profiler
+from annjax.training import measure as _profiler
+from annjax.training import mesh as _mesh
 from annjax.training.types import TrainState
 
 __all__ = [
@@ -72,7 +84,6 @@ def start_states(
     input_shape,
     *,
     dtype=None,
-    abstract: bool = False,
 ) -> tuple[TrainState, Key]:
     """Returns ``fit``'s initial train state and training key for each key.
 
@@ -81,19 +92,13 @@ def start_states(
     shape (models,) a leading model axis on both results. Every model runs the
     same compiled call (no ``vmap``: a vmapped init would compile a program of
     its own, slower to compile than the plain one); the states are stacked on
-    the host. With ``abstract`` both come back as ``jax.ShapeDtypeStruct``
-    trees, traced abstractly: nothing compiles or runs, so the epoch's program
-    can be compiled (:mod:`annjax.training.ahead`) while the initialisation
-    compiles.
+    the host.
     """
     impl = jax.random.key_impl(keys)
     start = _jitted_start(
         model, optimizer, tuple(input_shape), impl, True, _dtype(dtype)
     )
-    raw = jax.random.key_data(keys)
-    if abstract:
-        return _abstract_states(start, raw, impl)
-    raw = np.asarray(raw)
+    raw = np.asarray(jax.random.key_data(keys))
     if raw.ndim == 1:
         ts, train = start(raw)
         return ts, jax.random.wrap_key_data(train, impl=impl)
@@ -101,18 +106,6 @@ def start_states(
     ts, train = jax.tree_util.tree_map(lambda *a: np.stack(a), *parts)
     ts = jax.device_put(ts)
     return ts, jax.random.wrap_key_data(train, impl=impl)
-
-
-def _abstract_states(start: Callable, raw, impl) -> tuple[TrainState, Key]:
-    """Returns :func:`start_states`'s results as shapes, without running ``start``."""
-    ts, train = jax.eval_shape(start, jax.ShapeDtypeStruct(raw.shape[-1:], raw.dtype))
-    train = jax.eval_shape(lambda r: jax.random.wrap_key_data(r, impl=impl), train)
-    if raw.ndim == 1:
-        return ts, train
-    n = raw.shape[0]
-    return jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct((n, *a.shape), a.dtype), (ts, train)
-    )
 
 
 def _dtype(dtype):
@@ -209,9 +202,7 @@ def _metric_logger(loss, metrics) -> Callable:
     """Returns ``log(y, pred, w)``: the statistics of each registered metric
     under ``stats``; with custom metric functions, also ``y`` and the metric
     input ``pred`` (the epoch gives those functions all predictions at once)."""
-    streams = {
-        _metrics.name_of(m): _metrics.streaming(_metrics.name_of(m)) for m in metrics
-    }
+    streams = {_metrics.name_of(m): _metrics.streaming_of(m) for m in metrics}
     custom = any(s is None for s in streams.values())
     to_metric = metric_input(loss)
 
@@ -317,7 +308,7 @@ def make_train_step(
     ``weight``, each metric on the training-mode outputs (names or
     ``(y_true, y_pred)`` functions, keyed by name), and, with
     ``track_gradients``, the per-layer measurements of
-    :mod:`annjax.analysis.profiler`.
+    :mod:`annjax.training.measure`.
 
     ``l1`` and ``l2`` may be traced arrays, so hyper-parameter sweeps vmap over
     them; None or a Python 0 leaves the penalty out of the compiled step.
@@ -333,14 +324,16 @@ def make_train_step(
         track_gradients=track_gradients,
         augment=augment,
     )
-    fns = {_metrics.name_of(m): _metrics.get(m) for m in metrics}
+    fns = {
+        _metrics.name_of(m): (_metrics.get(m), _metrics.streaming_of(m))
+        for m in metrics
+    }
 
     def step(ts: TrainState, batch, key: Key):
         ts, logs = inner(ts, batch, key)
         stats = logs.pop("stats")
         y, pred = logs.pop("y", None), logs.pop("pred", None)
-        for name, fn in fns.items():
-            s = _metrics.streaming(name)
+        for name, (fn, s) in fns.items():
             logs[name] = fn(y, pred) if s is None else s.finish(stats[name])
         return ts, logs
 
@@ -374,3 +367,61 @@ def losses_and_metrics(loss, metrics, y, pred) -> dict[str, Array]:
     for m in metrics:
         out[_metrics.name_of(m)] = _metrics.get(m)(y, m_pred)
     return out
+
+
+# ------------------------------------------------ a whole data set, batched
+# Shared by the compiled epoch's validation pass and by evaluate/predict, so
+# val_loss in the history and evaluate on the same data agree. On a mesh with
+# a "data" axis every batch is split over its devices.
+
+
+def predict_batched(
+    model: Layer, params, state, x: Array, batch_size: int, mesh=None
+) -> Array:
+    """Returns the model's evaluation-mode outputs on ``x``, ``batch_size`` at a time.
+
+    ``jax.lax.map`` with ``batch_size`` runs the batches one after another (the
+    remainder as one smaller batch); traceable (call it inside jit). On a
+    ``mesh`` with a ``"data"`` axis of D devices each batch is split over
+    them: the batch size is rounded up to a multiple of D and ``x`` padded
+    with zeros to whole batches (the padding's outputs are dropped).
+    """
+    d = _mesh.size(mesh, _mesh.DATA)
+    if d > 1:
+        return _predict_split(model, params, state, x, batch_size, mesh, d)
+    bs = max(1, min(batch_size, x.shape[0]))
+    if bs == x.shape[0]:  # one batch: no loop to compile
+        return model.apply(params, state, x, train=False)[0]
+
+    def one(xi):
+        return model.apply(params, state, xi[None], train=False)[0][0]
+
+    return jax.lax.map(one, x, batch_size=bs)
+
+
+def _predict_split(model: Layer, params, state, x, batch_size: int, mesh, d: int):
+    """Returns :func:`predict_batched` on a mesh: batches split over ``"data"``."""
+    n = x.shape[0]
+    bs = -(-max(1, min(batch_size, n)) // d) * d
+    pad = -n % bs
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+
+    def one(batch):
+        batch = _mesh.constrain_batch(batch, mesh)
+        return model.apply(params, state, batch, train=False)[0]
+
+    out = jax.lax.map(one, x.reshape(-1, bs, *x.shape[1:]))
+    return out.reshape(-1, *out.shape[2:])[:n]
+
+
+def evaluate_arrays(
+    model: Layer, loss, metrics: tuple, batch_size: int, params, state, x, y, mesh=None
+) -> dict[str, Array]:
+    """Returns the loss and metrics of the whole of ``(x, y)``; traceable.
+
+    Metrics see every prediction at once, so F1, R² and the like are exact,
+    not averages of per-batch values.
+    """
+    pred = predict_batched(model, params, state, x, batch_size, mesh)
+    return losses_and_metrics(loss, metrics, y, pred)
