@@ -100,9 +100,11 @@ class HostArrays:
 
     def example(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Returns the first example's ``(x, y)`` (shapes and dtypes)."""
-        first = np.zeros(1, np.int64)
-        y = None if self.y is None else gather(self.y, first)
-        return gather(self.x, first), y
+        return self.take(np.zeros(1, np.int64))
+
+    def take(self, idx) -> tuple[np.ndarray, np.ndarray | None]:
+        """Returns ``(x[idx], y[idx])`` read in order (y None without targets)."""
+        return gather(self.x, idx), None if self.y is None else gather(self.y, idx)
 
     def chunks(self, idx, weights, steps_per_call: int) -> Iterator[Chunk]:
         """Yields the planned batches, ``steps_per_call`` at a time, on the host.
@@ -121,6 +123,10 @@ class HostArrays:
             part = idx[..., start : start + k, :]
             y = None if self.y is None else gather(self.y, part)
             yield Chunk(gather(self.x, part), y, weights[..., start : start + k, :])
+
+    def require_checkpointable(self, why: str = "resume") -> None:
+        """Accepts: a checkpoint always resumes host arrays (``why`` unused)."""
+        del why
 
     def get_state(self) -> None:
         """Returns None: the run's key and epoch say where the data stands."""

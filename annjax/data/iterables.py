@@ -111,6 +111,8 @@ class Batches:
         self._first = None  # the first batch, kept when peeked before epoch 0
         self._signature = None
         self._batch_size = None
+        self._real = 0  # rows of the batch checked last, before padding
+        self.rows = 0  # real rows of the epoch read last (its n)
 
     # ----------------------------------------------------------- the batches
 
@@ -125,8 +127,9 @@ class Batches:
         read once and kept for the first epoch."""
         if self._first is None:
             it = self._iterator()
-            self._first = self._check(self._next(it, 0, 0), 0, 0)
-        return self._first
+            batch = self._check(self._next(it, 0, 0), 0, 0)
+            self._first = (batch, self._real)
+        return self._first[0]
 
     def _next(self, it: Iterator, epoch: int, step: int):
         try:
@@ -183,6 +186,7 @@ class Batches:
             )
         w = batch[2] if len(batch) == 3 else np.ones(batch[0].shape[: lead + 1])
         w = np.asarray(w, weight_dtype())
+        self._real = b
         if b == size:
             return (*batch[:2], w)
         take = np.arange(size) % b  # real rows, weight 0: as the device path pads
@@ -199,13 +203,17 @@ class Batches:
         )
 
     def batches(self, epoch: int) -> Iterator[tuple]:
-        """Yields the epoch's ``steps_per_epoch`` batches as host ``(x, y, w)``."""
+        """Yields the epoch's ``steps_per_epoch`` batches as host ``(x, y, w)``;
+        :attr:`rows` counts their real rows (padding excluded)."""
         it = self._iterator()
+        self.rows = 0
         for step in range(self.steps_per_epoch):
             if step == 0 and self._first is not None:
-                batch, self._first = self._first, None
+                (batch, real), self._first = self._first, None
             else:
                 batch = self._check(self._next(it, epoch, step), epoch, step)
+                real = self._real
+            self.rows += real
             yield batch
         self._state = self._state_of(it)
         if not self._one_pass:

@@ -339,7 +339,9 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
     return out
 
 
-def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]:
+def finish(
+    spec: EpochSpec, ts: TrainState, logs, data, val, head=None, n=None
+) -> dict[str, Array]:
     """Returns the epoch's values: aggregated, the NaN guard's verdict, validated.
 
     ``ts`` is the train state after the epoch's last step; ``data`` is
@@ -363,9 +365,14 @@ def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]
     ``diagnose`` reads the train/eval-mode gap. A stateless model evaluates
     the same in both modes (dropout aside), so it skips this and costs
     nothing.
+
+    A streamed epoch (:mod:`annjax.training.streamed`) passes as ``data``
+    its last chunk with that chunk's plan, as ``head`` the first training
+    examples ``(x, y)`` (those ``train_eval_*`` reads) and as ``n`` (static)
+    the epoch's number of examples; by default both come from ``data``.
     """
     x, y, steps = data
-    out = _aggregate(spec, logs, x.shape[0])
+    out = _aggregate(spec, logs, x.shape[0] if n is None else n)
     i, w = steps.idx[-1], steps.weights[-1]
     out["finite"] = (
         jnp.isfinite(out["loss"])
@@ -381,7 +388,7 @@ def finish(spec: EpochSpec, ts: TrainState, logs, data, val) -> dict[str, Array]
     lr = _optim.learning_rate(ts.opt_state)
     if lr is not None:
         out["lr"] = jnp.asarray(lr, jnp.float32)
-    out.update(_evaluations(spec, ts, x, y, val))
+    out.update(_evaluations(spec, ts, *((x, y) if head is None else head), val))
     return out
 
 
@@ -419,7 +426,7 @@ MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None),
     "run_steps": (None, 0, 0, None, None, 0, None, None),
-    "finish": (None, 0, 0, (None, None, 0), None),
+    "finish": (None, 0, 0, (None, None, 0), None, None, None),
 }
 
 _FUNCTIONS = {
@@ -428,7 +435,7 @@ _FUNCTIONS = {
     "run_steps": run_steps,
     "finish": finish,
 }
-_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": (0,)}
+_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": (0, 6)}
 # run_epoch keeps its incoming state: the loop falls back on it when the NaN
 # guard rejects the epoch (the call holds both states at its end either way)
 _DONATE = {"run_epoch": (), "plan": (), "run_steps": (1,), "finish": ()}

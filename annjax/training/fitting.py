@@ -45,6 +45,7 @@ from annjax.training import checkpoint as _ckpt
 from annjax.training import loop as _loop
 from annjax.training import mesh as _mesh
 from annjax.training import results as _results
+from annjax.training import streamed as _streamed
 from annjax.training.inputs import params_dtype
 from annjax.training.record import Run, resolve
 from annjax.training.step import start_states
@@ -78,6 +79,7 @@ def fit(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh: Mesh | None = None,
+    steps_per_epoch: int | None = None,
 ) -> FitResult:
     r"""Returns the trained model and its history; each epoch ONE training call.
 
@@ -190,6 +192,7 @@ def fit(
         callbacks=callbacks,
         log_steps=log_steps,
         mesh=mesh,
+        steps_per_epoch=steps_per_epoch,
     )
     return train(run)
 
@@ -220,6 +223,7 @@ def fit_many(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh: Mesh | None = None,
+    steps_per_epoch: int | None = None,
 ) -> ManyResult:
     """Returns many models trained at once: ``fit`` vmapped over keys and hypers.
 
@@ -283,6 +287,7 @@ def fit_many(
         callbacks=callbacks,
         log_steps=log_steps,
         mesh=mesh,
+        steps_per_epoch=steps_per_epoch,
     )
     return train(run)
 
@@ -310,6 +315,7 @@ def train(run: Run) -> FitResult | ManyResult:
         progress = _loop.Progress.fresh(run, ts)
     else:
         ts, progress = _ckpt.resume(run, ts, keys)
+        _streamed.restore(run.stream, lambda: _ckpt.data_state(run.resume))
         ts = _mesh.place_state(ts, mesh, run.many)
         progress.best = _mesh.place_state(progress.best, mesh, run.many)
     keys = _mesh.place_state(keys, mesh, run.many)
@@ -324,5 +330,10 @@ def train(run: Run) -> FitResult | ManyResult:
             return _results.fit_result(ts, progress, es)
 
     path = run.checkpoint
-    save = None if path is None else (lambda result: _ckpt.save(path, result))
+    save = None
+    if path is not None:
+
+        def save(result):
+            _ckpt.save(path, result, data_state=_streamed.state(run.stream))
+
     return _loop.train(run, ts, keys, progress, save=save, finish=finish)

@@ -32,8 +32,10 @@ import numpy as np
 
 from annjax import _checks
 from annjax._types import Key, Layer
+from annjax.data.stream import source_of
 from annjax.nn.tracing import primitives
 from annjax.training import mesh as _mesh
+from annjax.training import streamed as _streamed
 from annjax.training.arguments import (
     callbacks_of,
     checkpoint_path,
@@ -72,6 +74,9 @@ class Run(NamedTuple):
       checkpoint: where to save after every epoch, or None.
       resume: the checkpoint to continue from, or None.
       progress: whether to show a progress bar.
+      stream: the streamed training data (:class:`.streamed.Stream`), or
+        None for data on the device; then ``x``, ``y`` are its head (the
+        first examples: shapes, dtypes, ``train_eval_*``).
     """
 
     spec: EpochSpec
@@ -91,6 +96,7 @@ class Run(NamedTuple):
     checkpoint: Path | None
     resume: Path | None
     progress: bool
+    stream: _streamed.Stream | None = None
 
 
 def resolve(
@@ -121,6 +127,7 @@ def resolve(
     callbacks: Sequence[Callable] = (),
     log_steps: bool = False,
     mesh=None,
+    steps_per_epoch: int | None = None,
 ) -> Run:
     """Returns the :class:`Run` of ``fit`` (``many=False``, ``key``) or
     ``fit_many`` (``many=True``, ``keys``, per-model ``l1``/``l2``/``lr_scale``).
@@ -141,6 +148,10 @@ def resolve(
     path = checkpoint_path("checkpoint", checkpoint)
     per_call = steps_per_call_of(steps_per_call)
     callbacks = callbacks_of(callbacks)
+    source = source_of(train_data, steps_per_epoch=steps_per_epoch)
+    train_data = _streamed.check(
+        source, train_data, steps_per_epoch, mesh, models if many else None, resume
+    )
     spec, x, y, val = setup(
         model,
         train_data,
@@ -159,6 +170,7 @@ def resolve(
         models=models if many else None,
     )
     per_call = calls_of(per_call, spec.model, x.shape[1:], spec.mesh)
+    spec, stream, per_call = _streamed.resolve(source, spec, x, batch_size, per_call)
     return Run(
         spec=held_spec(spec),  # compiled programs never keep user functions alive
         x=x,
@@ -177,6 +189,7 @@ def resolve(
         checkpoint=path,
         resume=None if resume is None else Path(resume),
         progress=bool(progress),
+        stream=stream,
     )
 
 
