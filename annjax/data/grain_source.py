@@ -113,7 +113,8 @@ def grain_source(
     ds = (
         ds.batch(batch_size, batch_fn=np.asarray).repeat().map(_Rows((X, y), transform))
     )
-    it = ds.to_iter_dataset()
+    # one reading thread: the chunks are read ahead by annjax's own prefetch thread
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
     if workers:
         options = grain.MultiprocessingOptions(num_workers=workers)
         it = it.mp_prefetch(options)
