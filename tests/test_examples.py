@@ -174,3 +174,15 @@ def test_regularization(load, tmp_path, capsys):
         assert row["diagnose"]
     assert rows["nothing"]["test acc"] > 0.3  # well above chance (0.1)
     assert "fit_many sweep" in capsys.readouterr().out
+
+
+def test_stream_mnist(load, tmp_path, capsys):
+    result = load("stream_mnist").main(
+        ["--quick", "--out", str(tmp_path), "--cache-dir", str(tmp_path)]
+    )
+    assert Path(result["figure"]).is_file()
+    rows = result["results"]
+    assert {"in memory", "memmap"} <= set(rows)
+    assert result["identical"]  # the memmap trains bit for bit as in memory
+    assert rows["memmap"]["test acc"] == rows["in memory"]["test acc"]
+    assert "bit-identical to the in-memory run: True" in capsys.readouterr().out

@@ -240,6 +240,7 @@ def epoch(run, ts: TrainState, keys: Key, index):
                 part_spec, ts, run.hyper, x, y, local, track, run.stream.unroll
             )
             parts.append(part)
+            _bound(parts)
             start, last = end, (x, y, local)
     src = run.stream.source
     real = len(src) if isinstance(src, HostArrays) else src.rows
@@ -269,6 +270,20 @@ def restore(stream: Stream | None, saved: Callable[[], Any]) -> None:
         return
     stream.source.require_checkpointable("resume")
     stream.source.set_state(saved())
+
+
+#: Chunks dispatched to the device and not yet computed, at most. Dispatch
+#: is asynchronous: without this bound the loop would hand the device every
+#: chunk of the epoch as fast as the host reads them, each one held until
+#: its steps ran, and memory would grow with the data.
+IN_FLIGHT = 2
+
+
+def _bound(results: list) -> None:
+    """Waits for the result of the chunk :data:`IN_FLIGHT` before the last:
+    once per chunk, never per step, and the device stays busy meanwhile."""
+    if len(results) > IN_FLIGHT:
+        jax.block_until_ready(results[-1 - IN_FLIGHT])
 
 
 def _put(chunk: Chunk, models: int | None) -> Any:
@@ -310,6 +325,7 @@ def outputs(model, params, state, source, batch_size: int, convert) -> tuple:
         for chunk in it:
             x = chunk.x.reshape(-1, *chunk.x.shape[2:])
             preds.append(_predict(model, params, state, x, b))
+            _bound(preds)
             if chunk.y is not None:
                 ys.append(chunk.y.reshape(-1, *chunk.y.shape[2:]))
     n = len(source) if isinstance(source, HostArrays) else source.rows
