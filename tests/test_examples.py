@@ -289,3 +289,15 @@ def test_bias_variance(load, tmp_path):
     report = (tmp_path / "bias_variance.md").read_text()
     assert "expected test MSE" in report and "narrowest" in report
     assert (tmp_path / "bias_variance_learning_curve.png").stat().st_size > 0
+
+
+def test_stream_mnist(load, tmp_path, capsys):
+    result = load("stream_mnist").main(
+        ["--quick", "--out", str(tmp_path), "--cache-dir", str(tmp_path)]
+    )
+    assert Path(result["figure"]).is_file()
+    rows = result["results"]
+    assert {"in memory", "memmap"} <= set(rows)
+    assert result["identical"]  # the memmap trains bit for bit as in memory
+    assert rows["memmap"]["test acc"] == rows["in memory"]["test acc"]
+    assert "bit-identical to the in-memory run: True" in capsys.readouterr().out

@@ -27,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -41,7 +42,7 @@ from annjax import optim as _optim
 from annjax.training import loop as _loop
 from annjax.training.types import FitResult, ManyResult, TrainState
 
-__all__ = ["load", "restore_train_state", "save"]
+__all__ = ["data_state", "load", "restore_train_state", "save"]
 
 _FORMAT = 2
 _KINDS = ("FitResult", "ManyResult", "TrainState", "pytree")
@@ -86,15 +87,27 @@ def _body(obj) -> tuple[str, dict]:
     return "pytree", {"tree": _host(tree)}
 
 
-def save(path: str | os.PathLike, result: Any) -> Path:
+def save(path: str | os.PathLike, result: Any, *, data_state: Any = None) -> Path:
     """Returns the path after writing ``result`` there atomically.
 
     ``result`` is a :class:`FitResult`, a :class:`ManyResult`, a
     :class:`TrainState` or any pytree of arrays (params, say).
+    ``data_state``: where a streamed source stands (a grain iterator's
+    state, JSON-serialisable), read back by :func:`data_state`.
     """
     path = Path(path)
     kind, body = _body(result)
+    if data_state is not None:
+        body["data_state"] = json.dumps(data_state)
     return write(path, kind, body)
+
+
+def data_state(path: str | os.PathLike) -> Any:
+    """Returns the streamed source's state saved with the checkpoint at
+    ``path``, or None when none was saved."""
+    _, body = _read(Path(path))
+    saved = body.get("data_state")
+    return None if saved is None else json.loads(saved)
 
 
 def write(path: Path, kind: str, body: dict, fmt: int = _FORMAT) -> Path:

@@ -371,7 +371,15 @@ def _aggregate(spec: EpochSpec, logs: dict[str, Any], n: int) -> dict[str, Array
 
 
 def finish(
-    spec: EpochSpec, ts: TrainState, logs, data, val, hyper=None, epoch=0
+    spec: EpochSpec,
+    ts: TrainState,
+    logs,
+    data,
+    val,
+    hyper=None,
+    epoch=0,
+    head=None,
+    n=None,
 ) -> dict[str, Array]:
     """Returns the epoch's values: aggregated, the NaN guard's verdict, validated.
 
@@ -404,9 +412,13 @@ def finish(
     Hessian eigenvalue at epochs ``0, N, 2N, …`` (NaN at the others; see
     :func:`_sharpness`) and ``out["sharpness_limit"]`` plain gradient
     descent's limit 2/η when the optimizer is plain gradient descent.
+    A streamed epoch (:mod:`annjax.training.streamed`) passes as ``data``
+    its last chunk with that chunk's plan, as ``head`` the first training
+    examples ``(x, y)`` (those ``train_eval_*`` reads) and as ``n`` (static)
+    the epoch's number of examples; by default both come from ``data``.
     """
     x, y, steps = data
-    out = _aggregate(spec, logs, x.shape[0])
+    out = _aggregate(spec, logs, x.shape[0] if n is None else n)
     i, w = steps.idx[-1], steps.weights[-1]
     out["finite"] = (
         jnp.isfinite(out["loss"])
@@ -426,9 +438,10 @@ def finish(
         for layer in frozen_layers(ts.params, spec.frozen):
             out[f"frozen/{layer}"] = jnp.float32(1.0)
     val_weight = None if hyper is None else hyper.get("val_weight")
-    out.update(_evaluations(spec, ts, x, y, val, val_weight))
+    hx, hy = (x, y) if head is None else head  # the data's first examples
+    out.update(_evaluations(spec, ts, hx, hy, val, val_weight))
     if spec.track_sharpness:
-        out.update(_sharpness(spec, ts, x, y, epoch))
+        out.update(_sharpness(spec, ts, hx, hy, epoch))
     return out
 
 
@@ -502,7 +515,7 @@ MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None, 0),
     "run_steps": (None, 0, 0, None, None, 0, None, None),
-    "finish": (None, 0, 0, (None, None, 0), None, 0, None),
+    "finish": (None, 0, 0, (None, None, 0), None, 0, None, None, None),
 }
 
 _FUNCTIONS = {
@@ -511,7 +524,7 @@ _FUNCTIONS = {
     "run_steps": run_steps,
     "finish": finish,
 }
-_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": (0,)}
+_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": (0, 8)}
 # run_epoch keeps its incoming state: the loop falls back on it when the NaN
 # guard rejects the epoch (the call holds both states at its end either way)
 _DONATE = {"run_epoch": (), "plan": (), "run_steps": (1,), "finish": ()}

@@ -7,6 +7,7 @@ in the history and ``evaluate`` on the same data agree.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,10 @@ from jax.sharding import Mesh
 from annjax import _checks
 from annjax import losses as _losses
 from annjax._types import Array, Layer
+from annjax.data.host import Chunk, HostArrays
+from annjax.data.stream import source_of
 from annjax.training import mesh as _mesh
+from annjax.training import streamed as _streamed
 from annjax.training.arguments import (
     as_arrays,
     check_model,
@@ -33,6 +37,7 @@ from annjax.training.inputs import check_functions, check_link, host_array
 from annjax.training.step import (
     abstract_init,
     evaluate_arrays,
+    losses_and_metrics,
     output_shape,
     predict_batched,
 )
@@ -64,6 +69,9 @@ def predict(
     check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     mesh = _mesh.check(mesh, many=False)
+    source = source_of(x)
+    if source is not None:  # a memmap, an iterable of batches: streamed
+        return _streamed_predict(model, params, state, source, batch_size, mesh)
     x = _checks.numeric_array("x", x)
     on_device = isinstance(x, jax.Array) and (
         jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)
@@ -158,6 +166,10 @@ def evaluate(
     _losses.get(loss)
     loss = smoothed_loss(loss, label_smoothing)
     metrics = metric_names(metrics)
+    source = source_of(data)
+    if source is not None:  # a memmap, an iterable of batches: streamed
+        args = (model, params, state, source, loss, metrics, batch_size, mesh)
+        return _streamed_evaluate(*args)
     data, w = split_data("data", data)
     x, y = as_arrays("data", data)
     w = example_weights("data w", w, y, class_weight=class_weight)
@@ -171,3 +183,34 @@ def evaluate(
     params, state = _mesh.place_state((params, state), mesh, False)
     logs = _evaluate(model, loss, metrics, batch_size, params, state, x, y, mesh, w)
     return {k: float(v) for k, v in logs.items()}
+
+
+def _streamed_predict(model, params, state, source, batch_size, mesh) -> Array:
+    """Returns :func:`predict` on streamed ``x`` (a memmap, an iterable of
+    batches ``(x, y)``, whose targets are not read)."""
+    _streamed.refuse_mesh(mesh)
+    x = source.example()[0]
+    x = x if isinstance(source, HostArrays) else x[:1]
+    check_params(model, x.shape[1:], params, state)
+
+    def convert(chunk: Chunk) -> Chunk:
+        return Chunk(host_array("x", chunk.x), None, chunk.w)
+
+    return _streamed.outputs(model, params, state, source, batch_size, convert)[0]
+
+
+def _streamed_evaluate(model, params, state, source, loss, metrics, batch_size, mesh):
+    """Returns :func:`evaluate` on streamed ``data``: the predictions of every
+    example kept on the device, the inputs streamed through once."""
+    x, _ = _streamed.check(source, None, None, mesh, None)
+    check_params(model, x.shape[1:], params, state)
+    out = output_shape(model, x.shape[1:])
+    convert = functools.partial(
+        _streamed.convert, loss=loss, out_shape=out, metrics=metrics, name="data"
+    )
+    pred, y = _streamed.outputs(model, params, state, source, batch_size, convert)
+    logs = _losses_and_metrics(loss, metrics, y, pred)
+    return {k: float(v) for k, v in logs.items()}
+
+
+_losses_and_metrics = jax.jit(losses_and_metrics, static_argnums=(0, 1))

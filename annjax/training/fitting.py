@@ -49,6 +49,7 @@ from annjax.training import checkpoint as _ckpt
 from annjax.training import loop as _loop
 from annjax.training import mesh as _mesh
 from annjax.training import results as _results
+from annjax.training import streamed as _streamed
 from annjax.training.inputs import params_dtype
 from annjax.training.record import Run, resolve
 from annjax.training.step import start_states
@@ -91,6 +92,7 @@ def fit(
     class_weight: Mapping[Any, float] | None = None,
     track_sharpness: int | None = 0,
     hyper: dict[str, float] | None = None,
+    steps_per_epoch: int | None = None,
 ) -> FitResult:
     r"""Returns the trained model and its history; each epoch ONE training call.
 
@@ -274,6 +276,7 @@ def fit(
                 class_weight=class_weight,
                 track_sharpness=track_sharpness,
                 hyper=hyper,
+                steps_per_epoch=steps_per_epoch,
             )
         )
 
@@ -316,6 +319,7 @@ def fit_many(
     track_sharpness: int | None = 0,
     vectorize: str = "auto",
     hyper: dict[str, Any] | None = None,
+    steps_per_epoch: int | None = None,
 ) -> ManyResult:
     """Returns many models trained at once: ``fit`` over keys and hyper-parameters.
 
@@ -419,6 +423,7 @@ def fit_many(
                 val_weight=val_weight,
                 track_sharpness=track_sharpness,
                 hyper=hyper,
+                steps_per_epoch=steps_per_epoch,
                 vectorize=vectorize,
             )
         )
@@ -451,6 +456,7 @@ def train(run: Run) -> FitResult | ManyResult:
         progress = _loop.Progress.fresh(run, ts)
     else:
         ts, progress = _ckpt.resume(run, ts, train_keys)
+        _streamed.restore(run.stream, lambda: _ckpt.data_state(run.resume))
         ts = _mesh.place_state(ts, mesh, run.many)
         progress.best = _mesh.place_state(progress.best, mesh, run.many)
     train_keys = _mesh.place_state(train_keys, mesh, run.many)
@@ -465,7 +471,12 @@ def train(run: Run) -> FitResult | ManyResult:
             return _results.fit_result(ts, progress, es)
 
     path = run.checkpoint
-    save = None if path is None else (lambda result: _ckpt.save(path, result))
+    save = None
+    if path is not None:
+
+        def save(result):
+            _ckpt.save(path, result, data_state=_streamed.state(run.stream))
+
     return _loop.train(run, ts, train_keys, progress, save=save, finish=finish)
 
 

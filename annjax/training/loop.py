@@ -28,6 +28,7 @@ import numpy as np
 
 from annjax._types import Key
 from annjax.training import mesh as _mesh
+from annjax.training import streamed as _streamed
 from annjax.training.epoch import Plan, compiled, concat_logs, part_tracking
 from annjax.training.record import Run
 from annjax.training.types import EarlyStopping, TrainState
@@ -59,7 +60,9 @@ def run_epoch(
     its new state (the common case) nothing is copied.
     """
     index = np.int32(epoch)
-    if run.steps_per_call is None:  # the incoming state stays valid
+    if run.stream is not None:  # chunks from the host, k steps per call
+        new, logs, ts = _streamed.epoch(run, ts, train_keys, index)
+    elif run.steps_per_call is None:  # the incoming state stays valid
         new, logs = compiled("run_epoch", run.vectorize, run.spec)(
             run.spec, ts, train_keys, index, run.hyper, run.x, run.y, run.val
         )
@@ -81,7 +84,15 @@ def _steps(run: Run, ts: TrainState, train_keys: Key, index):
     old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
     new, logs = _chunks(run, ts, steps)
     out = compiled("finish", run.vectorize, run.spec)(
-        run.spec, new, logs, (run.x, run.y, steps), run.val, run.hyper, index
+        run.spec,
+        new,
+        logs,
+        (run.x, run.y, steps),
+        run.val,
+        run.hyper,
+        index,
+        None,
+        None,
     )
     return new, out, old
 

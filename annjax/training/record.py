@@ -35,8 +35,10 @@ from annjax import _checks
 from annjax import hyperparams as _hyperparams
 from annjax import optim as _optim
 from annjax._types import Key, Layer
+from annjax.data.stream import source_of
 from annjax.nn.tracing import primitives
 from annjax.training import mesh as _mesh
+from annjax.training import streamed as _streamed
 from annjax.training import vectorize as _vectorize
 from annjax.training.arguments import (
     callbacks_of,
@@ -95,6 +97,9 @@ class Run(NamedTuple):
       progress: whether to show a progress bar.
       params, state: the trees to start from (``params=``, ``state=``;
         stacked per model for ``fit_many``), or None: the initialisation's.
+      stream: the streamed training data (:class:`.streamed.Stream`), or
+        None for data on the device; then ``x``, ``y`` are its head (the
+        first examples: shapes, dtypes, ``train_eval_*``).
     """
 
     spec: EpochSpec
@@ -118,6 +123,7 @@ class Run(NamedTuple):
     progress: bool
     params: Any = None
     state: Any = None
+    stream: _streamed.Stream | None = None
 
 
 def resolve(
@@ -160,6 +166,7 @@ def resolve(
     track_sharpness: int | None = 0,
     vectorize: str = "auto",
     hyper=None,
+    steps_per_epoch: int | None = None,
 ) -> Run:
     """Returns the :class:`Run` of ``fit`` (``many=False``, ``key``) or
     ``fit_many`` (``many=True``, ``keys``, per-model ``l1``/``l2``/``lr_scale``).
@@ -198,6 +205,10 @@ def resolve(
     path = checkpoint_path("checkpoint", checkpoint)
     per_call = steps_per_call_of(steps_per_call)
     callbacks = callbacks_of(callbacks)
+    source = source_of(train_data, steps_per_epoch=steps_per_epoch)
+    train_data = _streamed.check(
+        source, train_data, steps_per_epoch, mesh, models if many else None, resume
+    )
     spec, x, y, val = setup(
         model,
         train_data,
@@ -217,6 +228,16 @@ def resolve(
         track_sharpness=track_sharpness,
     )
     per_call = calls_of(per_call, spec.model, x.shape[1:], spec.mesh)
+    spec, stream, per_call = _streamed.resolve(source, spec, x, batch_size, per_call)
+    if stream is not None and (
+        w is not None or class_weight or sample_weight is not None
+    ):
+        raise _checks.fail(
+            "train_data",
+            "arrays (X, y, w) for example weights or class_weight",
+            "a streamed source with weights",
+            "Yield (x, y, w) batches from the source instead.",
+        )
     shapes = abstract_init(spec.model, x.shape[1:])
     starts = [
         start_tree(what, want, given, x.shape[1:], models if many else None)
@@ -285,6 +306,7 @@ def resolve(
         progress=bool(progress),
         params=starts[0],
         state=starts[1],
+        stream=stream,
     )
 
 

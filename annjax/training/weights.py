@@ -37,8 +37,16 @@ __all__ = ["example_weights", "split_data"]
 
 
 def split_data(name: str, data: Any) -> tuple[Any, Any]:
-    """Returns ``((X, y), w)`` from ``(X, y)`` (w None) or ``(X, y, w)``."""
-    if isinstance(data, tuple | list) and len(data) == 3:
+    """Returns ``((X, y), w)`` from ``(X, y)`` (w None) or ``(X, y, w)``.
+
+    A sequence of three batches (tuples themselves, a stream's source) is
+    not ``(X, y, w)``: it is returned as it is.
+    """
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 3
+        and not any(isinstance(part, tuple | list) for part in data)
+    ):
         return tuple(data[:2]), data[2]
     return data, None
 
