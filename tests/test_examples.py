@@ -296,6 +296,7 @@ def test_stream_mnist(load, tmp_path, capsys):
         ["--quick", "--out", str(tmp_path), "--cache-dir", str(tmp_path)]
     )
     assert Path(result["figure"]).is_file()
+    assert_report_matches("stream_mnist", Path(result["report"]))
     rows = result["results"]
     assert {"in memory", "memmap"} <= set(rows)
     assert result["identical"]  # the memmap trains bit for bit as in memory
