@@ -227,14 +227,18 @@ def argument_key(value: Any) -> Any:
 
 
 def layer_factory(factory: Callable[..., Layer]) -> Callable[..., Layer]:
-    """Returns ``factory`` recording each layer's :class:`Identity` on it.
+    """Returns ``factory`` recording each layer's identity (``layer.identity``).
 
     Every annjax layer factory is decorated with it, so a layer's equality is
     derived from its construction and never from a list kept by hand: the
     arguments are bound to the factory's signature
     (``inspect.signature(factory).bind(...)``, then ``apply_defaults()``),
-    each made hashable by :func:`argument_key`, and recorded with the
-    factory. Equal arguments give equal layers, which share every compiled
+    each made hashable, and recorded with the factory. The equality rule per
+    argument: a Layer compares by its identity; an array (NumPy or JAX) by its
+    dtype, shape and bytes; a list, tuple, dict or set element by element;
+    any other hashable value (numbers, strings, functions, flax modules) by
+    its own ``==``; anything else unhashable by object identity (``is``).
+    Equal arguments give equal layers, which share every compiled
     program keyed by the model; changing any one argument gives another
     layer. Use it on your own factories too.
 

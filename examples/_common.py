@@ -91,14 +91,14 @@ def _out_dir(argv: Sequence[str]) -> Path:
 
 
 def _command(name: str, argv: Sequence[str]) -> str:
-    """The command that reproduces a run, without where it wrote its files."""
+    """The command that reproduces a run, without where it read or wrote files."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--out", "--data-dir"):
+        elif arg in ("--out", "--data-dir", "--cache-dir"):
             skip = True
-        elif not arg.startswith(("--out=", "--data-dir=")):
+        elif not arg.startswith(("--out=", "--data-dir=", "--cache-dir=")):
             kept.append(arg)
     return " ".join(["python", f"examples/{name}.py", *kept])
 

@@ -10,12 +10,13 @@ split the expected test MSE into
   expected loss  =  bias²   +   variance
 
 (Geman et al. 1992; the definitions of mlxtend's ``bias_variance_decomp``).
-The script prints the table per width, draws the figure (bias falling,
-variance rising, the total error and its best width), then, at the best
-width, the learning curve (training and validation MSE against the training
-set size: more data, less variance) and what the ensemble of the 20 replicas
-gains over one of them (the ensemble's MSE is the bias² term: averaging
-removes the variance).
+The script prints the table per width (its report,
+examples/out/bias_variance.md, is what the docs include) and draws into
+docs/images/ (``--out``) the figure: bias falling, variance rising, the total
+error and its best width. At the best width it then draws the learning curve
+(training and validation MSE against the training set size: more data, less
+variance) and prints what the ensemble of the 20 replicas gains over one of
+them (the ensemble's MSE is the bias² term: averaging removes the variance).
 
 Without the data file (``california_housing.csv`` in ``--data-dir`` or
 ``$ANNJAX_DATA_DIR``) it falls back to scikit-learn's diabetes set.
@@ -28,12 +29,15 @@ Run:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import _common
 import jax
 from california_housing import load
 
 import annjax as ann
+
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 def splits(args) -> tuple[ann.data.Splits, str, int]:
@@ -61,23 +65,37 @@ def width_model(width: int) -> ann.Layer:
     return ann.mlp([width, 1])
 
 
-def markdown(curve: ann.analysis.ComplexityCurve, extra: list[str]) -> str:
-    """Returns the table of the curve as Markdown, with lines below it."""
-    lines = [
-        "| width | bias² | variance | expected test MSE |",
-        "|---:|---:|---:|---:|",
+def print_curve(curve: ann.analysis.ComplexityCurve) -> None:
+    """Prints one line per width, then the table of the narrowest, the best and
+    the widest network.
+
+    The per-width lines have no rule under their header: their rows depend on
+    ``--quick``, while the table's rows are the same in every run (the shape
+    that tests/test_examples.py compares with the committed report).
+    """
+    columns = {"bias²": curve.bias, "variance": curve.variance}
+    columns["expected test MSE"] = curve.expected_loss
+    values = list(curve.values)
+    print("width  " + "  ".join(columns))
+    for i, v in enumerate(values):
+        cells = [format(c[i], ".4f").rjust(len(n)) for n, c in columns.items()]
+        print(str(v).rjust(5) + "  " + "  ".join(cells))
+    print()
+    picks = {"narrowest": 0, "best": values.index(curve.best), "widest": -1}
+    rows = [
+        {"network": name, "width": values[i]} | {n: c[i] for n, c in columns.items()}
+        for name, i in picks.items()
     ]
-    for v, b, var, e in zip(
-        curve.values, curve.bias, curve.variance, curve.expected_loss, strict=True
-    ):
-        lines.append(f"| {v} | {b:.4f} | {var:.4f} | {e:.4f} |")
-    return "\n".join([*lines, "", *extra, ""])
+    formats = {"network": "", "width": "d"} | {n: ".4f" for n in columns}
+    _common.print_table(rows, formats)
 
 
+@_common.writes_report("bias_variance")
 def main(argv: list[str] | None = None) -> dict:
     """Measures the curve, the learning curve and the ensemble; returns them."""
-    args = _common.parser(__doc__, "bias_variance.png").parse_args(argv)
-    ann.enable_compilation_cache()
+    p = _common.parser(__doc__, "bias_variance.png")
+    p.set_defaults(out=DOCS_IMAGES)
+    args = p.parse_args(argv)
     s, note, n = splits(args)
     print(f"data: {note}; {n} training examples, {len(s.test[1])} test")
     widths = [1, 8] if args.quick else [2**i for i in range(10)]
@@ -126,11 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
             for m, v in zip(lc.sizes, lc.val["loss"].mean(1), strict=True)
         ),
     ]
-    table = markdown(curve, extra)
-    print(table)
-    table_path = figure.with_suffix(".md")  # default: examples/out/bias_variance.md
-    table_path.write_text(table)
-    print(f"figure: {figure}\nlearning curve: {lc_figure}\ntable: {table_path}")
+    print_curve(curve)
+    print("\n" + "\n".join(extra))
+    print(f"figure: {figure}\nlearning curve: {lc_figure}")
     return {
         "data": note,
         "curve": curve,
@@ -144,4 +160,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    ann.enable_compilation_cache()  # process-wide: see the README
     main()

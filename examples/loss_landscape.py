@@ -14,8 +14,8 @@ learning rate η. Then:
    batch: the sharpness λ_max against the stability limit 2/η of gradient
    descent (Cohen et al. 2021, "edge of stability").
 
-Figures go to docs/images/ (``--out``), the table to
-examples/out/loss_landscape.md.
+Figures go to docs/images/ (``--out``), what it prints to
+examples/out/loss_landscape.md (the report the docs include).
 
 Run:
   python examples/loss_landscape.py            # a few minutes
@@ -24,6 +24,8 @@ Run:
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import _common
@@ -34,7 +36,6 @@ import numpy as np
 import annjax as ann
 
 DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
-TABLE = _common.OUT_DIR / "loss_landscape.md"
 LR = 0.1
 HIDDEN = [gradient_problems.WIDTH] * gradient_problems.DEPTH + [10]
 # The residual twin adds x + block(x) around each hidden block of the same
@@ -61,10 +62,9 @@ MODELS = {
 }
 
 
+@_common.writes_report("loss_landscape")
 def main(argv: list[str] | None = None) -> dict:
     """Trains both MLPs; returns their landscapes, spectra, sharpness and figures."""
-    if hasattr(ann, "enable_compilation_cache"):
-        ann.enable_compilation_cache()
     p = _common.parser(__doc__, "loss_landscape.png", data=False)
     p.set_defaults(out=DOCS_IMAGES)
     args = p.parse_args(argv)
@@ -185,7 +185,7 @@ def _figures(out, slices, spectra, sharp, every) -> list[str]:
 
 
 def _report(rows, sharp, every) -> str:
-    """Prints the tables and writes them to examples/out/loss_landscape.md."""
+    """Prints the tables (the report includes them) and returns them as text."""
     formats = {
         "model": "",
         "params": "d",
@@ -199,30 +199,52 @@ def _report(rows, sharp, every) -> str:
         "plane: max loss": ".3g",
         "plane: basin %": ".0f",
     }
-    lines = ["| " + " | ".join(formats) + " |", "|" + "---|" * len(formats)]
-    lines += [
-        "| " + " | ".join(format(r[c], f) for c, f in formats.items()) + " |"
-        for r in rows
-    ]
-    n = max(len(v) for v in sharp.values())
-    lines += [
-        "",
-        "| step | " + " | ".join(f"λ_max {k}" for k in sharp) + " | 2/η |",
-        "|---|" + "---|" * (len(sharp) + 1),
-    ]
-    for i in range(n):
-        cells = [f"{sharp[k][i]:.3g}" for k in sharp]
-        lines.append(
-            f"| {min(i * every, (n - 1) * every)} | "
-            + " | ".join(cells)
-            + f" | {2 / LR:.3g} |"
+    summary = []
+    for name, values in sharp.items():
+        steps = np.minimum(np.arange(len(values)) * every, (len(values) - 1) * every)
+        peak = int(np.argmax(values))
+        summary.append(
+            {
+                "model": name,
+                "λ_max at start": values[0],
+                "peak λ_max": values[peak],
+                "at step": int(steps[peak]),
+                "λ_max at end": values[-1],
+                "checks above 2/η": f"{int((values > 2 / LR).sum())}/{len(values)}",
+            }
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    TABLE.parent.mkdir(parents=True, exist_ok=True)
-    TABLE.write_text(table)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        _common.print_table(rows, formats)
+        print(
+            '\n("plane: basin %" is the share of the plane whose loss is below '
+            "twice the centre's plus 0.1.)\n"
+        )
+        print(
+            f"sharpness λ_max on the training batch every {every} steps, "
+            f"against the stability limit 2/η = {2 / LR:.3g}:"
+        )
+        _common.print_table(
+            summary,
+            {
+                "model": "",
+                "λ_max at start": ".3g",
+                "peak λ_max": ".3g",
+                "at step": "d",
+                "λ_max at end": ".3g",
+                "checks above 2/η": "",
+            },
+        )
+        for name, values in sharp.items():
+            print(
+                f"{name}, λ_max every {every} steps: "
+                + " ".join(f"{v:.3g}" for v in values)
+            )
+    table = buffer.getvalue()
+    print(table, end="")
     return table
 
 
 if __name__ == "__main__":
+    ann.enable_compilation_cache()  # process-wide: see the README
     main()

@@ -14,7 +14,8 @@ pixels, inside the compiled step):
 3. grain reading the memmap (``ann.data.grain_source``; needs ``pip install
    'annjax[data]'``): grain's own shuffle, a checkpointable iterator.
 
-The table reports the test accuracy and the seconds of each; the figure the
+The table reports the test accuracy and the seconds of each (the report,
+examples/out/stream_mnist.md, is what the docs include); the figure the
 validation loss per epoch.
 
 Run:
@@ -87,6 +88,7 @@ def _train(name, data, args, side, val):
     return model, result, time.perf_counter() - start
 
 
+@_common.writes_report("stream_mnist")
 def main(argv: list[str] | None = None) -> dict:
     """Trains from memory, from a memmap and from grain; returns their scores."""
     p = _common.parser(__doc__, "stream_mnist.png")
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     images = write_memmap(folder / f"train_{side}x{side}.f32", train[0])
     print(f"data: {note}")
-    print(f"memmap: {images.filename} ({images.nbytes / 2**20:.1f} MiB)\n")
+    name = Path(images.filename).name  # its folder is a temporary one
+    print(f"memmap: {name} ({images.nbytes / 2**20:.1f} MiB)\n")
 
     sources = {"in memory": train, "memmap": (images, train[1])}
     if importlib.util.find_spec("grain") is not None:

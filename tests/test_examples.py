@@ -286,7 +286,8 @@ def test_bias_variance(load, tmp_path):
         assert math.isclose(e, b + v, rel_tol=1e-4)
     # the ensemble's MSE is the bias² term, never above one replica's (Jensen)
     assert result["ensemble_mse"] <= result["single_mse"] + 1e-6
-    assert (tmp_path / "bias_variance.md").read_text().startswith("| width |")
+    report = (tmp_path / "bias_variance.md").read_text()
+    assert "expected test MSE" in report and "narrowest" in report
     assert (tmp_path / "bias_variance_learning_curve.png").stat().st_size > 0
 
 
@@ -295,6 +296,7 @@ def test_stream_mnist(load, tmp_path, capsys):
         ["--quick", "--out", str(tmp_path), "--cache-dir", str(tmp_path)]
     )
     assert Path(result["figure"]).is_file()
+    assert_report_matches("stream_mnist", Path(result["report"]))
     rows = result["results"]
     assert {"in memory", "memmap"} <= set(rows)
     assert result["identical"]  # the memmap trains bit for bit as in memory

@@ -68,8 +68,10 @@ class BiasVariance(NamedTuple):
         (mlxtend's ``avg_bias``).
       variance: E_r[(ŷ_r − ȳ)²] or E_r[ŷ_r ≠ ȳ], averaged over the points
         (mlxtend's ``avg_var``).
-      point_expected_loss, point_bias, point_variance: the same per test point,
-        shape (n,) (several outputs of a regression are averaged per point).
+      point_expected_loss: ``expected_loss`` per test point, shape (n,)
+        (several outputs of a regression are averaged per point).
+      point_bias: ``bias`` per test point, shape (n,).
+      point_variance: ``variance`` per test point, shape (n,).
       main_prediction: ȳ per point: the replicas' mean (``"mse"``, shape of one
         replica's predictions) or mode (``"0-1"``, labels of shape (n,)).
       predictions: the replicas' predictions, shape (R, n, ...), as given.

@@ -34,9 +34,11 @@ class ComplexityCurve(NamedTuple):
     Attributes:
       name: the parameter's name (the plot's x label), e.g. ``"width"``.
       values: the parameter's values, shape (v,).
-      expected_loss, bias, variance: the decomposition's three means at each
-        value, shape (v,) (see :class:`annjax.analysis.BiasVariance`; for
-        ``"mse"`` expected_loss = bias + variance).
+      expected_loss: the decomposition's expected loss at each value, shape
+        (v,) (see :class:`annjax.analysis.BiasVariance`; for ``"mse"``
+        expected_loss = bias + variance).
+      bias: its bias term at each value, shape (v,).
+      variance: its variance term at each value, shape (v,).
       results: the full :class:`annjax.analysis.BiasVariance` per value (with
         the per-point terms and the replicas' predictions), or ().
     """

@@ -206,7 +206,8 @@ def complexity_curve(
       values: the parameter's values, in order of complexity.
       train, test: ``(X, y)`` pairs.
       model: the Layer, when ``build`` names a hyper-parameter.
-      loss, rounds, key, **fit_kwargs: as :func:`bias_variance`.
+      loss, rounds, key: as :func:`bias_variance`.
+      **fit_kwargs: as :func:`bias_variance`.
       name: the parameter's name for the plot (default: ``build``'s name).
 
     Returns:
@@ -332,7 +333,8 @@ class CrossValidation(NamedTuple):
     Attributes:
       scores: name → (folds,): each fold's model on its held-out fold (the
         loss and every metric, evaluation mode, the params ``fit`` returns).
-      mean, std: name → the mean and standard deviation of ``scores``.
+      mean: name → the mean of ``scores``.
+      std: name → the standard deviation of ``scores``.
       histories: one history per fold (``val_*`` on its held-out fold).
       folds: the :class:`annjax.analysis.Folds` masks.
       models: the :class:`annjax.ManyResult` of the one ``fit_many``.

@@ -204,7 +204,7 @@ class Batches:
 
     def batches(self, epoch: int) -> Iterator[tuple]:
         """Yields the epoch's ``steps_per_epoch`` batches as host ``(x, y, w)``;
-        :attr:`rows` counts their real rows (padding excluded)."""
+        ``self.rows`` counts their real rows (padding excluded)."""
         it = self._iterator()
         self.rows = 0
         for step in range(self.steps_per_epoch):
@@ -238,8 +238,8 @@ class Batches:
 
     @property
     def checkpointable(self) -> bool:
-        """Whether a checkpoint can resume this source where it stood: a
-        sequence (re-read the same every epoch), or an iterator with
+        """True when a checkpoint can resume this source where it stood, as
+        for a sequence (re-read the same every epoch) or an iterator with
         ``get_state``/``set_state`` (grain's)."""
         if isinstance(self.source, abc.Sequence):
             return True

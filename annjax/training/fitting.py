@@ -114,9 +114,14 @@ def fit(
     last step, are not finite is undone, and training stops with
     ``stop_reason`` saying so; the params returned are the last finite ones.
 
+    An optimizer that reads the loss (``optax.contrib.reduce_on_plateau``,
+    any ``optax.GradientTransformationExtraArgs`` such as an ``optax.chain``)
+    gets the step's objective as ``update(..., value=loss)``; the history's
+    ``lr`` includes the plateau's scale.
+
     Args:
       model: an annjax Layer (``ann.mlp``, ``ann.serial``, ``ann.from_flax``).
-      train_data: ``(X, y)`` or ``(X, y, w)``; X of shape (n, *input_shape);
+      train_data: ``(X, y)`` or ``(X, y, w)``; X of shape ``(n, *input_shape)``;
         y integer labels, one-hot rows, or targets of the model's output
         shape ((n,) is taken as (n, 1) for a one-output model); w (n,)
         example weights ≥ 0: the loss is Σ wᵢ ℓᵢ / Σ wᵢ per batch and the
@@ -209,10 +214,6 @@ def fit(
         and so early stopping and the best epoch, are those of the moving
         average (needs ``ema=``).
 
-    An optimizer that reads the loss (``optax.contrib.reduce_on_plateau``,
-    any ``optax.GradientTransformationExtraArgs`` such as an ``optax.chain``)
-    gets the step's objective as ``update(..., value=loss)``; the history's
-    ``lr`` includes the plateau's scale.
       class_weight: ``{label: weight}`` multiplying the training weight of
         every example of that label (1 for labels not named), as Keras' and
         scikit-learn's ``class_weight``; validation is not reweighted.
@@ -335,6 +336,8 @@ def fit_many(
     epochs leave it unchanged and their history entries are NaN; training
     ends when every model has stopped.
 
+    The arguments not listed below are those of :func:`fit`.
+
     Args:
       keys: a key array of shape (models,) or a list of keys; default: split
         from ``jax.random.key(0)``.
@@ -377,7 +380,6 @@ def fit_many(
         vmapped convolution runs several times slower than one per model,
         else vmap (measured by ``benchmarks/vectorize.py``; see
         :mod:`annjax.training.vectorize`). Every way gives the same models.
-      The other arguments are those of :func:`fit`.
 
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.
