@@ -209,32 +209,20 @@ def test_watch_runs(load, tmp_path):
 def test_residual_mnist(load, tmp_path, capsys):
     result = run(load, "residual_mnist", tmp_path)
     rows = result["results"]
-    deep, shallow, resnet = rows
-    assert deep.startswith("plain CNN") and shallow.startswith("plain CNN")
-    assert resnet.startswith("ResNet + batch norm")
+    assert list(rows) == ["plain CNN", "ResNet + batch norm"]
     # the same convolutions; the ResNet adds batch norm and one 1×1 projection
-    assert rows[resnet]["params"] > rows[deep]["params"] > rows[shallow]["params"]
-    module = load("residual_mnist")
+    assert rows["ResNet + batch norm"]["params"] > rows["plain CNN"]["params"]
     for row in rows.values():
         assert 0.0 <= row["test acc"] <= 1.0 and 0.0 <= row["val acc"] <= 1.0
-        assert 0.0 <= row["train err"] <= 1.0
         assert 0.0 < row["first/last grad"] < math.inf
-    # each network trains at the optimizer and rate its sweep scored best
-    for name in rows:
-        tried = [r for r in result["sweep"] if r["model"] == name]
-        assert {r["optimizer"] for r in tried} == set(module.OPTIMIZERS)
-        best = max(tried, key=lambda r: (r["val acc"], -r["val loss"]))
-        assert rows[name]["optimizer"] == f"{best['optimizer']} {best['lr']:.4g}"
     assert [Path(f).name for f in result["figures"]] == [
         "residual_mnist_plain.png",
-        "residual_mnist_shallow.png",
         "residual_mnist_resnet.png",
     ]
     assert all(Path(f).stat().st_size > 0 for f in result["figures"])
     assert set(result["findings"]) == set(rows)
     out = capsys.readouterr().out
     assert "augmentation: random shifts" in out and "ann.diagnose" in out
-    assert "depth, each plain network at its best" in out
 
 
 def test_regularization(load, tmp_path, capsys):
