@@ -101,18 +101,15 @@ def test_lr_scale_is_exact_for_an_injected_optimizer(blobs):
     np.testing.assert_allclose(many.history["lr"][:, 1], [3e-2, 3e-2], rtol=1e-6)
 
 
-def test_lr_scale_refuses_an_optimizer_without_an_injected_rate(blobs):
-    with pytest.raises(
-        ValueError, match="lr_scale: expected an optimizer with a constant"
-    ):
-        ann.fit_many(
-            MODEL,
-            blobs[0],
-            lr_scale=[1.0, 2.0],
-            optimizer=optax.sgd(0.1),
-            epochs=1,
-            progress=False,
-        )
+def test_lr_scale_scales_an_optimizer_without_an_injected_rate(blobs):
+    # optax.sgd injects no rate: the factor scales its updates, α·s
+    kwargs = dict(optimizer=optax.sgd(0.1), epochs=2, progress=False)
+    many = ann.fit_many(
+        MODEL, blobs[0], keys=[jax.random.key(3)] * 2, lr_scale=[1.0, 2.0], **kwargs
+    )
+    kwargs["optimizer"] = optax.sgd(0.2)
+    one = ann.fit(MODEL, blobs[0], key=jax.random.key(3), **kwargs)
+    chex.assert_trees_all_close(many.select(1).params, one.params, rtol=1e-5)
 
 
 def test_a_plain_list_of_keys_is_accepted(blobs):

@@ -70,7 +70,7 @@ def _capture_epochs() -> dict:
     original = _loop.run_epoch
 
     def epoch(run, ts, keys, index, active):
-        compiled = _epoch.compiled("run_epoch", run.many, run.spec).lower(
+        compiled = _epoch.compiled("run_epoch", run.vectorize, run.spec).lower(
             run.spec,
             ts,
             keys,
