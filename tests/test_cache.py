@@ -299,11 +299,16 @@ def test_a_different_model_compiles_its_own_epoch():
 
 
 _RSS = """
-import json, os
+import ctypes, gc, json, os
 import numpy as np
 import annjax as ann
 
 def rss():
+    # what the process holds, not what glibc keeps cached for reuse: freed
+    # arenas are handed back first (without it the mark drifts by 10-20 MB
+    # from run to run with no leak at all)
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/statm") as f:  # resident pages
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -331,11 +336,16 @@ def test_memory_stays_flat_over_50_fits_of_fresh_equal_models(tmp_path):
 
 
 _RSS_LOSS = """
-import gc, json, os
+import ctypes, gc, json, os
 import numpy as np
 import annjax as ann
 
 def rss():
+    # what the process holds, not what glibc keeps cached for reuse: freed
+    # arenas are handed back first (without it the mark drifts by 10-20 MB
+    # from run to run with no leak at all)
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/statm") as f:  # resident pages
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -343,13 +353,12 @@ rng = np.random.default_rng(0)
 x = rng.standard_normal((40, 4)).astype(np.float32)
 y = (x[:, 0] > 0).astype(np.int32)
 marks = []
-for i in range(12):
+for i in range(20):
     def loss(y_true, y_pred, reduction="mean"):  # a fresh object, as a cell re-run
         return ann.losses.softmax_cross_entropy(y_true, y_pred, reduction=reduction)
     ann.fit(ann.mlp([4, 2]), (x, y), loss=loss, epochs=1, progress=False)
     del loss
-    gc.collect()
-    if i in (3, 11):
+    if i in (3, 19):
         marks.append(rss())
 print(json.dumps({"growth": marks[1] - marks[0]}))
 """
@@ -357,7 +366,7 @@ print(json.dumps({"growth": marks[1] - marks[0]}))
 
 def test_memory_stays_flat_over_fits_with_a_fresh_loss_function(tmp_path):
     # issue 21 measured about 5 MB per fit (the programs compiled for each
-    # loss were kept, with the loss): 8 fits grew by some 40 MB
+    # loss were kept, with the loss): 16 fits would grow by some 80 MB
     report = _run(_RSS_LOSS, {"ANNJAX_CACHE_DIR": "off"}, tmp_path)
     assert report["growth"] < 15 * 2**20
 
