@@ -240,3 +240,23 @@ def test_fit_many_resumes_as_if_never_interrupted(blobs, tmp_path):
         np.testing.assert_array_equal(resumed.history[name], values, err_msg=name)
     with pytest.raises(ValueError, match="expected a checkpoint of FitResult"):
         ann.fit(MODEL, train, val_data=val, epochs=1, resume=path, progress=False)
+
+
+def test_fit_and_fit_many_declare_their_options_as_the_run_record_does():
+    # fit and fit_many forward their arguments to record.resolve as given
+    # (locals()), so the three signatures must name the same options with
+    # the same defaults: a default changed in one place only fails here
+    import inspect
+
+    from annjax.training.record import resolve
+
+    record = inspect.signature(resolve).parameters
+    for public in (ann.fit, ann.fit_many):
+        for name, parameter in inspect.signature(public).parameters.items():
+            assert name in record, f"{public.__name__}({name}=) is not in resolve"
+            assert parameter.default == record[name].default, (public, name)
+            assert parameter.kind == record[name].kind, (public, name)
+    fit_only = set(inspect.signature(ann.fit).parameters) - set(
+        inspect.signature(ann.fit_many).parameters
+    )
+    assert fit_only == {"key"}  # fit_many takes keys instead

@@ -241,44 +241,9 @@ def fit(
       ValueError, TypeError: for any invalid argument or data, before
         anything compiles.
     """
+    options = locals()  # the arguments as given: forwarded, never re-listed
     with _cache_named_on_failure():
-        return train(
-            resolve(
-                model,
-                train_data,
-                val_data,
-                key=key,
-                l1=l1,
-                l2=l2,
-                loss=loss,
-                optimizer=optimizer,
-                epochs=epochs,
-                batch_size=batch_size,
-                metrics=metrics,
-                early_stopping=early_stopping,
-                augment=augment,
-                track_gradients=track_gradients,
-                track_every=track_every,
-                progress=progress,
-                resume=resume,
-                checkpoint=checkpoint,
-                eval_batch_size=eval_batch_size,
-                steps_per_call=steps_per_call,
-                callbacks=callbacks,
-                log_steps=log_steps,
-                mesh=mesh,
-                params=params,
-                state=state,
-                trainable=trainable,
-                label_smoothing=label_smoothing,
-                ema=ema,
-                validate_on=validate_on,
-                class_weight=class_weight,
-                track_sharpness=track_sharpness,
-                hyper=hyper,
-                steps_per_epoch=steps_per_epoch,
-            )
-        )
+        return train(resolve(**options))
 
 
 def fit_many(
@@ -384,49 +349,9 @@ def fit_many(
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.
     """
+    options = locals()  # the arguments as given: forwarded, never re-listed
     with _cache_named_on_failure():
-        return train(
-            resolve(
-                model,
-                train_data,
-                val_data,
-                many=True,
-                keys=keys,
-                l1=l1,
-                l2=l2,
-                lr_scale=lr_scale,
-                loss=loss,
-                optimizer=optimizer,
-                epochs=epochs,
-                batch_size=batch_size,
-                metrics=metrics,
-                early_stopping=early_stopping,
-                augment=augment,
-                track_gradients=track_gradients,
-                track_every=track_every,
-                progress=progress,
-                resume=resume,
-                checkpoint=checkpoint,
-                eval_batch_size=eval_batch_size,
-                steps_per_call=steps_per_call,
-                callbacks=callbacks,
-                log_steps=log_steps,
-                mesh=mesh,
-                params=params,
-                state=state,
-                trainable=trainable,
-                label_smoothing=label_smoothing,
-                ema=ema,
-                validate_on=validate_on,
-                class_weight=class_weight,
-                sample_weight=sample_weight,
-                val_weight=val_weight,
-                track_sharpness=track_sharpness,
-                hyper=hyper,
-                steps_per_epoch=steps_per_epoch,
-                vectorize=vectorize,
-            )
-        )
+        return train(resolve(many=True, **options))
 
 
 def train(run: Run) -> FitResult | ManyResult:
