@@ -5,6 +5,8 @@
   forward and reverse mode.
 - ``strict_promotion``: jax's strict dtype promotion for one test, so an implicit
   int → float or float32 → float64 promotion fails loudly.
+- ``on_cpu_devices``: runs a script in a fresh process with N CPU devices (the
+  mesh tests) and returns the JSON it printed.
 - ``seed`` / ``key``: the random seed and its ``jax.random.key``. The seed is 0
   unless ``--seed N`` (or the environment variable ``ANNJAX_TEST_SEED``) says
   otherwise, and a failing test that used it reports it, so a failure can be
@@ -115,6 +117,34 @@ def check_grads64(x64: None) -> Callable[..., None]:
             check_grads(f, args, order=2, modes=("fwd", "rev"), **kwargs)
 
     return check
+
+
+def on_cpu_devices(args: list[str], devices: int = 8, timeout: float = 600) -> dict:
+    """Returns the JSON that ``python *args`` printed on its last ``RESULT `` line,
+    run in a fresh process that sees ``devices`` CPU devices (a mesh on one
+    machine: ``--xla_force_host_platform_device_count``) and this checkout's
+    annjax; the process's stderr tail is the failure message."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-4000:]
+    return json.loads(lines[-1].removeprefix("RESULT "))
 
 
 class Started(Exception):

@@ -10,14 +10,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from conftest import Started
+from conftest import Started, on_cpu_devices
 
 import annjax as ann
 
@@ -379,22 +376,7 @@ def _on_8_devices() -> dict:
 
 @pytest.fixture(scope="module")
 def on_8_devices() -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
-    root = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run(
-        [sys.executable, __file__],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    return on_cpu_devices([__file__], DEVICES)
 
 
 def test_fewer_examples_than_data_devices_says_so(on_8_devices):

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import on_cpu_devices
 from flax import serialization
 
 import annjax as ann
@@ -412,28 +413,7 @@ print("RESULT " + json.dumps({
 
 
 def test_issue21_case2_on_a_mesh_of_8_devices():
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    env["JAX_PLATFORMS"] = "cpu"
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, "-c", _MESH_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    out = json.loads(lines[-1].removeprefix("RESULT "))
+    out = on_cpu_devices(["-c", _MESH_SCRIPT])
     assert out["devices"] == 8
     assert min(out["mesh"]) > 1e-3  # the one-example batch of 8 left it alone
     np.testing.assert_allclose(out["mesh"], out["one"], rtol=1e-5)

@@ -18,14 +18,12 @@ is 0 up to rounding) would follow the sign of the rounding noise, and a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from conftest import on_cpu_devices
 
 import annjax as ann
 
@@ -224,21 +222,7 @@ def main() -> None:
 
 @pytest.fixture(scope="module")
 def measured() -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run(
-        [sys.executable, __file__],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    return on_cpu_devices([__file__], DEVICES, timeout=900)
 
 
 def test_data_parallel_fit_equals_one_device(measured):
