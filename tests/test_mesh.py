@@ -312,3 +312,25 @@ def test_a_one_device_mesh_equals_no_mesh():
 
 if __name__ == "__main__":
     main()
+
+
+def test_a_mesh_from_jax_make_mesh_trains_as_a_mesh_built_by_hand():
+    # jax.make_mesh gives Explicit axes, on which JAX refuses the sharding
+    # constraints of annjax's step; fit, fit_many and evaluate take it alike
+    from jax.sharding import AxisType, Mesh
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("f4")
+    y = (x[:, 0] > 0).astype("i4")
+    made = jax.make_mesh((1,), ("data",))
+    assert made.axis_types == (AxisType.Explicit,)
+    by_hand = Mesh(np.array(jax.devices()[:1]), ("data",))
+    kw = dict(epochs=2, batch_size=8, progress=False, key=jax.random.key(3))
+    a = ann.fit(ann.mlp([8, 2]), (x, y), mesh=made, **kw)
+    b = ann.fit(ann.mlp([8, 2]), (x, y), mesh=by_hand, **kw)
+    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+    kw.pop("key")
+    many = ann.fit_many(ann.mlp([8, 2]), (x, y), mesh=made, lr_scale=[1, 2], **kw)
+    assert np.isfinite(many.history["loss"]).all()
+    got = ann.evaluate(ann.mlp([8, 2]), a.params, a.state, (x, y), mesh=made)
+    assert got == ann.evaluate(ann.mlp([8, 2]), a.params, a.state, (x, y))

@@ -40,7 +40,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 __all__ = ["DATA", "MODEL", "check", "is_spread"]
@@ -73,7 +73,18 @@ def check(mesh: Any, *, many: bool, models: int = 1) -> Mesh | None:
             f"mesh: expected axes named {names}, got {dict(mesh.shape)}.{fix}"
         )
     check_models(models, mesh)
-    return mesh
+    return _auto_axes(mesh)
+
+
+def _auto_axes(mesh: Mesh) -> Mesh:
+    """Returns ``mesh`` with every axis of type ``Auto``: annjax places the
+    batch and lets XLA partition the step (sharding constraints), which JAX
+    allows on ``Auto`` axes only, while ``jax.make_mesh`` makes ``Explicit``
+    ones (sharding in types). Same devices, same names."""
+    auto = (AxisType.Auto,) * len(mesh.axis_names)
+    if tuple(mesh.axis_types) == auto:
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
 
 
 def size(mesh: Mesh | None, axis: str) -> int:
