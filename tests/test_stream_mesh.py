@@ -48,27 +48,31 @@ def _data():
     return x, y
 
 
-def _fit(train, mesh, **kw) -> dict[str, np.ndarray]:
-    """Returns the fitted params and state, flattened by path, and the losses."""
+def _fit(train, mesh, many=False, **kw) -> dict[str, np.ndarray]:
+    """Returns the fitted params and state, flattened by path, and the losses
+    (``many``: ``fit_many`` of 2 models)."""
     import jax
 
     import annjax as ann
 
     kw = {"batch_size": B, "steps_per_call": 3, **kw}  # one compile for all
-    result = ann.fit(
+    if many:
+        kw["keys"] = [jax.random.key(1), jax.random.key(2)]  # model 0: fit's
+    else:
+        kw["key"] = jax.random.key(1)
+    result = (ann.fit_many if many else ann.fit)(
         ann.mlp([16, 3], batch_norm=True, dropout=0.2),
         train,
         optimizer=ann.sgd(0.1, momentum=0.9),
         epochs=2,
         progress=False,
-        key=jax.random.key(1),
         mesh=mesh,
         **kw,
     )
     flat = jax.tree_util.tree_flatten_with_path((result.params, result.state))[0]
     out = {jax.tree_util.keystr(path): np.asarray(a) for path, a in flat}
-    out["loss"] = result.history["loss"]
-    out["train_eval_loss"] = result.history["train_eval_loss"]
+    for name in ("loss", "train_eval_loss"):  # (models, epochs) for fit_many
+        out[name] = result.history[name].T if many else result.history[name]
     return out
 
 
@@ -111,13 +115,18 @@ def one_process(out: str) -> None:
     batches = [(x[i : i + B], y[i : i + B]) for i in range(0, N - 6, B)]  # 10 last
     listed = _fit(batches, mesh)
     listed_one = _fit(batches, None)
+    chunks = len(placed)
+    grid = Mesh(np.array(jax.devices()).reshape(2, 4), ("model", "data"))
+    many = _fit(ann.data.stream(x, y), grid, many=True)
+    first = {k: v[0] for k, v in many.items()}  # the model of fit's key
     small = [(x[i : i + 12], y[i : i + 12]) for i in range(0, N, 12)]
     result = {
         "host_vs_arrays": _diff(host, arrays),
         "host_vs_one_device": _diff(host, host_one),
         "batches_vs_one_device": _diff(listed, listed_one),
+        "fit_many_vs_one_device": _diff(first, host_one),
         "placed": placed[0],
-        "chunks": len(placed),
+        "chunks": chunks,
         "bad_batches": _error(lambda: _fit(small, mesh)),
         "bad_batch_size": _error(
             lambda: _fit(ann.data.stream(x, y), mesh, batch_size=12)
@@ -210,6 +219,7 @@ def test_streamed_fit_on_a_mesh_equals_arrays_and_one_device(tmp_path):
     assert got["host_vs_arrays"] <= TOL
     assert got["host_vs_one_device"] <= TOL
     assert got["batches_vs_one_device"] <= TOL
+    assert got["fit_many_vs_one_device"] <= TOL
     # x, y split along each batch's rows; the step numbers replicated; the
     # weights (steps, B) split along B: as the on-device path splits a batch
     assert got["placed"] == [
