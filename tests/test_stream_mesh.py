@@ -163,7 +163,9 @@ def worker(role: str, out: str, port: str = "", pid: str = "0") -> None:
         result["batches"] = _fit(_halves(x, y, int(pid)), mesh)
         steps = 6 - int(pid)  # disagreeing processes: refused on both
         message = _error(lambda: _fit(_halves(x, y, int(pid), steps), mesh))
-        result["disagree"] = {"message": np.array(message)}
+        mixed = Mesh(np.array(jax.devices())[[0, 2, 1, 3]], ("data",))
+        apart = _error(lambda: _fit(ann.data.stream(x, y), mixed))
+        result["disagree"] = {"message": np.array(message), "apart": np.array(apart)}
     else:  # one process streams the whole of every batch
         result["batches"] = _fit(
             [(x[i : i + B], y[i : i + B]) for i in range(0, N, B)], mesh
@@ -255,6 +257,8 @@ def test_two_processes_streaming_their_halves_equal_one_streaming_all(tmp_path):
         message = str(two["disagree/message"])
         assert "expected the same steps_per_epoch on every process" in message
         assert "[6, 5]" in message
+        apart = str(two["disagree/apart"])
+        assert "expected each process's devices next to each other" in apart
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["DATA", "MODEL", "check", "is_spread", "local_rows", "place_part"]
+__all__ = ["DATA", "MODEL", "check", "is_spread"]
 
 DATA = "data"
 MODEL = "model"

@@ -158,13 +158,15 @@ def check_shards(source, mesh) -> None:
 
     An iterable's batches are this process's part of each global batch:
     their rows must split evenly over this process's devices along
-    ``"data"``. On several processes, every process must stream as many
+    ``"data"``, next to each other (:func:`annjax.training.mesh.local_rows`).
+    On several processes, every process must stream as many
     batches per epoch, of as many rows (iterables), or the same number of
     examples (host arrays): compared here, at the start, with one
     collective, since a process that runs out later would leave the others
     waiting.
     """
     d, own = _mesh.data_devices(mesh)
+    _mesh.local_rows(mesh, d)  # each process's devices neighbours on "data"
     if isinstance(source, Batches):
         b = source.example()[0].shape[0 if source.models is None else 1]
         if b % own:
