@@ -55,7 +55,7 @@ def _fit(train, mesh, many=False, **kw) -> dict[str, np.ndarray]:
 
     import annjax as ann
 
-    kw = {"batch_size": B, "steps_per_call": 3, **kw}  # one compile for all
+    kw = {"batch_size": B, "steps_per_call": 3, "epochs": 2, **kw}  # one compile
     if many:
         kw["keys"] = [jax.random.key(1), jax.random.key(2)]  # model 0: fit's
     else:
@@ -64,7 +64,6 @@ def _fit(train, mesh, many=False, **kw) -> dict[str, np.ndarray]:
         ann.mlp([16, 3], batch_norm=True, dropout=0.2),
         train,
         optimizer=ann.sgd(0.1, momentum=0.9),
-        epochs=2,
         progress=False,
         mesh=mesh,
         **kw,
@@ -89,7 +88,7 @@ def _error(fn) -> str:
     return "no error"
 
 
-def one_process(out: str) -> None:
+def one_process(out: str, folder: str) -> None:
     """8 devices: streamed on the mesh against arrays on it and one device."""
     import jax
     from jax.sharding import Mesh
@@ -116,12 +115,16 @@ def one_process(out: str) -> None:
     listed = _fit(batches, mesh)
     listed_one = _fit(batches, None)
     chunks = len(placed)
+    path = Path(folder) / "half.ckpt"  # resumed on the mesh: the same run
+    _fit(ann.data.stream(x, y), mesh, epochs=1, checkpoint=path)
+    resumed = _fit(ann.data.stream(x, y), mesh, epochs=1, resume=path)
     grid = Mesh(np.array(jax.devices()).reshape(2, 4), ("model", "data"))
     many = _fit(ann.data.stream(x, y), grid, many=True)
     first = {k: v[0] for k, v in many.items()}  # the model of fit's key
     small = [(x[i : i + 12], y[i : i + 12]) for i in range(0, N, 12)]
     result = {
         "host_vs_arrays": _diff(host, arrays),
+        "resumed_vs_whole": _diff(resumed, host),
         "host_vs_one_device": _diff(host, host_one),
         "batches_vs_one_device": _diff(listed, listed_one),
         "fit_many_vs_one_device": _diff(first, host_one),
@@ -216,9 +219,10 @@ def _wait(procs: list[subprocess.Popen]) -> None:
 
 def test_streamed_fit_on_a_mesh_equals_arrays_and_one_device(tmp_path):
     out = tmp_path / "one.json"
-    _wait([_start(["one", str(out)], devices=8)])
+    _wait([_start(["one", str(out), str(tmp_path)], devices=8)])
     got = json.loads(out.read_text())
     assert got["host_vs_arrays"] <= TOL
+    assert got["resumed_vs_whole"] == 0.0
     assert got["host_vs_one_device"] <= TOL
     assert got["batches_vs_one_device"] <= TOL
     assert got["fit_many_vs_one_device"] <= TOL
@@ -263,6 +267,6 @@ def test_two_processes_streaming_their_halves_equal_one_streaming_all(tmp_path):
 
 if __name__ == "__main__":
     if sys.argv[1] == "one":
-        one_process(sys.argv[2])
+        one_process(*sys.argv[2:])
     else:
         worker(*sys.argv[1:])
