@@ -203,9 +203,9 @@ def test_streamed_bad_input(data, memmap):
         ann.fit(MODEL, (X, y), **_kw(steps_per_epoch=3))
     with pytest.raises(ValueError, match="steps_per_epoch"):
         ann.fit(MODEL, (b for b in [(X[:B], y[:B])]), **_kw())
-    mesh = jax.make_mesh((1,), ("data",))
-    with pytest.raises(ValueError, match="mesh: expected None with streamed"):
-        ann.fit(MODEL, (memmap, y), **_kw(mesh=mesh))
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    with pytest.raises(ValueError, match="mesh: expected None for evaluate"):
+        ann.evaluate(MODEL, {}, {}, (memmap, y), mesh=mesh)
     with pytest.raises(ValueError, match="steps_per_epoch=7 batches in epoch 0, got 2"):
         ann.fit(MODEL, iter([(X[:B], y[:B])] * 2), **_kw(steps_per_epoch=7))
 

@@ -202,6 +202,7 @@ def _streamed_predict(model, params, state, source, batch_size, mesh) -> Array:
 def _streamed_evaluate(model, params, state, source, loss, metrics, batch_size, mesh):
     """Returns :func:`evaluate` on streamed ``data``: the predictions of every
     example kept on the device, the inputs streamed through once."""
+    _streamed.refuse_mesh(mesh)
     x, _ = _streamed.check(source, None, None, mesh, None)
     check_params(model, x.shape[1:], params, state)
     out = output_shape(model, x.shape[1:])

@@ -223,6 +223,64 @@ def constrain_batch(tree: Any, mesh: Mesh | None) -> Any:
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(DATA)))
 
 
+# ------------------------------------------------- streamed chunks (a process's part)
+
+
+def data_devices(mesh: Mesh | None) -> tuple[int, int]:
+    """Returns ``(all, own)``: the devices along ``"data"``, and how many of
+    those positions this process's devices hold (1, 1 without a mesh)."""
+    if mesh is None or DATA not in mesh.shape:
+        return 1, 1
+    axis = mesh.axis_names.index(DATA)
+    me = jax.process_index()
+    own = {i[axis] for i, d in np.ndenumerate(mesh.devices) if d.process_index == me}
+    return int(mesh.shape[DATA]), len(own)
+
+
+def local_rows(mesh: Mesh | None, batch: int) -> slice:
+    """Returns the rows of each global batch of ``batch`` rows that this
+    process's devices hold when the batch is split over ``"data"``.
+
+    A streamed chunk is read per process: each process gathers only these
+    rows of every batch (all of them with one process).
+
+    Raises:
+      ValueError: when this process's devices are not neighbours along
+        ``"data"`` (their rows would not be one block).
+    """
+    if mesh is None or DATA not in mesh.shape:
+        return slice(0, batch)
+    held = NamedSharding(mesh, P(DATA)).addressable_devices_indices_map((batch,))
+    parts = sorted({s[0].indices(batch)[:2] for s in held.values()})
+    start, stop = parts[0][0], parts[-1][1]
+    if sum(b - a for a, b in parts) != stop - start:
+        raise ValueError(
+            f"mesh: expected each process's devices next to each other along "
+            f"'data', got process {jax.process_index()} holding rows {parts} of "
+            "each batch. Build the mesh from jax.devices() in their order (e.g. "
+            "jax.make_mesh), which groups each process's devices."
+        )
+    return slice(start, stop)
+
+
+def place_part(a: np.ndarray, mesh: Mesh | None, axis: int | None, rows: int) -> Any:
+    """Returns the global array of which ``a`` is this process's part.
+
+    ``a`` holds this process's rows (:func:`local_rows`) along ``axis`` of
+    a global array with ``rows`` there, which is split over ``"data"``
+    (every other axis whole); ``axis`` None: ``a`` is the same on every
+    process, replicated. Without a mesh: ``jax.device_put(a)``. No
+    collective: each process transfers its own part only.
+    """
+    if mesh is None:
+        return jax.device_put(a)
+    if axis is None or DATA not in mesh.shape:
+        return jax.make_array_from_process_local_data(NamedSharding(mesh, P()), a)
+    spec = P(*(None,) * axis, DATA)
+    shape = (*a.shape[:axis], rows, *a.shape[axis + 1 :])
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), a, shape)
+
+
 def host_or_spread(a: Any) -> Any:
     """Returns ``a`` as a NumPy array, or as is when spread over devices."""
     return a if is_spread(a) else np.asarray(a)

@@ -215,7 +215,9 @@ def resolve(
         val_data,
         loss=smoothed_loss(loss, label_smoothing),
         optimizer=optimizer,
-        batch_size=batch_size,
+        batch_size=_streamed.batch_size_of(source, batch_size, mesh)
+        if source is not None
+        else batch_size,
         metrics=metrics,
         early_stopping=early_stopping,
         augment=augment,

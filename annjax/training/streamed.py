@@ -16,9 +16,17 @@ between steps.
 - An iterable keeps its own order; the step keys (dropout, augmentation)
   are the plan's for ``n = steps_per_epoch · B``.
 
-On the device a chunk is one flat array of its rows and a plan of local
-indices into it (per model for ``fit_many``, whose host arrays each model
-reads in its own order), so ``run_steps`` and ``finish`` are unchanged.
+On the device a chunk is its batches ``(batches, B, ...)`` and a plan whose
+indices are batch numbers (per model for ``fit_many``, whose host arrays
+each model reads in its own order): the step's ``x[i]`` takes one whole
+batch, so ``run_steps`` and ``finish`` are unchanged.
+
+On a mesh each batch is split along its rows over ``"data"``, as the
+on-device path splits it, and each process reads and transfers only its
+own rows of every batch (:func:`annjax.training.mesh.local_rows`,
+:func:`~annjax.training.mesh.place_part`): host arrays follow the one
+global plan, each process gathering its columns of it; an iterable is each
+process's own loader, its batches that process's part of the global ones.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from annjax._types import Key
 from annjax.data.host import Chunk, HostArrays, weight_dtype
 from annjax.data.iterables import Batches
 from annjax.data.prefetch import Prefetch
+from annjax.training import mesh as _mesh
 from annjax.training.arguments import fit_targets
 from annjax.training.epoch import (
     TRAIN_EVAL_EXAMPLES,
@@ -106,11 +115,14 @@ def convert(
 
 def check(source, train_data, steps_per_epoch, mesh, models: int | None, resume=None):
     """Returns the training data for ``fit``'s checks: ``train_data`` as
-    given (arrays), or the head of a streamed ``source`` (:func:`head`).
+    given (arrays), or the head of a streamed ``source`` (:func:`head`; on
+    several processes an iterable's is every process's first batch).
 
     Raises:
-      ValueError: for ``steps_per_epoch`` with arrays, streamed data on a
-        mesh, or batches for another number of models than ``fit_many``'s.
+      ValueError: for ``steps_per_epoch`` with arrays, batches for another
+        number of models than ``fit_many``'s, or on a mesh, batches that do
+        not split over this process's devices or processes that disagree
+        on the epoch (:func:`check_shards`).
     """
     if source is None:
         if steps_per_epoch is not None:
@@ -121,7 +133,6 @@ def check(source, train_data, steps_per_epoch, mesh, models: int | None, resume=
                 steps_per_epoch,
             )
         return train_data
-    refuse_mesh(mesh)
     per_model = getattr(source, "models", None)
     if per_model is not None and per_model != models:
         raise ValueError(
@@ -132,27 +143,101 @@ def check(source, train_data, steps_per_epoch, mesh, models: int | None, resume=
         )
     if resume is not None:
         source.require_checkpointable("resume")
-    return head(source)
+    if mesh is None:
+        return head(source)
+    mesh = _mesh.check(mesh, many=models is not None, models=models or 1)
+    check_shards(source, mesh)
+    x, y = head(source)
+    if isinstance(source, Batches) and jax.process_count() > 1:
+        x, y = _everyones_head(source)
+    return x, y
+
+
+def check_shards(source, mesh) -> None:
+    """Raises ValueError when ``source`` cannot be split over ``mesh``.
+
+    An iterable's batches are this process's part of each global batch:
+    their rows must split evenly over this process's devices along
+    ``"data"``, next to each other (:func:`annjax.training.mesh.local_rows`).
+    On several processes, every process must stream as many
+    batches per epoch, of as many rows (iterables), or the same number of
+    examples (host arrays): compared here, at the start, with one
+    collective, since a process that runs out later would leave the others
+    waiting.
+    """
+    d, own = _mesh.data_devices(mesh)
+    _mesh.local_rows(mesh, d)  # each process's devices neighbours on "data"
+    if isinstance(source, Batches):
+        b = source.example()[0].shape[0 if source.models is None else 1]
+        if b % own:
+            raise ValueError(
+                f"train_data: expected batches whose rows split evenly over the "
+                f"{own} devices of this process on the mesh's 'data' axis, got "
+                f"batches of {b} rows. Yield batches of a multiple of {own} rows "
+                f"(e.g. {own * max(1, b // own)})"
+                + (
+                    f"; each global batch is {d // own} processes' batches."
+                    if d > own
+                    else "."
+                )
+            )
+        mine = {"steps_per_epoch": source.steps_per_epoch, "rows per batch": b}
+    else:
+        mine = {"number of examples": len(source)}
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    every = np.asarray(multihost_utils.process_allgather(np.array([*mine.values()])))
+    for j, name in enumerate(mine):
+        values = every[:, j].tolist()
+        if len(set(values)) > 1:
+            raise ValueError(
+                f"train_data: expected the same {name} on every process, got "
+                f"{values} (process 0, 1, ...). Every process streams its part "
+                "of every global batch: give each the same number of batches "
+                "of the same size (steps_per_epoch=, a loader sharded evenly)."
+            )
+
+
+def _everyones_head(source: Batches) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the real rows of every process's first batch, process 0's
+    first: the global first batch, the same on every process."""
+    from jax.experimental import multihost_utils
+
+    x, y, w = source.example()
+    if source.models is not None:
+        x, y, w = x[0], y[0], w[0]
+    x, y, w = (
+        np.asarray(a) for a in multihost_utils.process_allgather((x, y, w), tiled=True)
+    )
+    real = w > 0
+    return x[real], y[real]
 
 
 def refuse_mesh(mesh) -> None:
-    """Raises ValueError for a mesh: streaming is on one device for now."""
+    """Raises ValueError for a mesh: ``evaluate`` and ``predict`` stream on
+    one device (``fit`` streams on a mesh)."""
     if mesh is not None:
         raise _checks.fail(
             "mesh",
-            "None with streamed data (a memmap, an iterable of batches)",
+            "None for evaluate and predict of streamed data (a memmap, an "
+            "iterable of batches)",
             "a mesh",
-            "Put the arrays on the mesh yourself, or stream on one device.",
+            "Put the arrays on the mesh yourself, or evaluate on one device.",
         )
 
 
 def resolve(source, spec, x, batch_size: int, steps_per_call):
     """Returns ``(spec, stream, steps_per_call)`` for a streamed ``source``
-    (the batch size its own for an iterable; chunks of at most
+    (the global batch size: ``batch_size`` for host arrays, the iterable's
+    own times the processes sharing each batch; chunks of at most
     :data:`CHUNK_BYTES`), or ``spec`` unchanged and no stream for arrays."""
     if source is None:
         return spec, None, steps_per_call
-    spec = spec._replace(batch_size=batch_size_of(source, batch_size))
+    spec = spec._replace(batch_size=batch_size_of(source, batch_size, spec.mesh))
+    if isinstance(source, HostArrays):
+        _mesh.check_batch("batch_size", batch_size, spec.mesh, len(source))
     out = output_shape(spec.model, x.shape[1:])
     to_rule = functools.partial(
         convert, loss=spec.loss, out_shape=out, metrics=spec.metrics
@@ -165,12 +250,14 @@ def resolve(source, spec, x, batch_size: int, steps_per_call):
     return spec, Stream(source, to_rule, unroll), min(steps_per_call, steps)
 
 
-def batch_size_of(source, batch_size: int) -> int:
-    """Returns the batch size of a streamed epoch: ``batch_size`` (at most
-    n) for host arrays, the iterable's own for batches."""
+def batch_size_of(source, batch_size: int, mesh=None) -> int:
+    """Returns the (global) batch size of a streamed epoch: ``batch_size``
+    (at most n) for host arrays; for an iterable its own, times the
+    processes whose batches make one global batch on ``mesh``."""
     if isinstance(source, HostArrays):
         return min(batch_size, len(source))
-    return source.example()[0].shape[0 if source.models is None else 1]
+    d, own = _mesh.data_devices(mesh)
+    return source.example()[0].shape[0 if source.models is None else 1] * d // own
 
 
 def steps_of(source, batch_size: int) -> tuple[int, int]:
@@ -182,37 +269,40 @@ def steps_of(source, batch_size: int) -> tuple[int, int]:
 
 
 def _host_chunks(run, steps: Plan, index: int):
-    """Yields the epoch's chunks on the host, converted."""
+    """Yields the epoch's chunks on the host, converted: this process's rows
+    of each batch (host arrays: the plan's columns that its devices hold;
+    an iterable: what its own loader yields)."""
     src, k = run.stream.source, run.steps_per_call
     if isinstance(src, HostArrays):
-        idx, w = jax.device_get((steps.idx, steps.weights))
-        chunks = src.chunks(idx, w, k)
+        idx, w = _mesh.to_host((steps.idx, steps.weights))
+        mine = _mesh.local_rows(run.spec.mesh, idx.shape[-1])
+        chunks = src.chunks(idx[..., mine], w[..., mine], k)
     else:
         chunks = src.chunks(index, k)
     return map(run.stream.convert, chunks)
 
 
 @functools.lru_cache(maxsize=64)
-def _local(shape: tuple, per_model: bool) -> np.ndarray:
-    """Returns each batch's indices into a flattened chunk whose weights have
-    ``shape`` (``(steps, B)``, or ``(models, steps, B)``: rows per model when
-    ``per_model``, else rows shared by every model)."""
+def _numbers(shape: tuple, per_model: bool) -> np.ndarray:
+    """Returns each step's batch in a chunk of batches whose weights have
+    ``shape`` (``(steps, B)``, or ``(models, steps, B)``: batches per model
+    when ``per_model``, else batches shared by every model)."""
     if len(shape) == 3 and not per_model:
-        shared = np.arange(shape[1] * shape[2], dtype=np.int32).reshape(shape[1:])
-        return np.broadcast_to(shared, shape)
-    return np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
+        return np.broadcast_to(np.arange(shape[1], dtype=np.int32), shape[:2])
+    return np.arange(int(np.prod(shape[:-1])), dtype=np.int32).reshape(shape[:-1])
 
 
-def _flat(chunk: Chunk, models: int | None) -> tuple:
-    """Returns ``(x, y, idx, w)``: the chunk's rows as one flat array and the
-    plan's local indices into it (per model for ``fit_many``)."""
+def _batches(chunk: Chunk, models: int | None) -> tuple:
+    """Returns ``(x, y, idx, w)``: the chunk's batches ``(batches, B, ...)``
+    and each step's batch number (per model for ``fit_many``), so that the
+    step's ``x[i]`` slices one whole batch (no gather, none across devices)."""
     lead = chunk.w.ndim  # 3: a batch per model; 2: shared batches
-    x = chunk.x.reshape(-1, *chunk.x.shape[lead:])
-    y = chunk.y.reshape(-1, *chunk.y.shape[lead:])
+    x = chunk.x.reshape(-1, *chunk.x.shape[lead - 1 :])
+    y = chunk.y.reshape(-1, *chunk.y.shape[lead - 1 :])
     w = chunk.w
     if models is not None and lead == 2:
         w = np.broadcast_to(w, (models, *w.shape))
-    return x, y, _local(w.shape, lead == 3), w
+    return x, y, _numbers(w.shape, lead == 3), w
 
 
 def epoch(run, ts: TrainState, train_keys: Key, index):
@@ -229,7 +319,7 @@ def epoch(run, ts: TrainState, train_keys: Key, index):
     old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
     axis, models = (1 if many else 0), (run.models if many else None)
     parts, start, last = [], 0, None
-    put = functools.partial(_put, models=models)
+    put = functools.partial(_put, models=models, mesh=spec.mesh, rows=spec.batch_size)
     with Prefetch(_host_chunks(run, steps, int(index)), put=put) as chunks:
         for x, y, idx, w in chunks:
             end = start + w.shape[axis]
@@ -243,7 +333,7 @@ def epoch(run, ts: TrainState, train_keys: Key, index):
             _bound(parts)
             start, last = end, (x, y, local)
     src = run.stream.source
-    real = len(src) if isinstance(src, HostArrays) else src.rows
+    real = len(src) if isinstance(src, HostArrays) else _rows(src.rows, spec.mesh)
     logs = concat_logs(parts, axis)
     head = (run.x, run.y)
     out = compiled("finish", how, spec)(
@@ -288,8 +378,29 @@ def _bound(results: list) -> None:
         jax.block_until_ready(results[-1 - IN_FLIGHT])
 
 
-def _put(chunk: Chunk, models: int | None) -> Any:
-    return jax.device_put(_flat(chunk, models))
+def _put(chunk: Chunk, models: int | None, mesh, rows: int) -> Any:
+    """Returns the chunk on the device(s): this process's rows of each batch
+    as its part of global batches of ``rows`` rows split over ``"data"``
+    (the step numbers the same everywhere)."""
+    x, y, idx, w = _batches(chunk, models)
+    if mesh is None:
+        return jax.device_put((x, y, idx, w))
+    place = functools.partial(_mesh.place_part, mesh=mesh, rows=rows)
+    return (
+        place(x, axis=1),
+        place(y, axis=1),
+        place(idx, axis=None),
+        place(np.ascontiguousarray(w), axis=w.ndim - 1),
+    )
+
+
+def _rows(rows: int, mesh) -> int:
+    """Returns the real rows of an iterable's epoch over every process."""
+    if mesh is None or jax.process_count() == 1:
+        return rows
+    from jax.experimental import multihost_utils
+
+    return int(np.sum(multihost_utils.process_allgather(np.array([rows]))))
 
 
 # ---------------------------------------------------------- evaluate, predict

@@ -1,0 +1,272 @@
+"""Streamed fit on a mesh, and on two processes: each reads only its own rows.
+
+The number of CPU devices is fixed when JAX starts, so every check runs in
+subprocesses: this file runs itself as the worker script (as
+``tests/test_mesh.py`` and ``tests/test_multihost.py`` do), each process
+bounded by a timeout and killed when it runs over.
+
+- One process, 8 devices: ``fit`` of ``ann.data.stream(X, y)`` on the mesh
+  equals ``fit`` of the arrays on the same mesh and the streamed fit on one
+  device; an iterable of batches too; each chunk lies split along its batch
+  rows over ``"data"``.
+- Two processes on 127.0.0.1 with 2 CPU devices each (gloo collectives)
+  against one process with 4: host arrays (each process gathers its rows of
+  every global batch of the one plan) and per-process iterables (each
+  yields its half of every batch) give the params of one process streaming
+  the whole.
+
+Tolerance 1e-5: on a mesh each batch's sums (the gradient, the batch-norm
+statistics) are taken per device and all-reduced, another summation order;
+the batches and the dropout masks are the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TOL = 1e-5
+TIMEOUT_S = 300
+ROOT = Path(__file__).resolve().parents[1]
+N, B, FEATURES = 96, 16, 5
+
+
+# ------------------------------------------------------------ in the subprocess
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, N).astype(np.int32)
+    x = (rng.normal(size=(N, FEATURES)) + y[:, None]).astype(np.float32)
+    return x, y
+
+
+def _fit(train, mesh, many=False, **kw) -> dict[str, np.ndarray]:
+    """Returns the fitted params and state, flattened by path, and the losses
+    (``many``: ``fit_many`` of 2 models)."""
+    import jax
+
+    import annjax as ann
+
+    kw = {"batch_size": B, "steps_per_call": 3, "epochs": 2, **kw}  # one compile
+    if many:
+        kw["keys"] = [jax.random.key(1), jax.random.key(2)]  # model 0: fit's
+    else:
+        kw["key"] = jax.random.key(1)
+    result = (ann.fit_many if many else ann.fit)(
+        ann.mlp([16, 3], batch_norm=True, dropout=0.2),
+        train,
+        optimizer=ann.sgd(0.1, momentum=0.9),
+        progress=False,
+        mesh=mesh,
+        **kw,
+    )
+    flat = jax.tree_util.tree_flatten_with_path((result.params, result.state))[0]
+    out = {jax.tree_util.keystr(path): np.asarray(a) for path, a in flat}
+    for name in ("loss", "train_eval_loss"):  # (models, epochs) for fit_many
+        out[name] = result.history[name].T if many else result.history[name]
+    return out
+
+
+def _diff(a: dict, b: dict) -> float:
+    assert set(a) == set(b), (set(a), set(b))
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+
+
+def _error(fn) -> str:
+    try:
+        fn()
+    except ValueError as exc:
+        return str(exc)
+    return "no error"
+
+
+def one_process(out: str, folder: str) -> None:
+    """8 devices: streamed on the mesh against arrays on it and one device."""
+    import jax
+    from jax.sharding import Mesh
+
+    import annjax as ann
+    from annjax.training import streamed
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    x, y = _data()
+    placed = []
+    put = streamed._put
+
+    def spy(chunk, models, mesh, rows):
+        value = put(chunk, models, mesh, rows)
+        if mesh is not None:
+            placed.append([str(tuple(a.sharding.spec)) for a in value])
+        return value
+
+    streamed._put = spy
+    arrays = _fit((x, y), mesh)
+    host = _fit(ann.data.stream(x, y), mesh)
+    host_one = _fit(ann.data.stream(x, y), None)
+    batches = [(x[i : i + B], y[i : i + B]) for i in range(0, N - 6, B)]  # 10 last
+    listed = _fit(batches, mesh)
+    listed_one = _fit(batches, None)
+    chunks = len(placed)
+    path = Path(folder) / "half.ckpt"  # resumed on the mesh: the same run
+    _fit(ann.data.stream(x, y), mesh, epochs=1, checkpoint=path)
+    resumed = _fit(ann.data.stream(x, y), mesh, epochs=1, resume=path)
+    grid = Mesh(np.array(jax.devices()).reshape(2, 4), ("model", "data"))
+    many = _fit(ann.data.stream(x, y), grid, many=True)
+    first = {k: v[0] for k, v in many.items()}  # the model of fit's key
+    small = [(x[i : i + 12], y[i : i + 12]) for i in range(0, N, 12)]
+    result = {
+        "host_vs_arrays": _diff(host, arrays),
+        "resumed_vs_whole": _diff(resumed, host),
+        "host_vs_one_device": _diff(host, host_one),
+        "batches_vs_one_device": _diff(listed, listed_one),
+        "fit_many_vs_one_device": _diff(first, host_one),
+        "placed": placed[0],
+        "chunks": chunks,
+        "bad_batches": _error(lambda: _fit(small, mesh)),
+        "bad_batch_size": _error(
+            lambda: _fit(ann.data.stream(x, y), mesh, batch_size=12)
+        ),
+    }
+    Path(out).write_text(json.dumps(result))
+
+
+def _halves(x, y, pid: int, steps: int | None = None):
+    """Process ``pid``'s loader: its half of every global batch of B rows."""
+    half = B // 2
+    rows = np.arange(N).reshape(-1, 2, half)[:, pid].reshape(-1)
+    batches = [(x[r], y[r]) for r in rows.reshape(-1, half)]
+    return batches[:steps] if steps else batches
+
+
+def worker(role: str, out: str, port: str = "", pid: str = "0") -> None:
+    """Trains as one of two processes (``host``) or alone on 4 devices."""
+    import jax
+    from jax.sharding import Mesh
+
+    import annjax as ann
+
+    if role == "host":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            f"127.0.0.1:{port}", num_processes=2, process_id=int(pid)
+        )
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    assert mesh.devices.size == 4, mesh
+    x, y = _data()
+    result = {"host": _fit(ann.data.stream(x, y), mesh)}
+    if role == "host":  # each process yields its half of every batch
+        result["batches"] = _fit(_halves(x, y, int(pid)), mesh)
+        steps = 6 - int(pid)  # disagreeing processes: refused on both
+        message = _error(lambda: _fit(_halves(x, y, int(pid), steps), mesh))
+        mixed = Mesh(np.array(jax.devices())[[0, 2, 1, 3]], ("data",))
+        apart = _error(lambda: _fit(ann.data.stream(x, y), mixed))
+        result["disagree"] = {"message": np.array(message), "apart": np.array(apart)}
+    else:  # one process streams the whole of every batch
+        result["batches"] = _fit(
+            [(x[i : i + B], y[i : i + B]) for i in range(0, N, B)], mesh
+        )
+    flat = {f"{kind}/{k}": v for kind, part in result.items() for k, v in part.items()}
+    np.savez(f"{out}.{pid}.npz", **flat)
+    if role == "host":
+        jax.distributed.shutdown()
+
+
+# ------------------------------------------------------------------ the tests
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str], devices: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["JAX_PLATFORMS"] = "cpu"
+    return subprocess.Popen(
+        [sys.executable, __file__, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait(procs: list[subprocess.Popen]) -> None:
+    """Waits for every process; kills all when one fails or runs over."""
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        for p in procs:
+            left = max(1.0, deadline - time.monotonic())
+            output, _ = p.communicate(timeout=left)
+            assert p.returncode == 0, output[-4000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def test_streamed_fit_on_a_mesh_equals_arrays_and_one_device(tmp_path):
+    out = tmp_path / "one.json"
+    _wait([_start(["one", str(out), str(tmp_path)], devices=8)])
+    got = json.loads(out.read_text())
+    assert got["host_vs_arrays"] <= TOL
+    assert got["resumed_vs_whole"] == 0.0
+    assert got["host_vs_one_device"] <= TOL
+    assert got["batches_vs_one_device"] <= TOL
+    assert got["fit_many_vs_one_device"] <= TOL
+    # x, y split along each batch's rows; the step numbers replicated; the
+    # weights (steps, B) split along B: as the on-device path splits a batch
+    assert got["placed"] == [
+        "(None, 'data')",
+        "(None, 'data')",
+        "()",
+        "(None, 'data')",
+    ]
+    assert got["chunks"] == 8  # 2 fits of 2 epochs of 2 chunks of 3 steps
+    assert "split evenly over the 8 devices" in got["bad_batches"]
+    assert "got batches of 12 rows" in got["bad_batches"]
+    assert "multiple of the 8 devices" in got["bad_batch_size"]
+
+
+def test_two_processes_streaming_their_halves_equal_one_streaming_all(tmp_path):
+    port = str(_free_port())
+    hosts, single = tmp_path / "hosts", tmp_path / "single"
+    _wait(
+        [
+            _start(["host", str(hosts), port, "0"], devices=2),
+            _start(["host", str(hosts), port, "1"], devices=2),
+            _start(["single", str(single)], devices=4),
+        ]
+    )
+    one = np.load(f"{single}.0.npz")
+    for pid in (0, 1):
+        two = np.load(f"{hosts}.{pid}.npz")
+        assert any("dense_0" in name for name in one.files)
+        for name in one.files:
+            np.testing.assert_allclose(
+                two[name], one[name], rtol=TOL, atol=TOL, err_msg=name
+            )
+        message = str(two["disagree/message"])
+        assert "expected the same steps_per_epoch on every process" in message
+        assert "[6, 5]" in message
+        apart = str(two["disagree/apart"])
+        assert "expected each process's devices next to each other" in apart
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "one":
+        one_process(*sys.argv[2:])
+    else:
+        worker(*sys.argv[1:])
