@@ -90,9 +90,7 @@ def test_a_swept_label_smoothing_equals_a_fit_with_that_smoothing(data):
         picked = swept.select(i)
         _close(alone.params, picked.params)
         for name in ("loss", "val_loss"):  # val_loss smoothed by each model's α
-            np.testing.assert_allclose(
-                alone.history[name], picked.history[name], **TOL
-            )
+            np.testing.assert_allclose(alone.history[name], picked.history[name], **TOL)
     np.testing.assert_array_equal(swept.hyper["ls"], np.float32(alphas))
 
 
@@ -101,9 +99,11 @@ def test_the_loss_takes_a_traced_smoothing_equal_to_optax():
     z = rng.normal(size=(5, 4)).astype(np.float32)
     y = rng.integers(0, 4, 5)
     alphas = np.float32([0.0, 0.1, 0.5])
-    got = jax.vmap(
-        lambda a: ann.losses.softmax_cross_entropy(y, z, label_smoothing=a)
-    )(alphas)
+
+    def loss(alpha):  # traced: one α per vmapped model
+        return ann.losses.softmax_cross_entropy(y, z, label_smoothing=alpha)
+
+    got = jax.vmap(loss)(alphas)
     for a, value in zip(alphas, got, strict=True):
         targets = optax.smooth_labels(np.eye(4, dtype=np.float32)[y], float(a))
         want = optax.softmax_cross_entropy(z, targets).mean()

@@ -366,15 +366,15 @@ def named_hyper(spec, x, y, values: dict, also=frozenset()) -> tuple[dict, dict]
         value or default, or a value its reader refuses.
     """
     params, state, opt_state = _abstract_state(spec, x)
-    one = jax.ShapeDtypeStruct((2, *x.shape[1:]), x.dtype)  # 2: batch norm's minimum
-    y1 = jax.ShapeDtypeStruct((2, *y.shape[1:]), y.dtype)
+    # a batch of 2: batch norm refuses one example in training
+    xb, yb = (jax.ShapeDtypeStruct((2, *a.shape[1:]), a.dtype) for a in (x, y))
 
-    def forward(params, state, x1, y1):
-        pred, _ = spec.model.apply(params, state, x1, key=jax.random.key(0), train=True)
-        return _losses.get(spec.loss)(y1, pred)
+    def forward(params, state, xb, yb):
+        pred, _ = spec.model.apply(params, state, xb, key=jax.random.key(0), train=True)
+        return _losses.get(spec.loss)(yb, pred)
 
     with _hyperparams.recording() as record:
-        jax.eval_shape(forward, params, state, one, y1)
+        jax.eval_shape(forward, params, state, xb, yb)
     optimizer_names = _injected(opt_state)
     known = optimizer_names | set(record.used) | set(also)
     unknown = sorted(set(values) - known)
