@@ -6,6 +6,19 @@
 [0.1, 0.3, 0.5]})`` for one model each. The value is an array inside the
 compiled step, so every model of a sweep shares one compiled program.
 
+What can be a named hyper-parameter:
+
+- ``ann.dropout(rate)`` and ``ann.mlp(dropout=...)``: the dropout rate;
+- ``ann.batch_norm(momentum)`` and ``ann.mlp(batch_norm=True, momentum=...)``:
+  the running statistics' momentum;
+- ``fit(label_smoothing=...)`` (and ``ann.losses.softmax_cross_entropy``'s
+  ``label_smoothing``): the label smoothing α;
+- ``fit(ema=...)``: the decay of the params' moving average.
+
+An optimizer's own hyper-parameters (learning rate, betas, momentum, weight
+decay) are not ``ann.hyper``: inject them with ``optax.inject_hyperparams``
+and ``hyper=`` sets them by their names.
+
 How the value reaches the layer: the train step traces the model inside
 :func:`bind`, a context that maps names to the step's per-model values while
 JAX traces it; the layer's ``apply`` reads its argument through :func:`value`.
@@ -113,7 +126,11 @@ def value(arg: Any, check: Callable[[float], Any] | None = None) -> Any:
         if arg.default is None:
             binding.required.add(arg.name)
         if binding.values is None:  # recording: any number does
-            return 0.5 if arg.default is None else arg.default
+            if arg.default is None:
+                return 0.5
+            if check is not None:  # a default outside its reader's range
+                check(arg.default)
+            return arg.default
         if arg.name in binding.values:
             return binding.values[arg.name]
     if arg.default is not None:

@@ -42,6 +42,7 @@ import optax
 from jax.typing import ArrayLike
 
 from annjax import _checks
+from annjax import hyperparams as _hyperparams
 
 Array = jax.Array
 Loss = Callable[..., Array]
@@ -53,6 +54,7 @@ __all__ = [
     "REDUCTIONS",
     "binary_cross_entropy",
     "check_custom",
+    "check_label_smoothing",
     "cross_entropy",
     "get",
     "huber",
@@ -191,7 +193,8 @@ def check_contract(fn, y_true, y_pred) -> None:
     batch = y_pred.shape[0]
     for reduction, want in (("none", (batch,)), (None, ())):
         kwargs = {} if reduction is None else {"reduction": reduction}
-        out = jax.eval_shape(functools.partial(fn, **kwargs), y_true, y_pred)
+        with _hyperparams.recording():  # an ann.hyper read takes a stand-in
+            out = jax.eval_shape(functools.partial(fn, **kwargs), y_true, y_pred)
         shape = tuple(getattr(out, "shape", ()))
         if shape != want:
             asked = "the default reduction" if reduction is None else "reduction='none'"
@@ -340,7 +343,10 @@ def softmax_cross_entropy(
       y_pred: logits z, shape ``(batch, ..., K)``, classes last.
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one value per example).
       label_smoothing: α in [0, 1]; 0 (the default) leaves the targets as
-        they are.
+        they are. A ``jax.Array`` (a traced value: one per model of a
+        sweep) is used as it is, unchecked; ``ann.hyper(name)`` takes its
+        value from the run (``fit(label_smoothing=ann.hyper(name))`` is the
+        usual way to sweep it).
 
     Raises:
       ValueError: as :func:`cross_entropy`; for α outside [0, 1].
@@ -352,29 +358,62 @@ def softmax_cross_entropy(
       >>> loss = ann.losses.softmax_cross_entropy(y, z, label_smoothing=0.1)
       >>> round(float(loss), 4)
       0.3365
+      >>> traced = ann.losses.softmax_cross_entropy(
+      ...     y, z, label_smoothing=jnp.float32(0.1))   # as inside a sweep
+      >>> round(float(traced), 4)
+      0.3365
     """
-    alpha = _checks.number("softmax_cross_entropy label_smoothing", label_smoothing)
-    if not 0.0 <= alpha <= 1.0:
-        raise _checks.fail(
-            "softmax_cross_entropy label_smoothing",
-            "a probability α in [0, 1] (0.1 is common)",
-            label_smoothing,
-        )
+    alpha = _hyperparams.value(label_smoothing, check_label_smoothing)
+    if isinstance(alpha, jax.Array):
+        return _smoothed_softmax_cross_entropy(y_true, y_pred, reduction, alpha)
+    alpha = check_label_smoothing(alpha)
     return _softmax_cross_entropy(y_true, y_pred, reduction, alpha)
+
+
+def check_label_smoothing(
+    alpha, name: str = "softmax_cross_entropy label_smoothing"
+) -> float:
+    """Returns a label smoothing α, checked: a number in [0, 1].
+
+    Raises:
+      ValueError: for α outside [0, 1] (``name`` names it in the message).
+
+    Examples:
+      >>> import annjax as ann
+      >>> ann.losses.check_label_smoothing(0.1)
+      0.1
+    """
+    alpha = _checks.number(name, alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise _checks.fail(name, "a probability α in [0, 1] (0.1 is common)", alpha)
+    return alpha
 
 
 @jax.jit(static_argnames=("reduction", "alpha"))
 def _softmax_cross_entropy(y_true, y_pred, reduction: str, alpha: float) -> Array:
+    return _smoothed_targets_loss(y_true, y_pred, reduction, alpha, alpha != 0.0)
+
+
+@jax.jit(static_argnames=("reduction",))
+def _smoothed_softmax_cross_entropy(y_true, y_pred, reduction: str, alpha) -> Array:
+    return _smoothed_targets_loss(y_true, y_pred, reduction, alpha, True)
+
+
+def _smoothed_targets_loss(y_true, y_pred, reduction, alpha, smooth: bool) -> Array:
+    """Returns the cross-entropy against targets smoothed by α (when the static
+    ``smooth`` says; α may be a traced value)."""
     y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
     if _is_sparse("softmax_cross_entropy", y_true, y_pred):
         _, logits = _float_pair(y_true, y_pred)
-        if alpha == 0.0:
+        if not smooth:
             values = optax.softmax_cross_entropy_with_integer_labels(logits, y_true)
             return _reduce(_per_example(values), reduction)
         labels = jax.nn.one_hot(y_true, logits.shape[-1], dtype=logits.dtype)
     else:
         labels, logits = _float_pair(y_true, y_pred)
-    if alpha != 0.0:
+    if smooth:
+        if isinstance(alpha, jax.Array):  # a traced α: in the targets' dtype
+            alpha = alpha.astype(labels.dtype)
         labels = (1.0 - alpha) * labels + alpha / logits.shape[-1]
     values = optax.softmax_cross_entropy(logits, labels)
     return _reduce(_per_example(values), reduction)

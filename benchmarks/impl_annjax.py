@@ -21,10 +21,21 @@ def make(
     track_gradients: bool = False,
     log_steps: bool = False,
     ema: float | None = None,
+    flax: bool = False,
 ):
-    """Returns ``train(epochs) -> loss`` running ``ann.fit`` on ``(x, y)``."""
+    """Returns ``train(epochs) -> loss`` running ``ann.fit`` on ``(x, y)``.
+
+    With ``flax``, the model is the flax-linen peer's MLP (``impl_flax``)
+    wrapped by ``ann.from_flax``, so ``track_gradients=True`` also measures
+    the activations the bridge taps inside the module.
+    """
     ann.enable_compilation_cache()  # as a user's script does (process-wide)
-    model = ann.mlp(list(config["sizes"][1:]), activation="relu")
+    if flax:
+        from impl_flax import LinenMLP
+
+        model = ann.from_flax(LinenMLP(tuple(config["sizes"][1:])))
+    else:
+        model = ann.mlp(list(config["sizes"][1:]), activation="relu")
     optimizer = ann.adam(config["learning_rate"])
 
     def train(epochs: int) -> float:

@@ -110,6 +110,22 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             ("annjax",),
             options={"ema": 0.999},
         ),
+        Implementation(
+            "annjax-flax",
+            "annjax",
+            "impl_annjax",
+            "make",
+            ("annjax", "flax"),
+            options={"flax": True},
+        ),
+        Implementation(
+            "annjax-flax-track",
+            "annjax",
+            "impl_annjax",
+            "make",
+            ("annjax", "flax"),
+            options={"flax": True, "track_gradients": True},
+        ),
         Implementation("jax-scan", "hand", "impl_jax", "make_scan", _JAX, quick=True),
         Implementation("jax-loop", "hand", "impl_jax", "make_loop", _JAX, quick=True),
         Implementation(
@@ -288,6 +304,17 @@ WORKLOADS: dict[str, Workload] = {
             _W1_QUICK,
             ("annjax", "annjax-ema"),
             in_quick=False,  # w1's code path plus one tree update per step
+        ),
+        Workload(
+            "flax-track",
+            "train",
+            "The profiler inside a flax model: W1's MLP as a flax.linen module "
+            "through ann.from_flax, fit(track_gradients=True) against False "
+            "(annjax's own MLP alongside)",
+            _W1,
+            _W1_QUICK,
+            ("annjax", "annjax-track", "annjax-flax", "annjax-flax-track"),
+            in_quick=False,  # two more processes of w1's size
         ),
         Workload(
             "cold",

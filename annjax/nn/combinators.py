@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks, activations, initializers
+from annjax import hyperparams as _hyperparams
 from annjax._types import (
     Array,
     Key,
@@ -260,11 +261,14 @@ def mlp(
       sizes: the widths of the hidden layers, then the number of outputs.
       activation: the hidden layers' activation (a name or a callable).
       output_activation: the last layer's activation; None gives logits.
-      dropout: the dropout rate after each hidden activation (0: none).
+      dropout: the dropout rate after each hidden activation (0: none), or
+        ``ann.hyper(name)``: a rate per model from ``hyper=``.
       batch_norm: whether to normalise each hidden layer's pre-activation.
       residual: whether to wrap equal-width hidden blocks in ``residual``.
       w_init: the weight initializer of every dense layer.
-      momentum: the running-statistics decay of the batch norms.
+      momentum: the running-statistics decay of the batch norms, in [0, 1)
+        (batch_norm's default), or ``ann.hyper(name)``: one per model from
+        ``hyper=``.
       dtype: the compute dtype of every dense and batch-norm layer (see
         :func:`annjax.dense`); None: the inputs promoted with the params'
         dtype, so bfloat16 X with float32 params computes in float32. Pass
@@ -276,6 +280,7 @@ def mlp(
       >>> import annjax as ann
       >>> model = ann.mlp([256, 256, 10])  # dense_0 relu_1 dense_2 relu_3 dense_4
       >>> bn = ann.mlp([32, 10], batch_norm=True, momentum=0.9)
+      >>> swept = ann.mlp([32, 10], batch_norm=True, momentum=ann.hyper("m"))
 
     Raises:
       ValueError: for an empty ``sizes``, a width < 1, a dropout rate outside
@@ -286,10 +291,12 @@ def mlp(
         raise _checks.fail("mlp sizes", "at least one layer width", sizes)
     for s in sizes:
         _checks.integer("mlp sizes", s, minimum=1)
-    _checks.probability("mlp dropout", dropout)
-    momentum = _checks.number("mlp momentum", momentum)
-    if not 0.0 <= momentum < 1.0:
-        raise _checks.fail("mlp momentum", "a number in [0, 1)", momentum)
+    if not isinstance(dropout, _hyperparams.Hyper):
+        _checks.probability("mlp dropout", dropout)
+    if not isinstance(momentum, _hyperparams.Hyper):
+        momentum = _checks.number("mlp momentum", momentum)
+        if not 0.0 <= momentum < 1.0:
+            raise _checks.fail("mlp momentum", "a number in [0, 1)", momentum)
     precision = {"dtype": dtype, "param_dtype": param_dtype}
     act_name = activations.name_of(activation)
     hidden_init = w_init if w_init is not None else initializers.default_for(act_name)
@@ -299,7 +306,7 @@ def mlp(
         if batch_norm:
             parts.append(_batch_norm(momentum, **precision))
         parts.append(_layers.activation(activation))
-        if dropout > 0:
+        if isinstance(dropout, _hyperparams.Hyper) or dropout > 0:
             parts.append(_layers.dropout(dropout))
         return parts
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from annjax import _checks
+from annjax import hyperparams as _hyperparams
 from annjax._types import Array, Key, Layer, Params, Shape, State, layer_factory
 from annjax.nn.layers import (
     at_least_float32,
@@ -87,7 +88,9 @@ def batch_norm(
     later prediction explode.
 
     Args:
-      momentum: the decay of the running statistics, in [0, 1).
+      momentum: the decay of the running statistics, in [0, 1), or
+        ``ann.hyper(name)``: a value per model from ``fit``'s /
+        ``fit_many``'s ``hyper=`` (read in training only).
       eps: ε > 0, added to the variance.
       axis: the feature axis of the batch (−1: the last).
       dtype: the dtype of the output and of γ, β in the computation (the
@@ -111,6 +114,10 @@ def batch_norm(
       >>> y.round(2).tolist(), state["mean"].tolist()
       ([[-1.0, -1.0], [1.0, 1.0]], [0.10000000149011612, 2.0])
       >>> y, _ = bn.apply(params, state, x)                # running statistics
+
+      A momentum per model of a sweep (``hyper=`` gives the values):
+
+      >>> swept = ann.serial(ann.dense(4), ann.batch_norm(ann.hyper("m")))
     """
     momentum, eps, axis = _batch_norm_args(momentum, eps, axis)
     dtype = float_dtype("batch_norm dtype", dtype)
@@ -152,7 +159,8 @@ def batch_norm(
         if train:
             _check_batch(x_last)
             mean, var = _batch_stats(x_stats, tuple(range(x.ndim - 1)), weights)
-            state = _running(state, mean, var, momentum, _enough(x_last, weights))
+            m = _hyperparams.value(momentum, _momentum)
+            state = _running(state, mean, var, m, _enough(x_last, weights))
         else:
             mean, var = state["mean"], state["var"]
         sd = x_stats.dtype  # normalise in the statistics' dtype, output in ct
@@ -163,11 +171,19 @@ def batch_norm(
     return Layer(init, apply, "batch_norm")
 
 
-def _batch_norm_args(momentum, eps, axis) -> tuple[float, float, int]:
-    """Returns batch_norm's momentum, ε and axis, checked."""
+def _momentum(momentum) -> float:
+    """Returns batch_norm's momentum, checked: a number in [0, 1)."""
     momentum = _checks.number("batch_norm momentum", momentum)
     if not 0.0 <= momentum < 1.0:
         raise _checks.fail("batch_norm momentum", "a number in [0, 1)", momentum)
+    return momentum
+
+
+def _batch_norm_args(momentum, eps, axis) -> tuple[float, float, int]:
+    """Returns batch_norm's momentum (a number or an ``ann.hyper``), ε and
+    axis, checked."""
+    if not isinstance(momentum, _hyperparams.Hyper):
+        momentum = _momentum(momentum)
     eps = _checks.positive("batch_norm eps", eps)
     axis = _checks.integer("batch_norm axis", axis)
     if axis == 0:

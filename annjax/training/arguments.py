@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from annjax import _checks
+from annjax import hyperparams as _hyperparams
 from annjax import losses as _losses
 from annjax import metrics as _metrics
 from annjax._types import Array, Layer
@@ -459,35 +460,40 @@ class SmoothedLoss:
 
     Hashable by value, so equal fits share their compiled epoch; named as
     the loss it smooths, so the classification checks and the metrics treat
-    it as that loss.
+    it as that loss. α may be an ``ann.hyper``, read (and its values
+    checked) while the step traces.
     """
 
-    label_smoothing: float
+    label_smoothing: float | _hyperparams.Hyper
 
     @property
     def __name__(self) -> str:
         return "softmax_cross_entropy"
 
     def __call__(self, y_true, y_pred, reduction: str = "mean"):
+        alpha = _hyperparams.value(self.label_smoothing, _label_smoothing)
         return _losses.softmax_cross_entropy(
-            y_true, y_pred, reduction, label_smoothing=self.label_smoothing
+            y_true, y_pred, reduction, label_smoothing=alpha
         )
 
 
+def _label_smoothing(alpha) -> float:
+    return _losses.check_label_smoothing(alpha, "label_smoothing")
+
+
 def smoothed_loss(loss, label_smoothing):
-    """Returns ``loss`` with ``label_smoothing`` α applied (0: ``loss`` itself).
+    """Returns ``loss`` with ``label_smoothing`` α applied (0: ``loss`` itself);
+    α is a number or an ``ann.hyper`` (a value per model from ``hyper=``).
 
     Raises:
       ValueError: for α outside [0, 1], or α > 0 with another loss than
         ``softmax_cross_entropy`` (smoothing mixes class targets).
     """
-    alpha = _checks.number("label_smoothing", label_smoothing)
-    if not 0.0 <= alpha <= 1.0:
-        raise _checks.fail(
-            "label_smoothing", "a probability α in [0, 1] (0.1 is common)", alpha
-        )
-    if alpha == 0.0:
-        return loss
+    alpha = label_smoothing
+    if not isinstance(alpha, _hyperparams.Hyper):
+        alpha = _label_smoothing(alpha)
+        if alpha == 0.0:
+            return loss
     if _losses.name_of(loss) != "softmax_cross_entropy":
         raise _checks.fail(
             "label_smoothing",
@@ -498,15 +504,38 @@ def smoothed_loss(loss, label_smoothing):
     return SmoothedLoss(alpha)
 
 
-def ema_decay(ema, validate_on: str) -> float | None:
-    """Returns the EMA decay (None: no average) after checking ``validate_on``."""
+def _decay(ema) -> float:
+    """Returns an EMA decay, checked: a number in [0, 1)."""
+    ema = _checks.number("ema", ema)
+    if not 0.0 <= ema < 1.0:
+        raise _checks.fail(
+            "ema", "a decay d in [0, 1) (0.999 is common)", ema, "Or None."
+        )
+    return ema
+
+
+def ema_decay(ema, validate_on: str, named=None) -> np.ndarray | None:
+    """Returns the EMA decay (None: no average) after checking ``validate_on``.
+
+    ``ema`` is a number, or an ``ann.hyper`` whose value(s) ``named`` (the
+    run's ``hyper=``, one value or one per model) or its default give; the
+    result is that value, or those values, as float32.
+    """
     validate_on = _checks.one_of("validate_on", validate_on, ("params", "ema"))
-    if ema is not None:
-        ema = _checks.number("ema", ema)
-        if not 0.0 <= ema < 1.0:
-            raise _checks.fail(
-                "ema", "a decay d in [0, 1) (0.999 is common)", ema, "Or None."
+    if isinstance(ema, _hyperparams.Hyper):
+        named = named or {}
+        if ema.name not in named and ema.default is None:
+            raise ValueError(
+                f"hyper: expected a value for ema=ann.hyper({ema.name!r}), got "
+                f"none (given: {sorted(named)}). Pass hyper={{{ema.name!r}: "
+                "...}, or give the hyper a default."
             )
+        values = np.asarray(named.get(ema.name, ema.default), np.float32)
+        for v in values.ravel():
+            _decay(float(v))
+        ema = values
+    elif ema is not None:
+        ema = np.float32(_decay(ema))
     if validate_on == "ema" and ema is None:
         raise _checks.fail(
             "validate_on",

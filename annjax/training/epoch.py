@@ -417,6 +417,13 @@ def finish(
     examples ``(x, y)`` (those ``train_eval_*`` reads) and as ``n`` (static)
     the epoch's number of examples; by default both come from ``data``.
     """
+    # the loss's ann.hyper values (label smoothing), bound as in run_steps
+    with _hyperparams.bind({} if hyper is None else hyper.get("named", {})):
+        return _finish(spec, ts, logs, data, val, hyper, epoch, head, n)
+
+
+def _finish(spec, ts, logs, data, val, hyper, epoch, head, n) -> dict[str, Array]:
+    """Returns :func:`finish`'s values (the hyper-parameters bound)."""
     x, y, steps = data
     out = _aggregate(spec, logs, x.shape[0] if n is None else n)
     i, w = steps.idx[-1], steps.weights[-1]

@@ -45,6 +45,7 @@ from jax.sharding import Mesh
 
 from annjax import optim as _optim
 from annjax._types import Key, Layer
+from annjax.hyperparams import Hyper
 from annjax.training import checkpoint as _ckpt
 from annjax.training import loop as _loop
 from annjax.training import mesh as _mesh
@@ -86,8 +87,8 @@ def fit(
     params: Any = None,
     state: Any = None,
     trainable: Callable[[str], bool] | Any = None,
-    label_smoothing: float = 0.0,
-    ema: float | None = None,
+    label_smoothing: float | Hyper = 0.0,
+    ema: float | Hyper | None = None,
     validate_on: str = "params",
     class_weight: Mapping[Any, float] | None = None,
     track_sharpness: int | None = 0,
@@ -205,11 +206,13 @@ def fit(
         out of its gradient findings.
       label_smoothing: α in [0, 1] for ``softmax_cross_entropy``: the
         targets become (1 − α) y + α / K (``optax.smooth_labels``), in
-        training and in the ``val_`` loss.
+        training and in the ``val_`` loss; or ``ann.hyper(name)``, its value
+        from ``hyper=``.
       ema: a decay d in [0, 1): keep the moving average
         ē ← d ē + (1 − d) θ of the params, updated after every step inside
         the compiled epoch (from ē = θ at the start, no bias correction),
-        returned as ``result.ema_params``. None (default): none.
+        returned as ``result.ema_params``. None (default): none. Or
+        ``ann.hyper(name)``, the decay from ``hyper=``.
       validate_on: ``"params"`` (default), or ``"ema"``: the ``val_`` values,
         and so early stopping and the best epoch, are those of the moving
         average (needs ``ema=``).
@@ -275,8 +278,8 @@ def fit_many(
     params: Any = None,
     state: Any = None,
     trainable: Callable[[str], bool] | Any = None,
-    label_smoothing: float = 0.0,
-    ema: float | None = None,
+    label_smoothing: float | Hyper = 0.0,
+    ema: float | Hyper | None = None,
     validate_on: str = "params",
     sample_weight: Any = None,
     val_weight: Any = None,
@@ -330,7 +333,10 @@ def fit_many(
         device; with both axes each model's batches are split over ``"data"``.
       params, state: one set for every model, or stacked with a leading
         axis of one set per model.
-      ema: as :func:`fit`'s; ``result.ema_params`` is stacked per model.
+      ema: as :func:`fit`'s; ``result.ema_params`` is stacked per model;
+        ``ema=ann.hyper("d")`` with ``hyper={"d": [0.9, 0.99]}`` gives each
+        model its own decay (``label_smoothing=`` and batch norm's momentum
+        likewise).
       sample_weight: example weights per model, shape (models, n) (one
         weighting of the training data per model: bootstrap counts, fold
         masks, subsets; see :mod:`annjax.analysis.resampling`), or (n,) for

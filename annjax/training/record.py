@@ -33,6 +33,7 @@ import optax
 
 from annjax import _checks
 from annjax import hyperparams as _hyperparams
+from annjax import losses as _losses
 from annjax import optim as _optim
 from annjax._types import Key, Layer
 from annjax.data.stream import source_of
@@ -41,6 +42,7 @@ from annjax.training import mesh as _mesh
 from annjax.training import streamed as _streamed
 from annjax.training import vectorize as _vectorize
 from annjax.training.arguments import (
+    SmoothedLoss,
     callbacks_of,
     checkpoint_path,
     ema_decay,
@@ -157,8 +159,8 @@ def resolve(
     params=None,
     state=None,
     trainable=None,
-    label_smoothing: float = 0.0,
-    ema: float | None = None,
+    label_smoothing: float | _hyperparams.Hyper = 0.0,
+    ema: float | _hyperparams.Hyper | None = None,
     validate_on: str = "params",
     sample_weight=None,
     val_weight=None,
@@ -192,9 +194,10 @@ def resolve(
         step_hyper, models, scales, swept = penalties(l1, l2), 1, None, None
         named = one_model_hyper(hyper)
         keys = jax.random.key(0) if key is None else _checks.random_key("key", key)
-    decay = ema_decay(ema, validate_on)
+    decay = ema_decay(ema, validate_on, named)
     if decay is not None:
         step_hyper["ema"] = jnp.full((models,) if many else (), decay, jnp.float32)
+    ema_name = {ema.name} if isinstance(ema, _hyperparams.Hyper) else set()
     if resume is not None and (params is not None or state is not None):
         raise _checks.fail(
             "params/state",
@@ -279,8 +282,10 @@ def resolve(
         **{k: jnp.asarray(v) for k, v in weights.items() if v is not None},
     }
     how = _vectorize.choose(vectorize, spec.model, x.shape[1:], spec.mesh)
-    reads = named or _mentions_hyper(spec.model)
-    opt_hyper, layer_hyper = named_hyper(spec, x, named) if reads else ({}, {})
+    reads = named or _mentions_hyper((spec.model, spec.loss))
+    opt_hyper, layer_hyper = (
+        named_hyper(spec, x, y, named, ema_name) if reads else ({}, {})
+    )
     if layer_hyper:
         step_hyper["named"] = {k: jnp.asarray(v) for k, v in layer_hyper.items()}
     if scales is not None and (scales != 1).any() and not _constant_rate(spec, x):
@@ -314,9 +319,11 @@ def resolve(
 
 def _mentions_hyper(value) -> bool:
     """Returns whether a layer's recorded arguments (its identity, children
-    included) hold an ``ann.hyper``."""
+    included), or a smoothed loss's α, hold an ``ann.hyper``."""
     if isinstance(value, _hyperparams.Hyper):
         return True
+    if isinstance(value, SmoothedLoss):
+        return _mentions_hyper(value.label_smoothing)
     if isinstance(value, Layer):
         identity = getattr(value, "identity", None)
         return identity is not None and _mentions_hyper(identity.arguments)
@@ -346,30 +353,32 @@ def _constant_rate(spec, x) -> bool:
     return "learning_rate" in _injected(opt_state) - scheduled
 
 
-def named_hyper(spec, x, values: dict) -> tuple[dict, dict]:
+def named_hyper(spec, x, y, values: dict, also=frozenset()) -> tuple[dict, dict]:
     """Returns ``(optimizer's, model's)`` values of ``hyper=``, checked.
 
     The names the optimizer injects (``optax.inject_hyperparams``) go to its
-    state; the ``ann.hyper`` names the model's layers read go to the step.
-    Learned by tracing one training-mode forward pass abstractly (nothing
-    compiles), which also collects each reader's check of a value (a
-    dropout rate in [0, 1]).
+    state; the ``ann.hyper`` names the model's layers and the loss read go
+    to the step (``also``: names read elsewhere, the EMA decay's). Learned
+    by tracing one training-mode forward pass and its loss abstractly
+    (nothing compiles), which also collects each reader's check of a value
+    (a dropout rate in [0, 1]).
 
     Raises:
       ValueError: for a name nothing uses, a name the model reads without a
         value or default, or a value its reader refuses.
     """
     params, state, opt_state = _abstract_state(spec, x)
-    one = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+    # a batch of 2: batch norm refuses one example in training
+    xb, yb = (jax.ShapeDtypeStruct((2, *a.shape[1:]), a.dtype) for a in (x, y))
 
-    def forward(params, state, x1):
-        pred, _ = spec.model.apply(params, state, x1, key=jax.random.key(0), train=True)
-        return pred
+    def forward(params, state, xb, yb):
+        pred, _ = spec.model.apply(params, state, xb, key=jax.random.key(0), train=True)
+        return _losses.get(spec.loss)(yb, pred)
 
     with _hyperparams.recording() as record:
-        jax.eval_shape(forward, params, state, one)
+        jax.eval_shape(forward, params, state, xb, yb)
     optimizer_names = _injected(opt_state)
-    known = optimizer_names | set(record.used)
+    known = optimizer_names | set(record.used) | set(also)
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(
