@@ -15,6 +15,9 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -208,21 +211,51 @@ def test_watch_runs(load, tmp_path):
 
 def test_residual_mnist(load, tmp_path, capsys):
     result = run(load, "residual_mnist", tmp_path)
+    module = load("residual_mnist")
     rows = result["results"]
-    assert list(rows) == ["plain CNN", "ResNet + batch norm"]
-    # the same convolutions; the ResNet adds batch norm and one 1×1 projection
-    assert rows["ResNet + batch norm"]["params"] > rows["plain CNN"]["params"]
-    for row in rows.values():
+    assert list(rows) == list(module.NETWORKS)
+    deep, shallow, resnet = (rows[name] for name in module.NETWORKS)
+    # the same convolutions; the ResNet adds batch norm (and 1×1 projections)
+    assert resnet["params"] > deep["params"] > shallow["params"]
+    for name, row in rows.items():
         assert 0.0 <= row["test acc"] <= 1.0 and 0.0 <= row["val acc"] <= 1.0
+        assert 0.0 <= row["train err"] <= 1.0
         assert 0.0 < row["first/last grad"] < math.inf
+        # each network trains at the configuration its sweep scored best
+        sweep = result["sweep"][name]
+        assert sorted(r["model"] for r in sweep) == list(range(len(module.GRID)))
+        assert row["val acc"] == max(r["val_accuracy"] for r in sweep)
+        opt, lr = module.GRID[sweep[0]["model"]]
+        assert row["optimizer"] == f"{opt} {lr:.4g}"
     assert [Path(f).name for f in result["figures"]] == [
         "residual_mnist_plain.png",
+        "residual_mnist_shallow.png",
         "residual_mnist_resnet.png",
     ]
     assert all(Path(f).stat().st_size > 0 for f in result["figures"])
     assert set(result["findings"]) == set(rows)
     out = capsys.readouterr().out
     assert "augmentation: random shifts" in out and "ann.diagnose" in out
+    assert "depth, each plain network at its best" in out
+
+
+@pytest.mark.parametrize(
+    ("adam", "reference"),
+    [(0.0, lambda lr: optax.sgd(lr, momentum=0.9)), (1.0, optax.adam)],
+)
+def test_residual_mnist_sgd_or_adam_is_the_chosen_optimizer(load, adam, reference):
+    """The example sweeps the optimizer as a hyper-parameter: each choice's
+    updates equal optax's own optimizer's (oracle), step after step."""
+    module = load("residual_mnist")
+    swept = optax.inject_hyperparams(module.sgd_or_adam)(learning_rate=0.1, adam=adam)
+    oracle = reference(0.1)
+    params = {"w": jnp.array([1.0, -2.0, 3.0])}
+    s_swept, s_oracle = swept.init(params), oracle.init(params)
+    for step in range(3):
+        grads = {"w": jnp.array([0.5, -1.0, 2.0]) * (step + 1)}
+        u_swept, s_swept = swept.update(grads, s_swept, params)
+        u_oracle, s_oracle = oracle.update(grads, s_oracle, params)
+        np.testing.assert_allclose(u_swept["w"], u_oracle["w"], rtol=1e-6)
 
 
 def test_regularization(load, tmp_path, capsys):

@@ -201,7 +201,9 @@ def split(
     With ``stratify=True`` each part keeps the class proportions of ``y``:
     part p holds ⌊n_c·n_p/n⌋ or ⌈n_c·n_p/n⌉ examples of class c (within one
     example of its share), and the part sizes are the same as without it.
-    Classes are the distinct values (rows, for one-hot ``y``) of ``y``.
+    Classes are the distinct values (rows, for one-hot ``y``) of ``y``. Each
+    part is in an order of its own (a second permutation, from
+    ``fold_in(key, 1)``), so any prefix of it is a random subset.
 
     Fit preprocessing such as :class:`Standardizer` on ``train`` only.
 
@@ -230,6 +232,11 @@ def split(
         if y is None:
             raise _checks.fail("y", "class labels when stratify=True", None)
         part = _stratified_parts(np.asarray(y)[perm].reshape(n, -1), sizes)
+        # A class's examples join the parts in perm's order, so in perm's order
+        # a small part holds each class in its own narrow stretch (a prefix of
+        # it misses whole classes): a second permutation orders the parts.
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1), n))
+        perm, part = perm[order], part[order]
     else:
         part = np.repeat(np.arange(3), sizes)
     pairs = []
