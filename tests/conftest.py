@@ -6,7 +6,9 @@
 - ``strict_promotion``: jax's strict dtype promotion for one test, so an implicit
   int → float or float32 → float64 promotion fails loudly.
 - ``on_cpu_devices``: runs a script in a fresh process with N CPU devices (the
-  mesh tests) and returns the JSON it printed.
+  mesh tests) and returns the JSON it printed; ``start_on_cpu_devices``,
+  ``wait_all`` and ``free_port`` start and join the processes of a
+  multi-process (``jax.distributed``) test.
 - ``seed`` / ``key``: the random seed and its ``jax.random.key``. The seed is 0
   unless ``--seed N`` (or the environment variable ``ANNJAX_TEST_SEED``) says
   otherwise, and a failing test that used it reports it, so a failure can be
@@ -119,14 +121,10 @@ def check_grads64(x64: None) -> Callable[..., None]:
     return check
 
 
-def on_cpu_devices(args: list[str], devices: int = 8, timeout: float = 600) -> dict:
-    """Returns the JSON that ``python *args`` printed on its last ``RESULT `` line,
-    run in a fresh process that sees ``devices`` CPU devices (a mesh on one
-    machine: ``--xla_force_host_platform_device_count``) and this checkout's
-    annjax; the process's stderr tail is the failure message."""
-    import json
-    import subprocess
-    import sys
+def cpu_devices_env(devices: int) -> dict[str, str]:
+    """Returns this process's environment for a child that sees ``devices`` CPU
+    devices (``--xla_force_host_platform_device_count``) and this checkout's
+    annjax."""
     from pathlib import Path
 
     env = dict(os.environ)
@@ -134,9 +132,20 @@ def on_cpu_devices(args: list[str], devices: int = 8, timeout: float = 600) -> d
     env["JAX_PLATFORMS"] = "cpu"
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    return env
+
+
+def on_cpu_devices(args: list[str], devices: int = 8, timeout: float = 600) -> dict:
+    """Returns the JSON that ``python *args`` printed on its last ``RESULT `` line,
+    run in a fresh process that sees ``devices`` CPU devices (a mesh on one
+    machine); the process's stderr tail is the failure message."""
+    import json
+    import subprocess
+    import sys
+
     done = subprocess.run(
         [sys.executable, *args],
-        env=env,
+        env=cpu_devices_env(devices),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -145,6 +154,47 @@ def on_cpu_devices(args: list[str], devices: int = 8, timeout: float = 600) -> d
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-4000:]
     return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def start_on_cpu_devices(args: list[str], devices: int):
+    """Returns the started ``python *args`` (a ``subprocess.Popen``, output
+    piped) seeing ``devices`` CPU devices: one process of a multi-process run."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, *args],
+        env=cpu_devices_env(devices),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_all(procs: list, timeout: float) -> None:
+    """Waits for every process, asserting each exits 0 (its output's tail is
+    the message); kills them all when one fails or ``timeout`` s pass."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            output, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            assert p.returncode == 0, output[-4000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def free_port() -> int:
+    """Returns a TCP port free on 127.0.0.1 now (a coordinator's address)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Started(Exception):

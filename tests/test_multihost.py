@@ -12,14 +12,11 @@ bounded by a timeout and killed when it runs over.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from conftest import free_port, start_on_cpu_devices, wait_all
 
 TOL = 1e-5
 TIMEOUT_S = 600  # for all three processes together
@@ -87,50 +84,15 @@ def worker(role: str, out: str, port: str = "", pid: str = "0") -> None:
         jax.distributed.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(args: list[str], devices: int) -> subprocess.Popen:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env["JAX_PLATFORMS"] = "cpu"
-    return subprocess.Popen(
-        [sys.executable, __file__, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait(procs: list[subprocess.Popen]) -> None:
-    """Waits for every process; kills all when one fails or runs over."""
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        for p in procs:
-            left = max(1.0, deadline - time.monotonic())
-            output, _ = p.communicate(timeout=left)
-            assert p.returncode == 0, output[-4000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-
-
 def test_two_hosts_train_as_one_host_with_as_many_devices(tmp_path):
-    port = str(_free_port())
+    port = str(free_port())
     hosts, single = tmp_path / "hosts.npz", tmp_path / "single.npz"
     procs = [
-        _start(["host", str(hosts), port, "0"], devices=2),
-        _start(["host", str(hosts), port, "1"], devices=2),
-        _start(["single", str(single)], devices=4),
+        start_on_cpu_devices([__file__, "host", str(hosts), port, "0"], devices=2),
+        start_on_cpu_devices([__file__, "host", str(hosts), port, "1"], devices=2),
+        start_on_cpu_devices([__file__, "single", str(single)], devices=4),
     ]
-    _wait(procs)
+    wait_all(procs, TIMEOUT_S)
     two, one = np.load(hosts), np.load(single)
     assert set(two.files) == set(one.files)
     assert any("dense_0" in name for name in two.files)

@@ -23,14 +23,11 @@ the batches and the dropout masks are the same.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from conftest import free_port, start_on_cpu_devices, wait_all
 
 TOL = 1e-5
 TIMEOUT_S = 300
@@ -182,44 +179,10 @@ def worker(role: str, out: str, port: str = "", pid: str = "0") -> None:
 # ------------------------------------------------------------------ the tests
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(args: list[str], devices: int) -> subprocess.Popen:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env["JAX_PLATFORMS"] = "cpu"
-    return subprocess.Popen(
-        [sys.executable, __file__, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait(procs: list[subprocess.Popen]) -> None:
-    """Waits for every process; kills all when one fails or runs over."""
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        for p in procs:
-            left = max(1.0, deadline - time.monotonic())
-            output, _ = p.communicate(timeout=left)
-            assert p.returncode == 0, output[-4000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-
-
 def test_streamed_fit_on_a_mesh_equals_arrays_and_one_device(tmp_path):
     out = tmp_path / "one.json"
-    _wait([_start(["one", str(out), str(tmp_path)], devices=8)])
+    one = start_on_cpu_devices([__file__, "one", str(out), str(tmp_path)], devices=8)
+    wait_all([one], TIMEOUT_S)
     got = json.loads(out.read_text())
     assert got["host_vs_arrays"] <= TOL
     assert got["resumed_vs_whole"] == 0.0
@@ -241,14 +204,15 @@ def test_streamed_fit_on_a_mesh_equals_arrays_and_one_device(tmp_path):
 
 
 def test_two_processes_streaming_their_halves_equal_one_streaming_all(tmp_path):
-    port = str(_free_port())
+    port = str(free_port())
     hosts, single = tmp_path / "hosts", tmp_path / "single"
-    _wait(
+    wait_all(
         [
-            _start(["host", str(hosts), port, "0"], devices=2),
-            _start(["host", str(hosts), port, "1"], devices=2),
-            _start(["single", str(single)], devices=4),
-        ]
+            start_on_cpu_devices([__file__, "host", str(hosts), port, "0"], devices=2),
+            start_on_cpu_devices([__file__, "host", str(hosts), port, "1"], devices=2),
+            start_on_cpu_devices([__file__, "single", str(single)], devices=4),
+        ],
+        TIMEOUT_S,
     )
     one = np.load(f"{single}.0.npz")
     for pid in (0, 1):
