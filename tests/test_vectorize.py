@@ -106,7 +106,7 @@ def test_an_unknown_way_is_refused_before_anything_compiles():
         ann.fit_many(MLP, _data(False)[0], keys=KEYS, vectorize="pmap", **ARGS)
     x, y = _data(False)[0]
     stream = ann.data.stream([(x[:8], y[:8])] * 2)
-    with pytest.raises(ValueError, match="vectorize: expected a way .* streamed"):
+    with pytest.raises(ValueError, match=r"vectorize: expected a way .* streamed"):
         ann.fit_many(MLP, stream, keys=KEYS, vectorize="sequential", **ARGS)
 
 
