@@ -100,8 +100,10 @@ def _annjax_kwargs(config, x_val, y_val) -> dict:
     }
 
 
-def run_annjax_many(config: dict[str, Any]) -> list[float]:
-    """Returns the accuracies: one ``ann.fit_many`` over every configuration."""
+def run_annjax_many(config: dict[str, Any], vectorize: str = "auto") -> list[float]:
+    """Returns the accuracies: one ``ann.fit_many`` over every configuration
+    (``vectorize``: how it runs the models; ``"auto"``, its default, unless
+    an implementation of the registry names another)."""
     import jax
 
     import annjax as ann
@@ -115,6 +117,7 @@ def run_annjax_many(config: dict[str, Any]) -> list[float]:
         keys=[jax.random.key(s) for s, _ in runs],
         lr_scale=[lr / base for _, lr in runs],
         optimizer=_once("annjax_opt", lambda: ann.adam(base)),
+        vectorize=vectorize,
         **_annjax_kwargs(config, xv, yv),
     )
     return [float(a) for a in np.asarray(result.history["val_accuracy"][-1])]

@@ -5,6 +5,9 @@ cache folder filled by a first run)::
 
     ANNJAX_CACHE_DIR=off python benchmarks/many_vs_sequential.py many
     ANNJAX_CACHE_DIR=off python benchmarks/many_vs_sequential.py seq
+    ANNJAX_CACHE_DIR=off python benchmarks/many_vs_sequential.py many sequential
+
+``many WAY`` passes ``vectorize=WAY`` to ``fit_many`` (default ``auto``).
 
 It prints the process's wall and CPU time from start to end (imports and
 compilations included) and the mean final validation accuracy, which must
@@ -25,7 +28,7 @@ import numpy as np  # noqa: E402
 import annjax as ann  # noqa: E402
 
 
-def main(mode: str) -> None:
+def main(mode: str, way: str = "auto") -> None:
     d = ann.datasets.load_digits()
     s = ann.data.split(d.X, d.y, val=0.2, key=jax.random.key(0))
     model = ann.mlp([64, 64, 64, 10], activation="relu")
@@ -39,22 +42,24 @@ def main(mode: str) -> None:
         progress=False,
     )
     if mode == "many":
-        acc = ann.fit_many(model, s.train, keys=keys, **kw).history["val_accuracy"][-1]
+        result = ann.fit_many(model, s.train, keys=keys, vectorize=way, **kw)
+        acc = result.history["val_accuracy"][-1]
     else:
         acc = [
             ann.fit(model, s.train, key=k, **kw).history["val_accuracy"][-1]
             for k in keys
         ]
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    name = f"{mode} {way}" if mode == "many" else mode
     print(
-        f"{mode:5s} wall {time.perf_counter() - START:5.2f} s  "
+        f"{name:16s} wall {time.perf_counter() - START:5.2f} s  "
         f"cpu {usage.ru_utime + usage.ru_stime:5.2f} s  "
         f"mean val accuracy {np.mean(acc):.4f}"
     )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in ("many", "seq"):
-        sys.exit("usage: python benchmarks/many_vs_sequential.py many|seq")
+    if len(sys.argv) not in (2, 3) or sys.argv[1] not in ("many", "seq"):
+        sys.exit("usage: python benchmarks/many_vs_sequential.py many [WAY]|seq")
     ann.enable_compilation_cache()  # ANNJAX_CACHE_DIR=off keeps it off
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -19,7 +19,7 @@ update, hand-written JAX, no annjax in the timed code):
 Four ways to run the N models' steps:
 
 * ``loop``: one jitted single-model step, called N times per step (what a
-  loop of ``fit`` calls does);
+  loop of ``fit`` calls does, and ``fit_many(vectorize="sequential")``);
 * ``vmap``: one jitted ``jax.vmap`` of the step over the stacked models;
 * ``unroll``: one jit of a Python loop over the N models (N copies of the
   step in one program);

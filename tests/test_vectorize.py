@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 import annjax as ann
-from annjax.training.vectorize import WAYS, choose, over_models
+from annjax.training.vectorize import (
+    IN_PROGRAM,
+    WAYS,
+    choose,
+    models_of,
+    over_models,
+    stacked,
+)
 
 # Equal up to float reassociation: batched kernels may sum in another order.
 TOL = {"rtol": 1e-4, "atol": 1e-5}
@@ -71,9 +78,11 @@ def test_every_way_equals_separate_fits(model, how):
         _assert_same(alone, many.select(i))
 
 
-def test_auto_unrolls_a_convolution_on_the_cpu_and_vmaps_the_rest():
+def test_auto_runs_a_convolution_sequentially_on_the_cpu_and_vmaps_the_rest():
     cpu = jax.devices()[0].platform == "cpu"
-    assert choose("auto", CNN, (6, 6, 1), None) == ("unroll" if cpu else "vmap")
+    assert choose("auto", CNN, (6, 6, 1), None) == ("sequential" if cpu else "vmap")
+    # streamed data is one pass for all the models: one program
+    assert choose("auto", CNN, (6, 6, 1), None, True) == ("unroll" if cpu else "vmap")
     assert choose("auto", MLP, (4,), None) == "vmap"
     assert choose("map", CNN, (6, 6, 1), None) == "map"
 
@@ -86,7 +95,7 @@ def test_over_models_passes_shared_and_tuple_arguments():
 
     pair = (np.ones(3, np.float32), np.float32(5.0))
     ref = jax.vmap(f, in_axes=(0, None, (0, None)))(w, np.float32(2.0), pair)
-    for how in WAYS:
+    for how in IN_PROGRAM:
         out = jax.jit(over_models(f, (0, None, (0, None)), how))(w, 2.0, pair)
         np.testing.assert_allclose(out[0], ref[0])
         np.testing.assert_allclose(out[1], [5.0, 5.0, 5.0])
@@ -95,6 +104,10 @@ def test_over_models_passes_shared_and_tuple_arguments():
 def test_an_unknown_way_is_refused_before_anything_compiles():
     with pytest.raises(ValueError, match="vectorize"):
         ann.fit_many(MLP, _data(False)[0], keys=KEYS, vectorize="pmap", **ARGS)
+    x, y = _data(False)[0]
+    stream = ann.data.stream([(x[:8], y[:8])] * 2)
+    with pytest.raises(ValueError, match=r"vectorize: expected a way .* streamed"):
+        ann.fit_many(MLP, stream, keys=KEYS, vectorize="sequential", **ARGS)
 
 
 def test_early_stopping_acts_per_model_in_every_way():
@@ -116,3 +129,75 @@ def test_early_stopping_acts_per_model_in_every_way():
         np.testing.assert_array_equal(result.model_epochs, runs["vmap"].model_epochs)
         assert result.stop_reason == runs["vmap"].stop_reason
     assert runs["vmap"].stop_reason[1].startswith("early_stopping")
+
+
+def test_models_of_and_stacked_split_and_stack_keys_and_arrays():
+    tree = {
+        "k": jax.random.split(jax.random.key(1), 3),
+        "w": np.arange(6.0).reshape(3, 2),
+    }
+    parts = models_of(tree, 3)
+    np.testing.assert_array_equal(parts[1]["w"], [2.0, 3.0])
+    np.testing.assert_array_equal(
+        jax.random.key_data(parts[2]["k"]), jax.random.key_data(tree["k"][2])
+    )
+    back = stacked(parts)
+    np.testing.assert_array_equal(back["w"], tree["w"])
+    np.testing.assert_array_equal(
+        jax.random.key_data(back["k"]), jax.random.key_data(tree["k"])
+    )
+
+
+def test_sequential_runs_the_one_program_of_fit():
+    # fit_many(vectorize="sequential") compiles fit's own epoch: a fit of the
+    # same model afterwards compiles nothing at all
+    train, val = _data(False)
+    args = {**ARGS, "optimizer": ann.sgd(0.05)}
+    net = ann.mlp([5, 3])
+    ann.fit_many(net, train, val_data=val, keys=KEYS, vectorize="sequential", **args)
+    key, compiles = KEYS[0], []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        ann.fit(net, train, val_data=val, key=key, **args)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == []
+
+
+def test_sequential_guards_each_model_and_resumes(tmp_path):
+    # model 1's rate overflows: it stops alone, with the params of its last
+    # finite epoch, as under vmap; a resumed sequential run equals a straight one
+    train, val = _data(False)
+    kw = {**ARGS, "optimizer": ann.sgd(0.1), "val_data": val, "keys": KEYS}
+    kw["lr_scale"] = [1.0, 1e9]
+    runs = {
+        how: ann.fit_many(MLP, train, vectorize=how, **kw)
+        for how in ("vmap", "sequential")
+    }
+    np.testing.assert_array_equal(
+        runs["sequential"].model_epochs, runs["vmap"].model_epochs
+    )
+    assert runs["sequential"].stop_reason == runs["vmap"].stop_reason
+    assert runs["sequential"].stop_reason[1].startswith("non_finite")
+    _assert_same(runs["vmap"].select(0), runs["sequential"].select(0))
+    kw["lr_scale"] = [1.0, 0.5]
+    straight = ann.fit_many(MLP, train, vectorize="sequential", **{**kw, "epochs": 3})
+    path = tmp_path / "many.ckpt"
+    ann.fit_many(
+        MLP, train, vectorize="sequential", checkpoint=path, **{**kw, "epochs": 1}
+    )
+    resumed = ann.fit_many(MLP, train, vectorize="sequential", resume=path, **kw)
+    assert resumed.epochs == 3
+    for a, b in zip(
+        jax.tree_util.tree_leaves(straight.params),
+        jax.tree_util.tree_leaves(resumed.params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    for name, values in straight.history.items():
+        np.testing.assert_array_equal(resumed.history[name], values, err_msg=name)

@@ -553,7 +553,7 @@ def _compile(name: str, how: str | None, own: bool = False) -> Callable:
 COMPILED = {
     (name, how): _compile(name, how)
     for name in _FUNCTIONS
-    for how in (None, *_vectorize.WAYS)
+    for how in (None, *_vectorize.IN_PROGRAM)
 }
 """The jitted epoch functions: ``COMPILED[name, how]``, with the signatures
 of :func:`run_epoch`, :func:`plan`, :func:`run_steps` and :func:`finish`

@@ -5,7 +5,8 @@ test set, W ← W − α ∂L/∂W. Both check every argument (:mod:`.arguments`
 initialise, and hand over to the ONE loop of :mod:`.loop`; ``fit`` is its
 one-model case, ``fit_many`` runs the same compiled epoch over a leading
 model axis (keys and hyper-parameters per model, the data shared), vmapped,
-unrolled or mapped (:mod:`.vectorize`).
+unrolled or mapped, or ``fit``'s own epoch model after model
+(:mod:`.vectorize`).
 
 The objective, for params θ and the training set's n examples:
 
@@ -344,13 +345,16 @@ def fit_many(
       val_weight: validation weights per model, (models, n_val) or
         (n_val,): each model validates (and early-stops) on its own part of
         ``val_data``, e.g. its held-out fold.
-      vectorize: how the one compiled epoch runs the models: ``"vmap"``
+      vectorize: how the models run: in one compiled epoch, ``"vmap"``
         (batched), ``"unroll"`` (the single-model program once per model,
-        side by side), ``"map"`` (``lax.map``: once, in a loop), or
-        ``"auto"``: unroll a model with a convolution on the CPU, where a
-        vmapped convolution runs several times slower than one per model,
-        else vmap (measured by ``benchmarks/vectorize.py``; see
-        :mod:`annjax.training.vectorize`). Every way gives the same models.
+        side by side) or ``"map"`` (``lax.map``: once, in a loop); or
+        ``"sequential"``: ``fit``'s one-model epoch, compiled once and
+        called per model; or ``"auto"``: sequential for a model with a
+        convolution on the CPU (a vmapped convolution runs several times
+        slower than one per model there, and an unrolled one compiles N
+        copies), else vmap (measured by ``benchmarks/vectorize.py`` and the
+        ``sweep-cnn`` benchmark; see :mod:`annjax.training.vectorize`).
+        Every way gives the same models.
 
     Raises:
       ValueError: as ``fit``, and for per-model sequences of different lengths.

@@ -29,6 +29,7 @@ import numpy as np
 from annjax._types import Key
 from annjax.training import mesh as _mesh
 from annjax.training import streamed as _streamed
+from annjax.training import vectorize as _vectorize
 from annjax.training.epoch import Plan, compiled, concat_logs, part_tracking
 from annjax.training.record import Run
 from annjax.training.types import EarlyStopping, TrainState
@@ -42,7 +43,8 @@ def history_names(run: Run, ts: TrainState, train_keys: Key) -> set[str]:
     less the NaN guard's verdict. A checkpoint to resume must hold exactly
     these (:func:`annjax.training.checkpoint.resume`).
     """
-    shapes = compiled("run_epoch", run.vectorize, run.spec).eval_shape(
+    how = "vmap" if run.vectorize == "sequential" else run.vectorize  # same names
+    shapes = compiled("run_epoch", how, run.spec).eval_shape(
         run.spec, ts, train_keys, np.int32(0), run.hyper, run.x, run.y, run.val
     )[1]
     return set(shapes) - {"finite", "first_non_finite_step"}
@@ -73,6 +75,65 @@ def run_epoch(
     if keep.all():
         return new, logs
     return _select(keep, new, ts, run.many), logs
+
+
+class _OneByOne:
+    """The epochs of ``vectorize="sequential"``: every model's epoch run as
+    its own ``fit`` runs it, model after model.
+
+    ONE compiled program, ``fit``'s for one model (shared with ``fit``,
+    compiled once for all the models), called once per model and epoch
+    from here; a stopped model does not run (its state stays, its logs are
+    NaN, as the history shows every way's). The models' keys and
+    hyper-parameters are split once; their train states are kept apart
+    between epochs and stacked for the loop (history, early stopping,
+    callbacks, checkpoints) after each, through the host: nothing else
+    compiles.
+    """
+
+    def __init__(self, run: Run, train_keys: Key):
+        one = run._replace(many=False, vectorize=None, models=1)
+        self.mesh = run.spec.mesh  # placed as fit places one model's trees
+        self.keys = self._split(train_keys, run.models)
+        hypers = self._split(run.hyper, run.models)
+        self.runs = [one._replace(hyper=h) for h in hypers]
+        self.kept: tuple = (None, None)  # (the stacked state returned, its models)
+
+    def _split(self, tree, n: int) -> list:
+        parts = _vectorize.models_of(tree, n)
+        return [_mesh.place_state(p, self.mesh, False) for p in parts]
+
+    def __call__(self, ts: TrainState, epoch: int, active: np.ndarray):
+        """Returns ``(train_state, logs)`` as :func:`run_epoch` does."""
+        returned, states = self.kept
+        if ts is not returned:  # the first epoch (or a state from elsewhere)
+            states = self._split(ts, len(self.runs))
+        logs: list = [None] * len(self.runs)
+        for i in np.flatnonzero(active):
+            states[i], logs[i] = run_epoch(
+                self.runs[i], states[i], self.keys[i], epoch, active[i : i + 1]
+            )
+        ran = next(log for log in logs if log is not None)
+        stopped = {k: np.full(np.shape(v), np.nan, np.float32) for k, v in ran.items()}
+        stopped["finite"] = np.bool_(False)
+        stopped["first_non_finite_step"] = np.int32(-1)
+        logs = [stopped if log is None else log for log in logs]
+        out = {k: np.stack([np.asarray(log[k]) for log in logs]) for k in ran}
+        ts = _mesh.place_state(_vectorize.stacked(states), self.mesh, True)
+        self.kept = (ts, states)
+        return ts, out
+
+
+def epochs_of(run: Run, train_keys: Key) -> Callable:
+    """Returns ``epoch_of(ts, epoch, active) -> (train_state, logs)``: the
+    run's epochs, in the way ``run.vectorize`` runs its models."""
+    if run.vectorize == "sequential":
+        return _OneByOne(run, train_keys)
+
+    def epoch_of(ts, epoch, active):
+        return run_epoch(run, ts, train_keys, epoch, active)
+
+    return epoch_of
 
 
 def _steps(run: Run, ts: TrainState, train_keys: Key, index):
@@ -350,6 +411,7 @@ def train(
     """
     bar = _progress_bar(run.progress, progress.done + run.epochs, progress.done)
     current = [ts]
+    epoch_of = epochs_of(run, train_keys)
 
     def save_now():
         if save is not None:
@@ -357,7 +419,7 @@ def train(
 
     try:
         for epoch in range(progress.done, progress.done + run.epochs):
-            ts, logs = run_epoch(run, ts, train_keys, epoch, progress.active)
+            ts, logs = epoch_of(ts, epoch, progress.active)
             current[0] = ts
             progress.record(epoch, logs)
             progress.early_stopping(epoch, logs, ts)

@@ -86,8 +86,8 @@ class Run(NamedTuple):
       swept: ``fit_many``'s per-model hyper-parameters as ``result.hyper``
         reports them (``l1``, ``l2``, ``lr_scale``), or None for ``fit``.
       many: whether the train state carries a leading model axis.
-      vectorize: how the compiled epoch runs the models (a way of
-        :mod:`.vectorize`: ``"vmap"``, ``"unroll"``, ``"map"``), None for
+      vectorize: how the models run (a way of :mod:`.vectorize`:
+        ``"vmap"``, ``"unroll"``, ``"map"``, ``"sequential"``), None for
         ``fit``.
       models: the number of models (1 for ``fit``).
       epochs: epochs to run in this call.
@@ -281,7 +281,9 @@ def resolve(
         **step_hyper,
         **{k: jnp.asarray(v) for k, v in weights.items() if v is not None},
     }
-    how = _vectorize.choose(vectorize, spec.model, x.shape[1:], spec.mesh)
+    how = _vectorize.choose(
+        vectorize, spec.model, x.shape[1:], spec.mesh, stream is not None
+    )
     reads = named or _mentions_hyper((spec.model, spec.loss))
     opt_hyper, layer_hyper = (
         named_hyper(spec, x, y, named, ema_name) if reads else ({}, {})

@@ -1,6 +1,6 @@
-"""How ``fit_many`` runs its models inside one compiled program.
+"""How ``fit_many`` runs its models: in one compiled program, or one by one.
 
-Three ways, each giving every model exactly what its own ``fit`` would:
+Four ways, each giving every model exactly what its own ``fit`` would:
 
 * ``"vmap"``: ``jax.vmap`` over the model axis: one batched program (batched
   matrix products; one kernel per layer for all models);
@@ -8,16 +8,23 @@ Three ways, each giving every model exactly what its own ``fit`` would:
   copies of the single-model program side by side, which XLA schedules as
   it likes (a larger program to compile);
 * ``"map"``: ``jax.lax.map`` over the model axis: the single-model program
-  once, in a loop over the models (the smallest program, no parallelism).
+  once, in a loop over the models (the smallest program, no parallelism);
+* ``"sequential"``: ``fit``'s own one-model program, compiled once (and
+  shared with ``fit``), called for each model in turn by the loop
+  (:func:`annjax.training.loop.epochs_of`); the models' states are split
+  and stacked on the host around it (:func:`models_of`, :func:`stacked`).
 
-``"auto"`` (:func:`choose`) is the rule measured by
-``benchmarks/vectorize.py`` on this project's CPU (see
-``benchmarks/README.md``): on XLA:CPU a vmapped convolution (one kernel per
-model, batched) runs several times slower than the models' convolutions one
-by one, and ``lax.map`` of a convolution slower still, so a model with a
-convolution on the CPU is unrolled; everything else, and every model on a
-GPU or TPU (expected, not measured here: no accelerator was available), is
-vmapped.
+``"auto"`` (:func:`choose`) is the rule measured by ``benchmarks/vectorize.py``
+and the ``sweep-cnn`` workload of ``benchmarks/run.py`` on this project's
+CPU (see ``docs/sweeps.md``): on XLA:CPU a vmapped convolution (one kernel
+per model, batched) runs several times slower than the models' convolutions
+one by one, ``lax.map`` of a convolution slower still, and the unrolled
+program compiles N copies of the convolutions (cold, slower than a loop of
+``fit`` calls, which compile one), so a model with a convolution on the
+CPU runs ``"sequential"``: the work and the compilation of a loop of
+``fit`` calls, without their per-call setup. Everything else, and every
+model on a GPU or TPU (expected, not measured here: no accelerator was
+available), is vmapped.
 """
 
 from __future__ import annotations
@@ -27,26 +34,40 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from annjax import _checks
 from annjax._types import Layer
 from annjax.nn.tracing import primitives
 
-__all__ = ["WAYS", "choose", "over_models"]
+__all__ = ["IN_PROGRAM", "WAYS", "choose", "models_of", "over_models", "stacked"]
 
+#: The ways that run every model inside one compiled program (:func:`over_models`).
+IN_PROGRAM = ("vmap", "unroll", "map")
 #: The ways to run the models; ``fit_many(vectorize=...)`` also takes "auto".
-WAYS = ("vmap", "unroll", "map")
+#: ``"sequential"`` runs ``fit``'s own one-model program once per model
+#: (driven by the loop, :func:`annjax.training.loop.run_epoch`).
+WAYS = (*IN_PROGRAM, "sequential")
 
 
-def choose(value: str, model: Layer, input_shape: Sequence[int], mesh) -> str:
+def choose(
+    value: str,
+    model: Layer,
+    input_shape: Sequence[int],
+    mesh,
+    streamed: bool = False,
+) -> str:
     """Returns the way to run the models: ``value``, or the ``"auto"`` rule.
 
-    ``"auto"``: ``"unroll"`` for a model with a convolution on the CPU and no
-    ``"model"`` mesh axis; ``"vmap"`` otherwise (and on a mesh that splits
-    the models over devices, which places the model axis).
+    ``"auto"``: ``"sequential"`` for a model with a convolution on the CPU
+    and no ``"model"`` mesh axis; ``"vmap"`` otherwise (and on a mesh that
+    splits the models over devices, which places the model axis). Streamed
+    training data (``streamed``) is one pass shared by all the models, so
+    it runs in one program: a convolution on the CPU is then unrolled.
 
     Raises:
-      ValueError: for a value that is not "auto" or one of :data:`WAYS`.
+      ValueError: for a value that is not "auto" or one of :data:`WAYS`, and
+        for ``"sequential"`` with streamed data or a ``"model"`` mesh axis.
 
     Examples:
       >>> import annjax as ann
@@ -57,13 +78,24 @@ def choose(value: str, model: Layer, input_shape: Sequence[int], mesh) -> str:
       'map'
     """
     value = _checks.one_of("vectorize", value, ("auto", *WAYS))
+    split = mesh is not None and "model" in mesh.axis_names
+    if value == "sequential" and (streamed or split):
+        raise _checks.fail(
+            "vectorize",
+            "a way that runs the models in one program (vmap, unroll, map)",
+            f"sequential with {'streamed data' if streamed else 'a model mesh axis'}",
+            "The models share one pass over streamed data, and a mesh's "
+            '"model" axis places them side by side: use vectorize="auto".',
+        )
     if value != "auto":
         return value
-    if mesh is not None and "model" in mesh.axis_names:
+    if split:
         return "vmap"
     device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
     convolves = "conv_general_dilated" in primitives(model, tuple(input_shape))
-    return "unroll" if device.platform == "cpu" and convolves else "vmap"
+    if device.platform != "cpu" or not convolves:
+        return "vmap"
+    return "unroll" if streamed else "sequential"
 
 
 def _split(args: tuple, axes: tuple) -> tuple[list, Callable[[Any], tuple]]:
@@ -95,10 +127,58 @@ def _split(args: tuple, axes: tuple) -> tuple[list, Callable[[Any], tuple]]:
     return mapped, rebuild
 
 
+def models_of(tree: Any, n: int) -> list:
+    """Returns ``tree``'s ``n`` models: one tree per index of its leading
+    model axis (through the host: one transfer, nothing compiled).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from annjax.training.vectorize import models_of
+      >>> w = jnp.arange(4.0).reshape(2, 2)
+      >>> [t["w"].tolist() for t in models_of({"w": w}, 2)]
+      [[0.0, 1.0], [2.0, 3.0]]
+    """
+    host = jax.device_get(_key_data(tree))
+    parts = [jax.tree_util.tree_map(lambda a, i=i: a[i], host) for i in range(n)]
+    return [_keys_back(jax.device_put(p), tree) for p in parts]
+
+
+def stacked(trees: Sequence[Any]) -> Any:
+    """Returns the trees of :func:`models_of` stacked back on a leading axis
+    (through the host, nothing compiled)."""
+    host = jax.device_get([_key_data(t) for t in trees])
+    out = jax.device_put(jax.tree_util.tree_map(lambda *a: np.stack(a), *host))
+    return _keys_back(out, trees[0])
+
+
+def _is_key(a) -> bool:
+    return hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+
+
+def _key_data(tree: Any) -> Any:
+    """Returns ``tree`` with its typed keys as their raw data."""
+    return jax.tree_util.tree_map(
+        lambda a: jax.random.key_data(a) if _is_key(a) else a, tree
+    )
+
+
+def _keys_back(tree: Any, like: Any) -> Any:
+    """Returns ``tree`` with the leaves that are keys in ``like`` wrapped back."""
+    return jax.tree_util.tree_map(
+        lambda a, k: (
+            jax.random.wrap_key_data(a, impl=jax.random.key_impl(k))
+            if _is_key(k)
+            else a
+        ),
+        tree,
+        like,
+    )
+
+
 def over_models(fn: Callable, in_axes: tuple, how: str) -> Callable:
     """Returns ``fn`` applied to every model: the arguments whose ``in_axes``
     entry is 0 carry a leading model axis (None: shared by all); every output
-    gets a leading model axis. ``how`` is one of :data:`WAYS`.
+    gets a leading model axis. ``how`` is one of :data:`IN_PROGRAM`.
 
     Examples:
       >>> import jax.numpy as jnp
