@@ -4,7 +4,8 @@ Two causes of growth were measured in ``benchmarks/stream.py --flat 1,4``
 (see ``docs/streaming.md``): a program compiled per chunk (a static slice of
 the step keys) and chunk buffers left in glibc's arenas. These tests pin the
 fixes without timing or RSS thresholds: the number of compilations does not
-depend on the number of chunks, and large chunk buffers are mapped pages.
+depend on the number of chunks, and chunk buffers are mapped pages that a pass
+reuses only once nothing (a view, the device) holds them.
 """
 
 import collections
@@ -73,14 +74,43 @@ def _owner(a):
     return a.obj if isinstance(a, memoryview) else a
 
 
-def test_large_buffers_are_mapped_pages_small_ones_are_not():
-    big = host.empty((host.MAPPED_BYTES // 4,), np.float32)
-    small = host.empty((3, 2), np.float32)
-    assert isinstance(_owner(big), mmap.mmap)
-    assert big.ctypes.data % mmap.PAGESIZE == 0
-    assert not isinstance(_owner(small), mmap.mmap)
-    big[:] = 1.0  # writable
-    assert big.sum() == big.size
+def test_buffers_are_mapped_pages_reused_only_when_free():
+    pool = host.Buffers()
+    rows = host.Buffers.MIN_BYTES // (4 * 256)
+    a = pool.take((rows, 256), np.float32)
+    assert isinstance(_owner(a), mmap.mmap) and a.ctypes.data % mmap.PAGESIZE == 0
+    b = pool.take((rows, 256), np.float32)  # a is alive: a second buffer
+    view = a[1:]
+    del a
+    assert len(pool) == 2 and pool.take((rows, 256), np.float32) is not None
+    assert len(pool) == 3  # a's view still holds its buffer
+    del view, b
+    pool.take((rows // 2, 256), np.float32)  # a smaller one reuses a free one
+    assert len(pool) == 3
+    assert not isinstance(_owner(pool.take((3, 2), np.float32)), mmap.mmap)
+
+
+def test_a_buffer_on_the_device_is_never_overwritten():
+    pool = host.Buffers()
+    a = pool.take((1024, 256), np.float32)
+    a[:] = 1.0
+    on_device = jax.device_put(a)  # the CPU backend may use a's pages in place
+    del a
+    b = pool.take((1024, 256), np.float32)
+    b[:] = 2.0
+    assert float(on_device.sum()) == 1024 * 256
+
+
+def test_chunks_kept_by_the_consumer_stay_intact():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(1200, 784)).astype(np.float32)  # 1.6 MiB per chunk
+    y = np.arange(1200) % 10
+    idx = rng.permutation(1200)[:1024].reshape(4, 256)
+    w = np.ones((4, 256), np.float32)
+    chunks = list(host.HostArrays(X, y).chunks(idx, w, 2))  # all kept alive
+    for c, part in zip(chunks, (idx[:2], idx[2:]), strict=True):
+        np.testing.assert_array_equal(c.x, X[part])
+        np.testing.assert_array_equal(c.y, y[part])
 
 
 def test_release_freed_returns_nothing_and_can_repeat():
