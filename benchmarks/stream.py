@@ -14,7 +14,10 @@ in a process of its own, so that its memory is its own:
   peer (needs keras; skipped otherwise).
 
 Each reports samples/s over ``--epochs`` epochs after one warm-up epoch
-(compilation excluded) and the peak anonymous memory (``RssAnon`` from
+(compilation excluded), the best of ``--rounds`` runs made in turn (device,
+memmap, …, device, memmap, …: the shared machine's load drifts between
+processes, so interleaving gives every kind the same conditions), and the
+peak anonymous memory (``RssAnon`` from
 ``/proc/self/status``, sampled every 5 ms: the page cache of a memmap counts
 in RSS but not there). ``--flat 1,4`` also trains one epoch from memmaps of
 1 GB and 4 GB and compares their peak anonymous memory.
@@ -192,10 +195,14 @@ def child(kind: str, x_path: Path, y_path: Path, n: int, epochs: int) -> dict:
     }
 
 
-def _run_child(kind, paths, n, epochs) -> dict | None:
+def _available(kind: str) -> bool:
     if kind in NEEDS and importlib.util.find_spec(NEEDS[kind]) is None:
         print(f"{kind}: skipped ({NEEDS[kind]} is not installed)")
-        return None
+        return False
+    return True
+
+
+def _run_child(kind, paths, n, epochs, quiet=False) -> dict | None:
     cmd = [sys.executable, __file__, "--child", kind, "--n", str(n)]
     cmd += ["--epochs", str(epochs), "--x", str(paths[0]), "--y", str(paths[1])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -203,11 +210,40 @@ def _run_child(kind, paths, n, epochs) -> dict | None:
         print(f"{kind}: failed\n{out.stderr[-2000:]}")
         return None
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(
-        f"{kind:>9}: {result['samples_per_s']:10.0f} samples/s, peak RssAnon "
-        f"{result['rss_anon_peak_mib']:.0f} MiB"
-    )
+    if not quiet:
+        _print(result)
     return result
+
+
+def _print(result: dict) -> None:
+    rounds = f" (best of {result['rounds']})" if result.get("rounds", 1) > 1 else ""
+    print(
+        f"{result['kind']:>9}: {result['samples_per_s']:10.0f} samples/s{rounds}, "
+        f"peak RssAnon {result['rss_anon_peak_mib']:.0f} MiB"
+    )
+
+
+def _interleaved(kinds, paths, n, epochs, rounds: int) -> list[dict]:
+    """Runs the kinds in turn, ``rounds`` times (the machine's load drifts
+    between processes: interleaving gives each kind the same conditions);
+    returns per kind its best samples/s and its largest peak RssAnon."""
+    runs: dict[str, list[dict]] = {k: [] for k in kinds if _available(k)}
+    for _ in range(rounds):
+        for kind, done in runs.items():
+            r = _run_child(kind, paths, n, epochs, quiet=True)
+            if r is not None:
+                done.append(r)
+    results = []
+    for done in runs.values():
+        if done:
+            best = max(done, key=lambda r: r["samples_per_s"])
+            peak = max(r["rss_anon_peak_mib"] for r in done)
+            every = [round(r["samples_per_s"]) for r in done]
+            results.append(
+                {**best, "rss_anon_peak_mib": peak, "rounds": len(done), "all": every}
+            )
+            _print(results[-1])
+    return results
 
 
 def main(argv=None) -> dict:
@@ -216,6 +252,7 @@ def main(argv=None) -> dict:
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--flat", default="", help="memmap sizes in GB, e.g. 1,4")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved runs per kind")
     p.add_argument("--only", default=",".join(KINDS))
     p.add_argument("--data", type=Path, default=None, help="folder for the files")
     p.add_argument("--out", type=Path, default=None, help="folder for stream.json")
@@ -231,15 +268,14 @@ def main(argv=None) -> dict:
     folder = args.data or Path(tempfile.gettempdir()) / "annjax_stream_bench"
     folder.mkdir(parents=True, exist_ok=True)
     paths = write_data(folder, n)
-    results = {"throughput": [], "flat": []}
-    for kind in args.only.split(","):
-        r = _run_child(kind, paths, n, epochs)
-        if r is not None:
-            results["throughput"].append(r)
+    results = {"flat": []}
+    kinds = [k for k in args.only.split(",") if k]
+    results["throughput"] = _interleaved(kinds, paths, n, epochs, args.rounds)
     for gb in [float(g) for g in args.flat.split(",") if g]:
         rows = int(gb * 2**30 // (FEATURES * 4))
         r = _run_child("memmap", write_data(folder, rows), rows, 1)
         if r is not None:
+            print(f"  ({gb:g} GB memmap)")
             results["flat"].append({"gb": gb, **r})
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -323,7 +323,11 @@ def epoch(run, ts: TrainState, train_keys: Key, index):
     with Prefetch(_host_chunks(run, steps, int(index)), put=put) as chunks:
         for x, y, idx, w in chunks:
             end = start + w.shape[axis]
-            step_keys = jax.lax.slice_in_dim(steps.keys, start, end, axis=axis)
+            # dynamic: the start is data, so one program serves every chunk
+            # (a static slice compiled one per chunk: memory grew with n)
+            step_keys = jax.lax.dynamic_slice_in_dim(
+                steps.keys, start, end - start, axis=axis
+            )
             local = Plan(idx, w, step_keys)
             part_spec, track = part_tracking(spec, start, end, total)
             ts, part = compiled("run_steps", how, part_spec)(

@@ -1,0 +1,118 @@
+"""Streamed epochs keep the host's memory flat as the data grows.
+
+Two causes of growth were measured in ``benchmarks/stream.py --flat 1,4``
+(see ``docs/streaming.md``): a program compiled per chunk (a static slice of
+the step keys) and chunk buffers left in glibc's arenas. These tests pin the
+fixes without timing or RSS thresholds: the number of compilations does not
+depend on the number of chunks, and chunk buffers are mapped pages that a pass
+reuses only once nothing (a view, the device) holds them.
+"""
+
+import collections
+import mmap
+
+import jax
+import jax.monitoring
+import numpy as np
+import pytest
+
+import annjax as ann
+from annjax.data import host
+
+
+def _compiles(fn) -> int:
+    """Returns the backend compilations that ``fn()`` causes."""
+    seen = collections.Counter()
+
+    def listen(name, secs, **kwargs):
+        del secs, kwargs
+        seen[name] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return seen["/jax/core/compile/backend_compile_duration"]
+
+
+def _fit(rows: int):
+    rng = np.random.default_rng(rows)
+    X = rng.normal(size=(rows, 5)).astype(np.float32)
+    y = (np.arange(rows) % 3).astype(np.int32)
+    return ann.fit(
+        ann.mlp([8, 3], activation="relu"),
+        ann.data.stream(X, y),
+        epochs=1,
+        batch_size=8,
+        steps_per_call=2,
+        progress=False,
+        key=jax.random.key(0),
+    )
+
+
+def test_compilations_do_not_grow_with_the_chunks():
+    _fit(64)  # 4 chunks: compiles the chunk's program
+    eight, sixteen = _compiles(lambda: _fit(128)), _compiles(lambda: _fit(256))
+    # a new n recompiles the plan and the epoch's end, never one per chunk
+    assert eight == sixteen
+
+
+@pytest.mark.parametrize("rows", [3, 700])  # 1 KiB and 2.1 MiB of rows
+def test_gather_equals_numpy_indexing(tmp_path, rows):
+    x = np.memmap(tmp_path / "x.f32", np.float32, "w+", shape=(rows, 784))
+    x[:] = np.arange(rows * 784, dtype=np.float32).reshape(rows, 784)
+    idx = np.random.default_rng(0).integers(0, rows, size=(2, 3, rows))
+    out = host.gather(x, idx)  # duplicates, two leading axes
+    np.testing.assert_array_equal(out, np.asarray(x)[idx])
+    assert out.shape == (2, 3, rows, 784) and out.dtype == np.float32
+
+
+def _owner(a):
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a.obj if isinstance(a, memoryview) else a
+
+
+def test_buffers_are_mapped_pages_reused_only_when_free():
+    pool = host.Buffers()
+    rows = host.Buffers.MIN_BYTES // (4 * 256)
+    a = pool.take((rows, 256), np.float32)
+    assert isinstance(_owner(a), mmap.mmap) and a.ctypes.data % mmap.PAGESIZE == 0
+    b = pool.take((rows, 256), np.float32)  # a is alive: a second buffer
+    view = a[1:]
+    del a
+    assert len(pool) == 2 and pool.take((rows, 256), np.float32) is not None
+    assert len(pool) == 3  # a's view still holds its buffer
+    del view, b
+    pool.take((rows // 2, 256), np.float32)  # a smaller one reuses a free one
+    assert len(pool) == 3
+    assert not isinstance(_owner(pool.take((3, 2), np.float32)), mmap.mmap)
+
+
+def test_a_buffer_on_the_device_is_never_overwritten():
+    pool = host.Buffers()
+    a = pool.take((1024, 256), np.float32)
+    a[:] = 1.0
+    on_device = jax.device_put(a)  # the CPU backend may use a's pages in place
+    del a
+    b = pool.take((1024, 256), np.float32)
+    b[:] = 2.0
+    assert float(on_device.sum()) == 1024 * 256
+
+
+def test_chunks_kept_by_the_consumer_stay_intact():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(1200, 784)).astype(np.float32)  # 1.6 MiB per chunk
+    y = np.arange(1200) % 10
+    idx = rng.permutation(1200)[:1024].reshape(4, 256)
+    w = np.ones((4, 256), np.float32)
+    chunks = list(host.HostArrays(X, y).chunks(idx, w, 2))  # all kept alive
+    for c, part in zip(chunks, (idx[:2], idx[2:]), strict=True):
+        np.testing.assert_array_equal(c.x, X[part])
+        np.testing.assert_array_equal(c.y, y[part])
+
+
+def test_release_freed_returns_nothing_and_can_repeat():
+    assert host.release_freed() is None
+    assert host.release_freed() is None
