@@ -74,15 +74,15 @@ def _augmentation(side: int):
     return fn
 
 
-def _model(dropout: float = 0.0, batch_norm: bool = False) -> ann.Layer:
-    return ann.mlp([256, 256, 10], dropout=dropout, batch_norm=batch_norm)
+def _model(width: int, dropout: float = 0.0, batch_norm: bool = False) -> ann.Layer:
+    return ann.mlp([width, width, 10], dropout=dropout, batch_norm=batch_norm)
 
 
-def _sweep(splits, fit_args) -> dict[str, tuple[ann.FitResult, str]]:
+def _sweep(splits, width: int, fit_args) -> dict[str, tuple[ann.FitResult, str]]:
     """Returns nothing, the best L1 and the best L2, from ONE fit_many call."""
     l1 = [0.0, *L1S, 0.0, 0.0, 0.0]
     l2 = [0.0, 0.0, 0.0, 0.0, *L2S]
-    many = ann.fit_many(_model(), splits.train, l1=l1, l2=l2, **fit_args)
+    many = ann.fit_many(_model(width), splits.train, l1=l1, l2=l2, **fit_args)
     val = many.history["val_accuracy"][-1]
     print("fit_many sweep, last-epoch validation accuracy:")
     for i, (a, b) in enumerate(zip(l1, l2, strict=True)):
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     """Trains every variant; returns their scores and diagnoses."""
     args = _common.parser(__doc__, "regularization.png").parse_args(argv)
     splits, note, n_train, side = _data(args)
-    epochs = 3 if args.quick else 40
+    # --quick (the tests): a 64-wide MLP, still far larger than its data needs
+    width, epochs = (64, 3) if args.quick else (256, 40)
     key = jax.random.fold_in(jax.random.key(args.seed), 1)
     fit_args = {
         "val_data": splits.val,
@@ -114,13 +115,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"data: {note}")
     print(
         f"train {n_train}, val {len(splits.val[1])}, test {len(splits.test[1])}; "
-        f"MLP 256-256 ReLU, Adam(1e-3), batch 50, {epochs} epochs\n"
+        f"MLP {width}-{width} ReLU, Adam(1e-3), batch 50, {epochs} epochs\n"
     )
     start = time.perf_counter()
-    results = _sweep(splits, {**fit_args, "keys": jax.random.split(key, 7)})
+    results = _sweep(splits, width, {**fit_args, "keys": jax.random.split(key, 7)})
     chosen = {k: float(results[k][1].split("=")[1]) for k in ("L1", "L2")}
-    variants = _variants(side, chosen)
-    models = dict.fromkeys(results, _model())
+    variants = _variants(side, width, chosen)
+    models = dict.fromkeys(results, _model(width))
     for name, (model, extra, setting) in variants.items():
         result = ann.fit(model, splits.train, **{**fit_args, "key": key, **extra})
         results[name], models[name] = (result, setting), model
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
             ("validation accuracy", ["val_accuracy"]),
         ],
         _common.figure_path(args.out, "regularization.png"),
-        f"Regularisation of a 784-256-256-10 MLP on {n_train} training images",
+        f"Regularisation of a {side * side}-{width}-{width}-10 MLP on {n_train} "
+        "training images",
     )
     print(f"learning curves: {figure}")
     return {
@@ -145,22 +147,26 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
 
-def _variants(side: int, chosen: dict[str, float]) -> dict[str, tuple]:
+def _variants(side: int, width: int, chosen: dict[str, float]) -> dict[str, tuple]:
     """Returns name → (model, fit arguments, setting) of the variants that need
     their own fit (another model, optimizer, augmentation or early stopping)."""
     stop = ann.EarlyStopping(patience=5)
     return {
         "weight decay": (
-            _model(),
+            _model(width),
             {"optimizer": ann.adam(1e-3, weight_decay=WEIGHT_DECAY)},
             f"AdamW {WEIGHT_DECAY:g}",
         ),
-        "dropout": (_model(dropout=DROPOUT), {}, f"rate {DROPOUT:g}"),
-        "batch norm": (_model(batch_norm=True), {}, "after each dense"),
-        "augmentation": (_model(), {"augment": _augmentation(side)}, "shift+rotate"),
-        "early stopping": (_model(), {"early_stopping": stop}, "patience 5"),
+        "dropout": (_model(width, dropout=DROPOUT), {}, f"rate {DROPOUT:g}"),
+        "batch norm": (_model(width, batch_norm=True), {}, "after each dense"),
+        "augmentation": (
+            _model(width),
+            {"augment": _augmentation(side)},
+            "shift+rotate",
+        ),
+        "early stopping": (_model(width), {"early_stopping": stop}, "patience 5"),
         "all combined": (
-            _model(dropout=DROPOUT, batch_norm=True),
+            _model(width, dropout=DROPOUT, batch_norm=True),
             {
                 "optimizer": ann.adam(1e-3, weight_decay=WEIGHT_DECAY),
                 "augment": _augmentation(side),
