@@ -33,12 +33,17 @@ def _quick_compiles() -> Iterator[None]:
     compiling programs that then run for a fraction of a second, and an
     unoptimised compile costs about half (measured: the quick runs of
     regularization and gradient_problems take 35 % and 19 % less CPU). The
-    scripts compute the same functions, up to float rounding.
+    scripts compute the same functions, up to float rounding. JAX's in-memory
+    caches do not key on the flag, so they are cleared after each test: no
+    unoptimised program reaches a later test on this worker.
     """
     before = jax.config.values["jax_disable_most_optimizations"]
     jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+        jax.clear_caches()
 
 
 @pytest.fixture

@@ -23,5 +23,6 @@ def test_every_python_block_of_the_page_runs():
         for number, block in enumerate(blocks):
             code = compile(block, f"{PAGE.name} block {number}", "exec")
             exec(code, namespace)
-    finally:
+    finally:  # the in-memory caches do not key on the flag: cleared
         jax.config.update("jax_disable_most_optimizations", before)
+        jax.clear_caches()
