@@ -59,22 +59,39 @@ def _assert_same(alone, picked):
         np.testing.assert_allclose(alone.history[name], picked.history[name], **TOL)
 
 
+@pytest.fixture(scope="module")
+def separate_fits():
+    """Returns model name → the two separate fits, each trained once per module."""
+    fits: dict = {}
+
+    def get(model: str) -> list:
+        if model not in fits:
+            train, val = _data(model == "cnn")
+            net = CNN if model == "cnn" else MLP
+            fits[model] = []
+            for i, scale in enumerate([1.0, 0.5]):
+                args = {**ARGS, "optimizer": ann.sgd(0.1 * scale, momentum=0.9)}
+                alone = ann.fit(net, train, val_data=val, key=KEYS[i], **args)
+                fits[model].append(alone)
+        return fits[model]
+
+    return get
+
+
 # every way on the MLP; the CNN (compiled slowly on the CPU) in the way
 # "auto" picks for it there, and vmap, the one it avoids
 @pytest.mark.parametrize(
     ("model", "how"),
     [*(("mlp", how) for how in WAYS), ("cnn", "unroll"), ("cnn", "vmap")],
 )
-def test_every_way_equals_separate_fits(model, how):
+def test_every_way_equals_separate_fits(separate_fits, model, how):
     train, val = _data(model == "cnn")
     net = CNN if model == "cnn" else MLP
     many = ann.fit_many(
         net, train, val_data=val, keys=KEYS, lr_scale=[1.0, 0.5], vectorize=how,
         **ARGS,
     )  # fmt: skip
-    for i, scale in enumerate([1.0, 0.5]):
-        args = {**ARGS, "optimizer": ann.sgd(0.1 * scale, momentum=0.9)}
-        alone = ann.fit(net, train, val_data=val, key=KEYS[i], **args)
+    for i, alone in enumerate(separate_fits(model)):
         _assert_same(alone, many.select(i))
 
 
