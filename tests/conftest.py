@@ -188,6 +188,23 @@ def wait_all(procs: list, timeout: float) -> None:
                 p.communicate()
 
 
+def data_mesh_of_two_hosts(role: str, port: str, pid: str):
+    """Returns the 4-device ``("data",)`` mesh of a two-process test's worker:
+    as process ``pid`` of two joined over gloo at ``127.0.0.1:port`` (``role``
+    "host", 2 devices each), or alone with 4 devices (any other role)."""
+    import numpy as np
+    from jax.sharding import Mesh
+
+    if role == "host":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            f"127.0.0.1:{port}", num_processes=2, process_id=int(pid)
+        )
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    assert mesh.devices.size == 4, mesh
+    return mesh
+
+
 def free_port() -> int:
     """Returns a TCP port free on 127.0.0.1 now (a coordinator's address)."""
     import socket

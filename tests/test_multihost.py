@@ -16,7 +16,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import free_port, start_on_cpu_devices, wait_all
+from conftest import (
+    data_mesh_of_two_hosts,
+    free_port,
+    start_on_cpu_devices,
+    wait_all,
+)
 
 TOL = 1e-5
 TIMEOUT_S = 600  # for all three processes together
@@ -59,16 +64,10 @@ def _train(train, val, mesh) -> dict[str, np.ndarray]:
 def worker(role: str, out: str, port: str = "", pid: str = "0") -> None:
     """Trains as one of two hosts (``host``) or alone on 4 devices (``single``)."""
     import jax
-    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    if role == "host":
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(
-            f"127.0.0.1:{port}", num_processes=2, process_id=int(pid)
-        )
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-    assert mesh.devices.size == 4, mesh
+    mesh = data_mesh_of_two_hosts(role, port, pid)
     train, val = _data()
     if role == "host":  # each host holds and feeds only its own half
         half = train[0].shape[0] // 2

@@ -27,7 +27,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import free_port, start_on_cpu_devices, wait_all
+from conftest import (
+    data_mesh_of_two_hosts,
+    free_port,
+    start_on_cpu_devices,
+    wait_all,
+)
 
 TOL = 1e-5
 TIMEOUT_S = 300
@@ -150,13 +155,7 @@ def worker(role: str, out: str, port: str = "", pid: str = "0") -> None:
 
     import annjax as ann
 
-    if role == "host":
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(
-            f"127.0.0.1:{port}", num_processes=2, process_id=int(pid)
-        )
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-    assert mesh.devices.size == 4, mesh
+    mesh = data_mesh_of_two_hosts(role, port, pid)
     x, y = _data()
     result = {"host": _fit(ann.data.stream(x, y), mesh)}
     if role == "host":  # each process yields its half of every batch
