@@ -207,23 +207,29 @@ def _weighted_stats(x, w):
     return mean, np.average((x - mean) ** 2, axis=0, weights=w)
 
 
-def test_case08_fit_never_moves_running_statistics_toward_the_padding():
-    n, batch, momentum = 130, 128, 0.5
-    x = (RNG.randn(n, 3) * [1, 2, 3] + [1, 10, 100]).astype(np.float32)
-    model = ann.batch_norm(momentum=momentum)
+def _fit_batch_norm_alone(x, batch: int, momentum: float):
+    """Returns ``(result, idx, weights)``: one epoch of ``fit`` of a lone batch
+    norm on ``x`` (its input is x itself), and fit's plan of that epoch replayed
+    (each step's rows and weights), the oracle's batches."""
+    n = x.shape[0]
     result = ann.fit(
-        model,
-        (x, np.zeros((n, 3), np.float32)),
+        ann.batch_norm(momentum=momentum),
+        (x, np.zeros((n, x.shape[1]), np.float32)),
         loss="mse",
         epochs=1,
         batch_size=batch,
         progress=False,
         key=jax.random.key(0),
     )
-    # replay fit's plan of epoch 0: its batches and their weights
     _, train_key = jax.random.split(jax.random.key(0))
     plan = plan_batches(batch, train_key, 0, n)
-    idx, weights = np.asarray(plan.idx), np.asarray(plan.weights)
+    return result, np.asarray(plan.idx), np.asarray(plan.weights)
+
+
+def test_case08_fit_never_moves_running_statistics_toward_the_padding():
+    n, batch, momentum = 130, 128, 0.5
+    x = (RNG.randn(n, 3) * [1, 2, 3] + [1, 10, 100]).astype(np.float32)
+    result, idx, weights = _fit_batch_norm_alone(x, batch, momentum)
     assert weights[-1].sum() == n - batch  # the last batch is mostly padding
     mean, var = np.zeros(3), np.ones(3)
     for i, w in zip(idx, weights, strict=True):
@@ -363,18 +369,7 @@ def test_issue21_case2_running_statistics_are_those_of_the_last_full_batch():
     # batch norm alone: its input is x itself, so fit's plan gives the oracle
     n, batch = 5, 4
     x = (RNG.randn(n, 3) * [1, 2, 3] + [1, 10, 100]).astype(np.float32)
-    result = ann.fit(
-        ann.batch_norm(momentum=0.0),
-        (x, np.zeros((n, 3), np.float32)),
-        loss="mse",
-        epochs=1,
-        batch_size=batch,
-        progress=False,
-        key=jax.random.key(0),
-    )
-    _, train_key = jax.random.split(jax.random.key(0))
-    plan = plan_batches(batch, train_key, 0, n)
-    idx, weights = np.asarray(plan.idx), np.asarray(plan.weights)
+    result, idx, weights = _fit_batch_norm_alone(x, batch, momentum=0.0)
     assert weights.sum(axis=1).tolist() == [4, 1]
     mean, var = _weighted_stats(x[idx[0]].astype(np.float64), weights[0])
     np.testing.assert_allclose(result.state["mean"], mean, rtol=1e-5)
