@@ -77,3 +77,17 @@ def test_a_non_number_raises_type_error(data):
     labels, _, logits = data
     with pytest.raises(TypeError, match="label_smoothing: expected a real number"):
         losses.softmax_cross_entropy(labels, logits, label_smoothing="0.1")
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 1.0])
+def test_check_label_smoothing_returns_an_alpha_in_the_unit_interval(alpha):
+    assert losses.check_label_smoothing(alpha) == alpha
+
+
+def test_check_label_smoothing_names_the_argument_in_its_errors():
+    with pytest.raises(ValueError, match=r"my alpha: expected a probability"):
+        losses.check_label_smoothing(1.5, "my alpha")
+    with pytest.raises(ValueError, match=r"my alpha: expected a probability"):
+        losses.check_label_smoothing(-0.1, "my alpha")
+    with pytest.raises(TypeError, match="my alpha: expected a real number"):
+        losses.check_label_smoothing("0.1", "my alpha")
