@@ -187,29 +187,36 @@ def evaluate(
 
 def _streamed_predict(model, params, state, source, batch_size, mesh) -> Array:
     """Returns :func:`predict` on streamed ``x`` (a memmap, an iterable of
-    batches ``(x, y)``, whose targets are not read)."""
-    _streamed.refuse_mesh(mesh)
+    batches ``(x, y)``, whose targets are not read); on a mesh each process
+    reads its own rows (:func:`annjax.training.streamed.outputs`)."""
     x = source.example()[0]
     x = x if isinstance(source, HostArrays) else x[:1]
     check_params(model, x.shape[1:], params, state)
+    if mesh is not None:
+        _streamed.check_shards(source, mesh, "x")
+    params, state = _mesh.place_state((params, state), mesh, False)
 
     def convert(chunk: Chunk) -> Chunk:
         return Chunk(host_array("x", chunk.x), None, chunk.w)
 
-    return _streamed.outputs(model, params, state, source, batch_size, convert)[0]
+    args = (model, params, state, source, batch_size, convert, mesh)
+    return _streamed.outputs(*args)[0]
 
 
 def _streamed_evaluate(model, params, state, source, loss, metrics, batch_size, mesh):
     """Returns :func:`evaluate` on streamed ``data``: the predictions of every
-    example kept on the device, the inputs streamed through once."""
-    _streamed.refuse_mesh(mesh)
-    x, _ = _streamed.check(source, None, None, mesh, None)
+    example kept on the device(s), the inputs streamed through once."""
+    x, _ = _streamed.check(source, None, None, None, None)  # fit's, one model
+    if mesh is not None:
+        _streamed.check_shards(source, mesh, "data")
     check_params(model, x.shape[1:], params, state)
     out = output_shape(model, x.shape[1:])
     convert = functools.partial(
         _streamed.convert, loss=loss, out_shape=out, metrics=metrics, name="data"
     )
-    pred, y = _streamed.outputs(model, params, state, source, batch_size, convert)
+    params, state = _mesh.place_state((params, state), mesh, False)
+    args = (model, params, state, source, batch_size, convert, mesh)
+    pred, y = _streamed.outputs(*args)
     logs = _losses_and_metrics(loss, metrics, y, pred)
     return {k: float(v) for k, v in logs.items()}
 
