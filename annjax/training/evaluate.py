@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 from annjax import _checks
 from annjax import losses as _losses
 from annjax._types import Array, Layer
-from annjax.data.host import Chunk, HostArrays
+from annjax.data.host import Chunk
 from annjax.data.stream import source_of
 from annjax.training import mesh as _mesh
 from annjax.training import streamed as _streamed
@@ -189,8 +189,7 @@ def _streamed_predict(model, params, state, source, batch_size, mesh) -> Array:
     """Returns :func:`predict` on streamed ``x`` (a memmap, an iterable of
     batches ``(x, y)``, whose targets are not read); on a mesh each process
     reads its own rows (:func:`annjax.training.streamed.outputs`)."""
-    x = source.example()[0]
-    x = x if isinstance(source, HostArrays) else x[:1]
+    x = _streamed.example(source, "x", targets=False)
     check_params(model, x.shape[1:], params, state)
     if mesh is not None:
         _streamed.check_shards(source, mesh, "x")
@@ -206,7 +205,7 @@ def _streamed_predict(model, params, state, source, batch_size, mesh) -> Array:
 def _streamed_evaluate(model, params, state, source, loss, metrics, batch_size, mesh):
     """Returns :func:`evaluate` on streamed ``data``: the predictions of every
     example kept on the device(s), the inputs streamed through once."""
-    x, _ = _streamed.check(source, None, None, None, None)  # fit's, one model
+    x = _streamed.example(source, "data", targets=True)
     if mesh is not None:
         _streamed.check_shards(source, mesh, "data")
     check_params(model, x.shape[1:], params, state)

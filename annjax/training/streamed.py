@@ -404,12 +404,38 @@ def _rows(rows: int, mesh) -> int:
 # predicted split so, as predict_batched splits an in-memory batch.
 
 
+def example(source, name: str, targets: bool) -> np.ndarray:
+    """Returns one example's inputs ``(1, ...)`` of ``source``, for the shape
+    checks of ``evaluate`` and ``predict`` (host arrays: the first row only).
+
+    Raises:
+      ValueError: for batches of several models (``stream(..., models=)``),
+        or host arrays without targets when ``targets``.
+    """
+    if isinstance(source, HostArrays):
+        if targets and source.y is None:
+            raise _checks.fail(
+                name, "targets y", "stream(X) alone", "Pass ann.data.stream(X, y)."
+            )
+        return source.example()[0]
+    if source.models is not None:
+        raise _checks.fail(
+            name,
+            "batches of one model",
+            f"a stream of batches for {source.models} models "
+            f"(stream(..., models={source.models}))",
+            "Evaluate each model's params on shared batches.",
+        )
+    return source.example()[0][:1]
+
+
 def _in_order(n: int, b: int):
     """Returns the plan ``(idx, w)`` that reads ``n`` examples front to back
-    in batches of ``b``, the last padded with weight-0 rows as :func:`plan`
-    pads (``b`` may exceed ``n``)."""
+    in batches of ``b`` (which may exceed ``n``), the last padded with
+    weight-0 rows: the last example again, which the process holding the
+    end of the data reads anyway."""
     slots = np.arange(-(-n // b) * b)
-    idx = (slots % n).astype(np.int32).reshape(-1, b)
+    idx = np.minimum(slots, n - 1).astype(np.int32).reshape(-1, b)
     return idx, (slots < n).astype(weight_dtype()).reshape(-1, b)
 
 
