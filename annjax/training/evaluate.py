@@ -61,10 +61,35 @@ def predict(
     an ``x`` laid over a mesh's devices runs on that mesh (computation
     follows data).
 
+    ``x`` may also be streamed (``docs/streaming.md``): a ``numpy.memmap`` or
+    ``ann.data.stream(X)`` (host arrays, read front to back a chunk at a
+    time), or an iterable of batches ``(x, y)`` (its ``y`` not read); only
+    the outputs are kept on the device. With ``mesh`` each chunk's batches
+    are split along their rows over ``"data"``, as ``fit`` streams them: on
+    several processes each process reads only its rows of every batch of
+    host arrays, or passes its own loader (its part of every global batch).
+    Every process gets the same result: the global array of all the outputs,
+    replicated on the mesh's devices (as for arrays in memory), in the
+    examples' order: for loaders, batch after batch, each one's rows in
+    process order, the padding of short batches cut.
+
     Raises:
       TypeError: for a model that is not a Layer, or complex ``x``.
       ValueError: for params or state of another model (the message names
-        the missing, extra or reshaped arrays), before anything compiles.
+        the missing, extra or reshaped arrays), before anything compiles;
+        for streamed batches that do not split over this process's devices
+        on ``"data"``, or processes that stream different numbers of
+        batches or examples (as ``fit``).
+
+    Examples:
+      >>> import jax, numpy as np, annjax as ann
+      >>> from jax.sharding import Mesh
+      >>> model = ann.mlp([4, 2])
+      >>> _, params, state = model.init(jax.random.key(0), (3,))
+      >>> X = np.ones((10, 3), np.float32)
+      >>> mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+      >>> ann.predict(model, params, state, ann.data.stream(X), 4, mesh).shape
+      (10, 2)
     """
     check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
@@ -159,6 +184,23 @@ def evaluate(
     ``data = (X, y, w)`` and ``class_weight={label: weight}`` weigh the
     examples: the loss is Σ wᵢ ℓᵢ / Σ wᵢ and the metrics get
     ``sample_weight`` (scikit-learn's weighted results).
+
+    ``data`` may be streamed as in :func:`predict` (a memmap pair,
+    ``ann.data.stream(X, y)``, an iterable of batches): the predictions and
+    targets of every example are kept on the device, so the metrics stay
+    exact; on a mesh each process reads its own rows or passes its own
+    loader, and every process gets the same values. The padding of short
+    batches is never counted.
+
+    Examples:
+      >>> import jax, numpy as np, annjax as ann
+      >>> model = ann.mlp([4, 2])
+      >>> _, params, state = model.init(jax.random.key(0), (3,))
+      >>> X, y = np.ones((10, 3), np.float32), np.zeros(10, np.int32)
+      >>> batches = [(X[:4], y[:4]), (X[4:8], y[4:8]), (X[8:], y[8:])]
+      >>> a = ann.evaluate(model, params, state, (X, y), metrics=("accuracy",))
+      >>> a == ann.evaluate(model, params, state, batches, metrics=("accuracy",))
+      True
     """
     check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
