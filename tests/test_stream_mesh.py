@@ -280,6 +280,23 @@ def _far(a: dict, b: dict) -> float:
     return max(out, float(np.max(np.abs(np.asarray(a["pred"]) - b["pred"]))))
 
 
+CLASS_WEIGHT = {0: 2.0, 1: 1.0, 2: 0.5}
+
+
+def _weights():
+    """Returns the M examples' own weights, some of them 0."""
+    return np.linspace(-0.5, 2.0, M).clip(0).astype(np.float32)
+
+
+def _weighed(data, mesh, **kw) -> dict:
+    """Returns ``evaluate``'s logs with class weights (data's own w too)."""
+    import annjax as ann
+
+    model, params, state = _eval_model()
+    kw = {"metrics": ("accuracy",), "class_weight": CLASS_WEIGHT, **kw}
+    return ann.evaluate(model, params, state, data, mesh=mesh, **kw)
+
+
 class _Reads:
     """An array-like that records the rows read from it (host arrays)."""
 
@@ -310,7 +327,7 @@ def evaluate_one_process(out: str) -> None:
 
     def spy(chunk, mesh, rows):
         value = put(chunk, mesh, rows)
-        if mesh is not None and value[1] is not None:  # evaluate's x, y
+        if mesh is not None and value[1] is not None:  # evaluate's x, y, w
             placed.append([str(tuple(a.sharding.spec)) for a in value])
         return value
 
@@ -333,6 +350,9 @@ def evaluate_one_process(out: str) -> None:
         for a in (ann.data.stream(x[:3]), x[:3])
     ]
     small = [(x[i : i + 12], y[i : i + 12]) for i in range(0, M, 12)]
+    w = _weights()
+    weighed = [(x[i : i + B], y[i : i + B], w[i : i + B]) for i in range(0, M, B)]
+    weights = [_weighed(a, mesh, batch_size=B) for a in (weighed, (x, y, w))]
     result = {
         "host_vs_arrays": _far(host, arrays),
         "host_vs_one_device": _far(host, host_one),
@@ -350,18 +370,24 @@ def evaluate_one_process(out: str) -> None:
             lambda: ann.predict(model, params, state, small, mesh=mesh)
         ),
         "bad_evaluate": _error(lambda: _eval(small, mesh)),
+        "weighted_vs_arrays": max(
+            abs(weights[0][k] - weights[1][k]) for k in weights[1]
+        ),
     }
     Path(out).write_text(json.dumps(result))
 
 
-def _process_part(x, y, pid: int, steps: int | None = None):
+def _process_part(x, y, pid: int, steps: int | None = None, w=None):
     """Process ``pid``'s loader of the first M examples: the first or second
     half of every global batch of B rows, the last batch (10 rows) split 5 and
-    5, so each process pads its own last batch."""
+    5, so each process pads its own last batch (with ``w``: each batch's
+    weights too)."""
     starts = list(range(0, M - 10, B))
     parts = [range(s + pid * (B // 2), s + (pid + 1) * (B // 2)) for s in starts]
     parts.append(range(M - 10 + pid * 5, M - 5 + pid * 5))
-    batches = [(x[list(r)], y[list(r)]) for r in parts]
+    batches = [
+        (x[list(r)], y[list(r)]) + (() if w is None else (w[list(r)],)) for r in parts
+    ]
     return batches[:steps] if steps else batches
 
 
@@ -378,8 +404,10 @@ def evaluate_worker(out: str, port: str, pid: str) -> None:
     host = _eval(ann.data.stream(reads, y), mesh, batch_size=B)
     read = sorted(reads.read)
     loader = _eval(_process_part(x, y, int(pid)), mesh)
+    weighed = _weighed(_process_part(x, y, int(pid), w=_weights()), mesh)
     disagree = _error(lambda: _eval(_process_part(x, y, int(pid), 6 - int(pid)), mesh))
     result = {"read": np.array(read), "disagree": np.array(disagree)}
+    result.update({f"weighted/{k}": np.float64(v) for k, v in weighed.items()})
     for name, got in (("host", host), ("loader", loader)):
         result[f"{name}/pred"] = np.asarray(got["pred"])  # replicated: every row
         result[f"{name}/spec"] = np.array(str(tuple(got["pred"].sharding.spec)))
@@ -396,14 +424,15 @@ def test_streamed_evaluate_and_predict_on_a_mesh_equal_arrays_and_one_device(
     proc = start_on_cpu_devices([__file__, "evaluate", str(out)], devices=8)
     wait_all([proc], TIMEOUT_S)
     got = json.loads(out.read_text())
-    for name in ("host_vs_arrays", "batches_vs_arrays", "odd_batch", "few"):
+    names = ("host_vs_arrays", "batches_vs_arrays", "odd_batch", "few")
+    for name in (*names, "weighted_vs_arrays"):
         assert got[name] <= TOL, name
     assert got["host_vs_one_device"] <= TOL
     assert got["batches_vs_one_device"] <= TOL
     assert got["rows"] == [M, M, M]  # the padding is cut, never counted
     assert got["shape"] == [M, 3]
     assert got["sharding"] == ["()"] * 3  # replicated, as in memory
-    assert got["placed"] == ["(None, 'data')", "(None, 'data')"]  # x, y: rows split
+    assert got["placed"] == ["(None, 'data')"] * 3  # x, y, w: each batch's rows split
     assert (
         "x: expected batches whose rows split evenly over the 8" in got["bad_predict"]
     )
@@ -422,6 +451,7 @@ def test_two_processes_evaluating_their_halves_equal_one_evaluating_all(tmp_path
     )
     x, y = (a[:M] for a in _data())
     whole = _eval((x, y), None, batch_size=B)  # one process, one device
+    weighed = _weighed((x, y, _weights()), None)
     mine = [np.arange(M - 10).reshape(-1, 2, B // 2)[:, p].ravel() for p in (0, 1)]
     for pid in (0, 1):
         two = np.load(f"{out}.{pid}.npz")
@@ -438,6 +468,8 @@ def test_two_processes_evaluating_their_halves_equal_one_evaluating_all(tmp_path
         last = np.arange(M - 10 + pid * 8, min(M, M - 10 + (pid + 1) * 8))
         expected = set(np.concatenate([mine[pid], last]).tolist()) | {0}
         assert set(two["read"].tolist()) == expected, pid
+        for k, v in weighed.items():  # the loaders' own w and class_weight
+            np.testing.assert_allclose(two[f"weighted/{k}"], v, atol=TOL, err_msg=k)
         message = str(two["disagree"])
         assert "data: expected the same steps_per_epoch on every process" in message
         assert "[6, 5]" in message

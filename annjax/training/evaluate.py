@@ -190,7 +190,8 @@ def evaluate(
     targets of every example are kept on the device, so the metrics stay
     exact; on a mesh each process reads its own rows or passes its own
     loader, and every process gets the same values. The padding of short
-    batches is never counted.
+    batches is never counted; an iterable's batches ``(x, y, w)`` and
+    ``class_weight`` weigh the examples as ``(X, y, w)`` does.
 
     Examples:
       >>> import jax, numpy as np, annjax as ann
@@ -211,7 +212,7 @@ def evaluate(
     source = source_of(data)
     if source is not None:  # a memmap, an iterable of batches: streamed
         args = (model, params, state, source, loss, metrics, batch_size, mesh)
-        return _streamed_evaluate(*args)
+        return _streamed_evaluate(*args, class_weight)
     data, w = split_data("data", data)
     x, y = as_arrays("data", data)
     w = example_weights("data w", w, y, class_weight=class_weight)
@@ -244,21 +245,40 @@ def _streamed_predict(model, params, state, source, batch_size, mesh) -> Array:
     return _streamed.outputs(*args)[0]
 
 
-def _streamed_evaluate(model, params, state, source, loss, metrics, batch_size, mesh):
-    """Returns :func:`evaluate` on streamed ``data``: the predictions of every
-    example kept on the device(s), the inputs streamed through once."""
+def _streamed_evaluate(
+    model, params, state, source, loss, metrics, batch_size, mesh, class_weight
+):
+    """Returns :func:`evaluate` on streamed ``data``: the predictions, targets
+    and weights of every example kept on the device(s), the inputs streamed
+    through once. The weights are an iterable's own ``w`` times
+    ``class_weight``'s; weights that are all 1 leave the loss a plain mean,
+    as for arrays without weights."""
     x = _streamed.example(source, "data", targets=True)
     if mesh is not None:
         _streamed.check_shards(source, mesh, "data")
     check_params(model, x.shape[1:], params, state)
     out = output_shape(model, x.shape[1:])
-    convert = functools.partial(
+    to_rule = functools.partial(
         _streamed.convert, loss=loss, out_shape=out, metrics=metrics, name="data"
     )
+
+    def convert(chunk: Chunk) -> Chunk:
+        if class_weight is not None:  # by the labels as given, before the rule
+            lead = chunk.w.ndim
+            rows = np.asarray(chunk.y).reshape(-1, *np.shape(chunk.y)[lead:])
+            factor = example_weights("data w", None, rows, class_weight=class_weight)
+            chunk = chunk._replace(w=chunk.w * factor.reshape(chunk.w.shape))
+        return to_rule(chunk)
+
     params, state = _mesh.place_state((params, state), mesh, False)
     args = (model, params, state, source, batch_size, convert, mesh)
-    pred, y = _streamed.outputs(*args)
-    logs = _losses_and_metrics(loss, metrics, y, pred)
+    pred, y, w = _streamed.outputs(*args)
+    weighted = class_weight is not None or not bool(jnp.all(w == 1))
+    if weighted and not bool(jnp.any(w > 0)):
+        raise _checks.fail(
+            "data w", "a positive weight for at least one example", "all weights 0"
+        )
+    logs = _losses_and_metrics(loss, metrics, y, pred, w if weighted else None)
     return {k: float(v) for k, v in logs.items()}
 
 

@@ -465,10 +465,13 @@ def _pass_chunks(source, b: int, mesh):
 
 
 def _put_rows(chunk: Chunk, mesh, rows: int) -> tuple:
-    """Returns the chunk's ``(x, y)`` on the device(s): this process's rows
-    of global batches ``(steps, rows, ...)`` split over ``"data"``."""
+    """Returns the chunk's ``(x, y, w)`` on the device(s) (y and w None
+    without targets): this process's rows of global batches
+    ``(steps, rows, ...)`` split over ``"data"``."""
+    if chunk.y is None:
+        return _mesh.place_part(chunk.x, mesh, 1, rows), None, None
     place = functools.partial(_mesh.place_part, mesh=mesh, axis=1, rows=rows)
-    return place(chunk.x), None if chunk.y is None else place(chunk.y)
+    return place(chunk.x), place(chunk.y), place(np.ascontiguousarray(chunk.w))
 
 
 def _predict_chunk(model, params, state, x, mesh):
@@ -523,9 +526,9 @@ def _cut(parts: list, ranges: tuple, mesh):
 
 
 def outputs(model, params, state, source, batch_size: int, convert, mesh=None):
-    """Returns ``(pred, y)`` on every example of ``source``, in its order, on
-    the device (y None for host arrays without targets); on a mesh,
-    replicated on its devices.
+    """Returns ``(pred, y, w)`` on every example of ``source``, in its order,
+    on the device, ``w`` the examples' weights (y and w None when ``convert``
+    drops the targets); on a mesh, replicated on its devices.
 
     Chunks of :data:`CHUNK_BYTES` are read and transferred in the background
     while the previous one is predicted; only the outputs (and targets) of
@@ -538,16 +541,19 @@ def outputs(model, params, state, source, batch_size: int, convert, mesh=None):
     b = eval_batch_size(source, batch_size, mesh)
     chunks = map(convert, _pass_chunks(source, b, mesh))
     put = functools.partial(_put_rows, mesh=mesh, rows=b)
-    preds, ys = [], []
+    preds, ys, ws = [], [], []
     with Prefetch(chunks, put=put) as it:
-        for x, y in it:
+        for x, y, w in it:
             preds.append(_predict_chunk_jit(model, params, state, x, mesh))
             _bound(preds)
             if y is not None:
                 ys.append(y)
+                ws.append(w)
     ranges = _real_ranges(source, b, mesh)
     pred = _cut(preds, ranges, mesh)
-    return pred, (_cut(ys, ranges, mesh) if ys else None)
+    if not ys:
+        return pred, None, None
+    return pred, _cut(ys, ranges, mesh), _cut(ws, ranges, mesh)
 
 
 _predict_chunk_jit = jax.jit(_predict_chunk, static_argnums=(0, 4))
