@@ -439,7 +439,7 @@ def _in_order(n: int, b: int):
     return idx, (slots < n).astype(weight_dtype()).reshape(-1, b)
 
 
-def eval_batch_size(source, batch_size: int, mesh) -> int:
+def _pass_batch_size(source, batch_size: int, mesh) -> int:
     """Returns the global batch of a pass over ``source``: for host arrays
     ``min(batch_size, n)`` rounded up to a multiple of the ``"data"``
     devices, as :func:`~annjax.training.step.predict_batched` rounds an
@@ -538,7 +538,7 @@ def outputs(model, params, state, source, batch_size: int, convert, mesh=None):
     order is the batches', each one's rows in process order, and the
     padding of short batches is cut (:func:`_real_ranges`).
     """
-    b = eval_batch_size(source, batch_size, mesh)
+    b = _pass_batch_size(source, batch_size, mesh)
     chunks = map(convert, _pass_chunks(source, b, mesh))
     put = functools.partial(_put_rows, mesh=mesh, rows=b)
     preds, ys, ws = [], [], []
