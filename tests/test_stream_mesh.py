@@ -15,6 +15,13 @@ bounded by a timeout and killed when it runs over.
   yields its half of every batch) give the params of one process streaming
   the whole.
 
+- ``evaluate`` and ``predict`` of streamed data the same way: on 8 devices
+  against the arrays on the mesh and the streamed pass on one device; two
+  processes (host arrays: each reads its rows, recorded; loaders that each
+  pad their own last batch, with weights) against one process evaluating
+  the whole. The padding is never counted (a metric counting its rows) and
+  every process gets the whole replicated ``predict``.
+
 Tolerance 1e-5: on a mesh each batch's sums (the gradient, the batch-norm
 statistics) are taken per device and all-reduced, another summation order;
 the batches and the dropout masks are the same.
@@ -233,7 +240,6 @@ def test_two_processes_streaming_their_halves_equal_one_streaming_all(tmp_path):
 # M examples: batches of B, the last one short (10 rows), so padding is cut.
 
 M = 90
-METRICS = ("accuracy", "rows")
 
 
 def rows(y_true, y_pred):
