@@ -401,6 +401,7 @@ def evaluate_worker(out: str, port: str, pid: str) -> None:
     """Evaluates and predicts as one of two processes: host arrays (each
     reads its rows) and its own loader (its part of every batch)."""
     import jax
+    from jax.sharding import Mesh
 
     import annjax as ann
 
@@ -412,7 +413,10 @@ def evaluate_worker(out: str, port: str, pid: str) -> None:
     loader = _eval(_process_part(x, y, int(pid)), mesh)
     weighed = _weighed(_process_part(x, y, int(pid), w=_weights()), mesh)
     disagree = _error(lambda: _eval(_process_part(x, y, int(pid), 6 - int(pid)), mesh))
+    mixed = Mesh(np.array(jax.devices())[[0, 2, 1, 3]], ("data",))
+    apart = _error(lambda: _eval(ann.data.stream(x, y), mixed))
     result = {"read": np.array(read), "disagree": np.array(disagree)}
+    result["apart"] = np.array(apart)
     result.update({f"weighted/{k}": np.float64(v) for k, v in weighed.items()})
     for name, got in (("host", host), ("loader", loader)):
         result[f"{name}/pred"] = np.asarray(got["pred"])  # replicated: every row
@@ -479,6 +483,8 @@ def test_two_processes_evaluating_their_halves_equal_one_evaluating_all(tmp_path
         message = str(two["disagree"])
         assert "data: expected the same steps_per_epoch on every process" in message
         assert "[6, 5]" in message
+        apart = str(two["apart"])
+        assert "expected each process's devices next to each other" in apart
 
 
 def test_streamed_evaluate_and_predict_refuse_what_they_cannot_read():
