@@ -203,9 +203,11 @@ def test_streamed_bad_input(data, memmap):
         ann.fit(MODEL, (X, y), **_kw(steps_per_epoch=3))
     with pytest.raises(ValueError, match="steps_per_epoch"):
         ann.fit(MODEL, (b for b in [(X[:B], y[:B])]), **_kw())
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
-    with pytest.raises(ValueError, match="mesh: expected None for evaluate"):
-        ann.evaluate(MODEL, {}, {}, (memmap, y), mesh=mesh)
+    wrong = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("model",))
+    with pytest.raises(ValueError, match="mesh: expected axes named 'data'"):
+        ann.evaluate(MODEL, {}, {}, (memmap, y), mesh=wrong)
+    with pytest.raises(ValueError, match="mesh: expected axes named 'data'"):
+        ann.predict(MODEL, {}, {}, memmap, mesh=wrong)
     with pytest.raises(ValueError, match="steps_per_epoch=7 batches in epoch 0, got 2"):
         ann.fit(MODEL, iter([(X[:B], y[:B])] * 2), **_kw(steps_per_epoch=7))
 
@@ -234,3 +236,21 @@ def test_evaluate_and_predict_stream_too(data, memmap):
     np.testing.assert_allclose(
         np.asarray(ann.predict(*args, batches)), expected, rtol=1e-6
     )
+    # a mesh of one device streams as one device (8 devices: test_stream_mesh)
+    one = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    kw = {"metrics": ("accuracy",), "batch_size": 50, "mesh": one}
+    assert ann.evaluate(*args, (memmap, y), **kw) == ref
+    # weights: an iterable's own w and class_weight, as (X, y, w) in memory
+    w = np.linspace(0.0, 2.0, N).astype(np.float32)
+    weighed = [(X[i : i + 64], y[i : i + 64], w[i : i + 64]) for i in range(0, N, 64)]
+    kw = {"metrics": ("accuracy",), "class_weight": {0: 2.0, 1: 1.0, 2: 0.5}}
+    ref = ann.evaluate(*args, (X, y, w), **kw)
+    assert ann.evaluate(*args, weighed, **kw) == pytest.approx(ref, rel=1e-6)
+    assert ann.evaluate(*args, weighed, metrics=("accuracy",)) == pytest.approx(
+        ann.evaluate(*args, (X, y, w), metrics=("accuracy",)), rel=1e-6
+    )
+    assert ann.evaluate(*args, (memmap, y), **kw) == pytest.approx(
+        ann.evaluate(*args, (X, y), **kw), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="data w: expected a positive weight"):
+        ann.evaluate(*args, [(X[:64], y[:64], 0 * w[:64])])

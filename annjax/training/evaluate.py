@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 from annjax import _checks
 from annjax import losses as _losses
 from annjax._types import Array, Layer
-from annjax.data.host import Chunk, HostArrays
+from annjax.data.host import Chunk
 from annjax.data.stream import source_of
 from annjax.training import mesh as _mesh
 from annjax.training import streamed as _streamed
@@ -61,10 +61,35 @@ def predict(
     an ``x`` laid over a mesh's devices runs on that mesh (computation
     follows data).
 
+    ``x`` may also be streamed (``docs/streaming.md``): a ``numpy.memmap`` or
+    ``ann.data.stream(X)`` (host arrays, read front to back a chunk at a
+    time), or an iterable of batches ``(x, y)`` (its ``y`` not read); only
+    the outputs are kept on the device. With ``mesh`` each chunk's batches
+    are split along their rows over ``"data"``, as ``fit`` streams them: on
+    several processes each process reads only its rows of every batch of
+    host arrays, or passes its own loader (its part of every global batch).
+    Every process gets the same result: the global array of all the outputs,
+    replicated on the mesh's devices (as for arrays in memory), in the
+    examples' order: for loaders, batch after batch, each one's rows in
+    process order, the padding of short batches cut.
+
     Raises:
       TypeError: for a model that is not a Layer, or complex ``x``.
       ValueError: for params or state of another model (the message names
-        the missing, extra or reshaped arrays), before anything compiles.
+        the missing, extra or reshaped arrays), before anything compiles;
+        for streamed batches that do not split over this process's devices
+        on ``"data"``, or processes that stream different numbers of
+        batches or examples (as ``fit``).
+
+    Examples:
+      >>> import jax, numpy as np, annjax as ann
+      >>> from jax.sharding import Mesh
+      >>> model = ann.mlp([4, 2])
+      >>> _, params, state = model.init(jax.random.key(0), (3,))
+      >>> X = np.ones((10, 3), np.float32)
+      >>> mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+      >>> ann.predict(model, params, state, ann.data.stream(X), 4, mesh).shape
+      (10, 2)
     """
     check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
@@ -159,6 +184,24 @@ def evaluate(
     ``data = (X, y, w)`` and ``class_weight={label: weight}`` weigh the
     examples: the loss is Σ wᵢ ℓᵢ / Σ wᵢ and the metrics get
     ``sample_weight`` (scikit-learn's weighted results).
+
+    ``data`` may be streamed as in :func:`predict` (a memmap pair,
+    ``ann.data.stream(X, y)``, an iterable of batches): the predictions and
+    targets of every example are kept on the device, so the metrics stay
+    exact; on a mesh each process reads its own rows or passes its own
+    loader, and every process gets the same values. The padding of short
+    batches is never counted; an iterable's batches ``(x, y, w)`` and
+    ``class_weight`` weigh the examples as ``(X, y, w)`` does.
+
+    Examples:
+      >>> import jax, numpy as np, annjax as ann
+      >>> model = ann.mlp([4, 2])
+      >>> _, params, state = model.init(jax.random.key(0), (3,))
+      >>> X, y = np.ones((10, 3), np.float32), np.zeros(10, np.int32)
+      >>> batches = [(X[:4], y[:4]), (X[4:8], y[4:8]), (X[8:], y[8:])]
+      >>> a = ann.evaluate(model, params, state, (X, y), metrics=("accuracy",))
+      >>> a == ann.evaluate(model, params, state, batches, metrics=("accuracy",))
+      True
     """
     check_model(model)
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
@@ -169,7 +212,7 @@ def evaluate(
     source = source_of(data)
     if source is not None:  # a memmap, an iterable of batches: streamed
         args = (model, params, state, source, loss, metrics, batch_size, mesh)
-        return _streamed_evaluate(*args)
+        return _streamed_evaluate(*args, class_weight)
     data, w = split_data("data", data)
     x, y = as_arrays("data", data)
     w = example_weights("data w", w, y, class_weight=class_weight)
@@ -187,30 +230,55 @@ def evaluate(
 
 def _streamed_predict(model, params, state, source, batch_size, mesh) -> Array:
     """Returns :func:`predict` on streamed ``x`` (a memmap, an iterable of
-    batches ``(x, y)``, whose targets are not read)."""
-    _streamed.refuse_mesh(mesh)
-    x = source.example()[0]
-    x = x if isinstance(source, HostArrays) else x[:1]
+    batches ``(x, y)``, whose targets are not read); on a mesh each process
+    reads its own rows (:func:`annjax.training.streamed.outputs`)."""
+    x = _streamed.example(source, "x", targets=False)
     check_params(model, x.shape[1:], params, state)
+    if mesh is not None:
+        _streamed.check_shards(source, mesh, "x")
+    params, state = _mesh.place_state((params, state), mesh, False)
 
     def convert(chunk: Chunk) -> Chunk:
         return Chunk(host_array("x", chunk.x), None, chunk.w)
 
-    return _streamed.outputs(model, params, state, source, batch_size, convert)[0]
+    args = (model, params, state, source, batch_size, convert, mesh)
+    return _streamed.outputs(*args)[0]
 
 
-def _streamed_evaluate(model, params, state, source, loss, metrics, batch_size, mesh):
-    """Returns :func:`evaluate` on streamed ``data``: the predictions of every
-    example kept on the device, the inputs streamed through once."""
-    _streamed.refuse_mesh(mesh)
-    x, _ = _streamed.check(source, None, None, mesh, None)
+def _streamed_evaluate(
+    model, params, state, source, loss, metrics, batch_size, mesh, class_weight
+):
+    """Returns :func:`evaluate` on streamed ``data``: the predictions, targets
+    and weights of every example kept on the device(s), the inputs streamed
+    through once. The weights are an iterable's own ``w`` times
+    ``class_weight``'s; weights that are all 1 leave the loss a plain mean,
+    as for arrays without weights."""
+    x = _streamed.example(source, "data", targets=True)
+    if mesh is not None:
+        _streamed.check_shards(source, mesh, "data")
     check_params(model, x.shape[1:], params, state)
     out = output_shape(model, x.shape[1:])
-    convert = functools.partial(
+    to_rule = functools.partial(
         _streamed.convert, loss=loss, out_shape=out, metrics=metrics, name="data"
     )
-    pred, y = _streamed.outputs(model, params, state, source, batch_size, convert)
-    logs = _losses_and_metrics(loss, metrics, y, pred)
+
+    def convert(chunk: Chunk) -> Chunk:
+        if class_weight is not None:  # by the labels as given, before the rule
+            lead = chunk.w.ndim
+            rows = np.asarray(chunk.y).reshape(-1, *np.shape(chunk.y)[lead:])
+            factor = example_weights("data w", None, rows, class_weight=class_weight)
+            chunk = chunk._replace(w=chunk.w * factor.reshape(chunk.w.shape))
+        return to_rule(chunk)
+
+    params, state = _mesh.place_state((params, state), mesh, False)
+    args = (model, params, state, source, batch_size, convert, mesh)
+    pred, y, w = _streamed.outputs(*args)
+    weighted = class_weight is not None or not bool(jnp.all(w == 1))
+    if weighted and not bool(jnp.any(w > 0)):
+        raise _checks.fail(
+            "data w", "a positive weight for at least one example", "all weights 0"
+        )
+    logs = _losses_and_metrics(loss, metrics, y, pred, w if weighted else None)
     return {k: float(v) for k, v in logs.items()}
 
 

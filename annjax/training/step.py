@@ -497,13 +497,20 @@ def _predict_split(model: Layer, params, state, x, batch_size: int, mesh, d: int
     pad = -n % bs
     if pad:
         x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+    out = predict_steps(model, params, state, x.reshape(-1, bs, *x.shape[1:]), mesh)
+    return out.reshape(-1, *out.shape[2:])[:n]
+
+
+def predict_steps(model: Layer, params, state, batches: Array, mesh=None) -> Array:
+    """Returns the evaluation-mode outputs of each batch of ``batches``
+    ``(steps, B, ...)``, one batch after another, each split over the
+    ``"data"`` devices of ``mesh`` (streamed chunks arrive so); traceable."""
 
     def one(batch):
         batch = _mesh.constrain_batch(batch, mesh)
         return model.apply(params, state, batch, train=False)[0]
 
-    out = jax.lax.map(one, x.reshape(-1, bs, *x.shape[1:]))
-    return out.reshape(-1, *out.shape[2:])[:n]
+    return jax.lax.map(one, batches)
 
 
 def evaluate_arrays(

@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from annjax import _checks
 from annjax._types import Key
@@ -54,7 +56,7 @@ from annjax.training.epoch import (
     part_tracking,
 )
 from annjax.training.inputs import host_array
-from annjax.training.step import output_shape, predict_batched
+from annjax.training.step import output_shape, predict_batched, predict_steps
 from annjax.training.types import TrainState
 
 __all__ = [
@@ -153,8 +155,9 @@ def check(source, train_data, steps_per_epoch, mesh, models: int | None, resume=
     return x, y
 
 
-def check_shards(source, mesh) -> None:
-    """Raises ValueError when ``source`` cannot be split over ``mesh``.
+def check_shards(source, mesh, name: str = "train_data") -> None:
+    """Raises ValueError when ``source`` (the argument ``name``) cannot be
+    split over ``mesh``.
 
     An iterable's batches are this process's part of each global batch:
     their rows must split evenly over this process's devices along
@@ -171,7 +174,7 @@ def check_shards(source, mesh) -> None:
         b = source.example()[0].shape[0 if source.models is None else 1]
         if b % own:
             raise ValueError(
-                f"train_data: expected batches whose rows split evenly over the "
+                f"{name}: expected batches whose rows split evenly over the "
                 f"{own} devices of this process on the mesh's 'data' axis, got "
                 f"batches of {b} rows. Yield batches of a multiple of {own} rows "
                 f"(e.g. {own * max(1, b // own)})"
@@ -189,11 +192,11 @@ def check_shards(source, mesh) -> None:
     from jax.experimental import multihost_utils
 
     every = np.asarray(multihost_utils.process_allgather(np.array([*mine.values()])))
-    for j, name in enumerate(mine):
+    for j, what in enumerate(mine):
         values = every[:, j].tolist()
         if len(set(values)) > 1:
             raise ValueError(
-                f"train_data: expected the same {name} on every process, got "
+                f"{name}: expected the same {what} on every process, got "
                 f"{values} (process 0, 1, ...). Every process streams its part "
                 "of every global batch: give each the same number of batches "
                 "of the same size (steps_per_epoch=, a loader sharded evenly)."
@@ -213,19 +216,6 @@ def _everyones_head(source: Batches) -> tuple[np.ndarray, np.ndarray]:
     )
     real = w > 0
     return x[real], y[real]
-
-
-def refuse_mesh(mesh) -> None:
-    """Raises ValueError for a mesh: ``evaluate`` and ``predict`` stream on
-    one device (``fit`` streams on a mesh)."""
-    if mesh is not None:
-        raise _checks.fail(
-            "mesh",
-            "None for evaluate and predict of streamed data (a memmap, an "
-            "iterable of batches)",
-            "a mesh",
-            "Put the arrays on the mesh yourself, or evaluate on one device.",
-        )
 
 
 def resolve(source, spec, x, batch_size: int, steps_per_call):
@@ -408,46 +398,162 @@ def _rows(rows: int, mesh) -> int:
 
 
 # ---------------------------------------------------------- evaluate, predict
+# One pass over the data in its order. On a mesh each chunk arrives as its
+# batches split along their rows over "data", as fit's chunks do (each
+# process reading and transferring only its rows), and each batch is
+# predicted split so, as predict_batched splits an in-memory batch.
 
 
-def _in_order(source: HostArrays, batch_size: int):
-    """Returns the plan ``(idx, w)`` that reads host arrays front to back,
-    the last batch padded with weight-0 rows as :func:`plan` pads."""
-    n = len(source)
-    b = min(batch_size, n)
+def example(source, name: str, targets: bool) -> np.ndarray:
+    """Returns one example's inputs ``(1, ...)`` of ``source``, for the shape
+    checks of ``evaluate`` and ``predict`` (host arrays: the first row only).
+
+    Raises:
+      ValueError: for batches of several models (``stream(..., models=)``),
+        or host arrays without targets when ``targets``.
+    """
+    if isinstance(source, HostArrays):
+        if targets and source.y is None:
+            raise _checks.fail(
+                name, "targets y", "stream(X) alone", "Pass ann.data.stream(X, y)."
+            )
+        return source.example()[0]
+    if source.models is not None:
+        raise _checks.fail(
+            name,
+            "batches of one model",
+            f"a stream of batches for {source.models} models "
+            f"(stream(..., models={source.models}))",
+            "Evaluate each model's params on shared batches.",
+        )
+    return source.example()[0][:1]
+
+
+def _in_order(n: int, b: int):
+    """Returns the plan ``(idx, w)`` that reads ``n`` examples front to back
+    in batches of ``b`` (which may exceed ``n``), the last padded with
+    weight-0 rows: the last example again, which the process holding the
+    end of the data reads anyway."""
     slots = np.arange(-(-n // b) * b)
-    idx = (slots % n).astype(np.int32).reshape(-1, b)
+    idx = np.minimum(slots, n - 1).astype(np.int32).reshape(-1, b)
     return idx, (slots < n).astype(weight_dtype()).reshape(-1, b)
 
 
-def outputs(model, params, state, source, batch_size: int, convert) -> tuple:
-    """Returns ``(pred, y)`` on every example of ``source``, in its order, on
-    the device (y None for host arrays without targets).
+def _pass_batch_size(source, batch_size: int, mesh) -> int:
+    """Returns the global batch of a pass over ``source``: for host arrays
+    ``min(batch_size, n)`` rounded up to a multiple of the ``"data"``
+    devices, as :func:`~annjax.training.step.predict_batched` rounds an
+    in-memory one (the padding is cut from the outputs); for an iterable
+    :func:`batch_size_of`."""
+    if isinstance(source, HostArrays):
+        d = _mesh.size(mesh, _mesh.DATA)
+        return -(-min(batch_size, len(source)) // d) * d
+    return batch_size_of(source, batch_size, mesh)
+
+
+def _pass_chunks(source, b: int, mesh):
+    """Yields this process's chunks of one pass in order, a chunk of at most
+    :data:`CHUNK_BYTES` of inputs: host arrays' rows ``local_rows`` of every
+    batch of ``b``; an iterable's own batches."""
+    if isinstance(source, HostArrays):
+        idx, w = _in_order(len(source), b)
+        mine = _mesh.local_rows(mesh, b)
+        k = max(1, CHUNK_BYTES // max(1, source.example()[0].nbytes * b))
+        return source.chunks(idx[:, mine], w[:, mine], min(k, len(idx)))
+    x = source.example()[0]
+    return source.chunks(0, max(1, CHUNK_BYTES // max(1, x.nbytes)))
+
+
+def _put_rows(chunk: Chunk, mesh, rows: int) -> tuple:
+    """Returns the chunk's ``(x, y, w)`` on the device(s) (y and w None
+    without targets): this process's rows of global batches
+    ``(steps, rows, ...)`` split over ``"data"``."""
+    if chunk.y is None:
+        return _mesh.place_part(chunk.x, mesh, 1, rows), None, None
+    place = functools.partial(_mesh.place_part, mesh=mesh, axis=1, rows=rows)
+    return place(chunk.x), place(chunk.y), place(np.ascontiguousarray(chunk.w))
+
+
+def _predict_chunk(model, params, state, x, mesh):
+    """Returns the outputs ``(steps, B, ...)`` of a chunk's batches: each
+    split over ``"data"`` on a mesh (:func:`predict_steps`, as in memory),
+    else :func:`predict_batched` of its rows (as in memory)."""
+    if _mesh.size(mesh, _mesh.DATA) > 1:
+        return predict_steps(model, params, state, x, mesh)
+    out = predict_batched(model, params, state, x.reshape(-1, *x.shape[2:]), x.shape[1])
+    return out.reshape(*x.shape[:2], *out.shape[1:])
+
+
+def _real_ranges(source, b: int, mesh) -> tuple[tuple[int, int], ...]:
+    """Returns the ranges of a pass's flat outputs (global batches of ``b``
+    rows one after another) that hold real examples, not padding.
+
+    Host arrays are padded after their last example. An iterable pads its
+    last batch; on several processes every process pads its own part, so
+    the padding lies after each process's real rows of the last global batch
+    (their counts gathered with one collective).
+    """
+    if isinstance(source, HostArrays):
+        return ((0, len(source)),)
+    mine = _mesh.local_rows(mesh, b)
+    full = (source.steps_per_epoch - 1) * b
+    last = source.rows - (source.steps_per_epoch - 1) * (mine.stop - mine.start)
+    parts = np.array([[mine.start, last]])
+    if mesh is not None and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        parts = np.asarray(multihost_utils.process_allgather(parts, tiled=True))
+    ranges = [(0, full)] + [(full + a, full + a + r) for a, r in sorted(parts.tolist())]
+    merged: list[list[int]] = []
+    for a, z in ranges:
+        if merged and merged[-1][1] == a:
+            merged[-1][1] = z
+        elif z > a:
+            merged.append([a, z])
+    return tuple((a, z) for a, z in merged)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _cut(parts: list, ranges: tuple, mesh):
+    """Returns the chunks' outputs ``(steps, B, ...)`` as one array of the
+    real examples' rows (``ranges``), replicated on ``mesh``'s devices."""
+    a = jnp.concatenate(parts)
+    a = a.reshape(-1, *a.shape[2:])
+    a = jnp.concatenate([a[start:stop] for start, stop in ranges])
+    if mesh is None:
+        return a
+    return jax.lax.with_sharding_constraint(a, NamedSharding(mesh, P()))
+
+
+def outputs(model, params, state, source, batch_size: int, convert, mesh=None):
+    """Returns ``(pred, y, w)`` on every example of ``source``, in its order,
+    on the device, ``w`` the examples' weights (y and w None when ``convert``
+    drops the targets); on a mesh, replicated on its devices.
 
     Chunks of :data:`CHUNK_BYTES` are read and transferred in the background
     while the previous one is predicted; only the outputs (and targets) of
-    all the examples are kept, never the inputs.
+    all the examples are kept, never the inputs. On a mesh each batch is
+    split along its rows over ``"data"``, each process reading only its
+    rows (host arrays) or its own loader's batches (an iterable); the global
+    order is the batches', each one's rows in process order, and the
+    padding of short batches is cut (:func:`_real_ranges`).
     """
-    if isinstance(source, HostArrays):
-        idx, w = _in_order(source, batch_size)
-        b, n = idx.shape[1], len(source)
-        k = max(1, CHUNK_BYTES // max(1, source.example()[0].nbytes * b))
-        chunks = source.chunks(idx, w, min(k, len(idx)))
-    else:
-        x = source.example()[0]
-        b = x.shape[0]
-        chunks = source.chunks(0, max(1, CHUNK_BYTES // max(1, x.nbytes)))
-    preds, ys = [], []
-    with Prefetch(map(convert, chunks)) as it:
-        for chunk in it:
-            x = chunk.x.reshape(-1, *chunk.x.shape[2:])
-            preds.append(_predict(model, params, state, x, b))
+    b = _pass_batch_size(source, batch_size, mesh)
+    chunks = map(convert, _pass_chunks(source, b, mesh))
+    put = functools.partial(_put_rows, mesh=mesh, rows=b)
+    preds, ys, ws = [], [], []
+    with Prefetch(chunks, put=put) as it:
+        for x, y, w in it:
+            preds.append(_predict_chunk_jit(model, params, state, x, mesh))
             _bound(preds)
-            if chunk.y is not None:
-                ys.append(chunk.y.reshape(-1, *chunk.y.shape[2:]))
-    n = len(source) if isinstance(source, HostArrays) else source.rows
-    pred = jnp.concatenate(preds)[:n]
-    return pred, (jnp.concatenate(ys)[:n] if ys else None)
+            if y is not None:
+                ys.append(y)
+                ws.append(w)
+    ranges = _real_ranges(source, b, mesh)
+    pred = _cut(preds, ranges, mesh)
+    if not ys:
+        return pred, None, None
+    return pred, _cut(ys, ranges, mesh), _cut(ws, ranges, mesh)
 
 
-_predict = jax.jit(predict_batched, static_argnums=(0, 4))
+_predict_chunk_jit = jax.jit(_predict_chunk, static_argnums=(0, 4))
