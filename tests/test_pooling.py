@@ -124,3 +124,37 @@ def test_pooling_shape_errors(key, layer):
 def test_pooling_window_larger_than_the_image(key):
     with pytest.raises(ValueError, match="does not fit"):
         ann.max_pool(5).init(key, (3, 3, 1))
+
+
+@pytest.mark.parametrize(
+    ("shape", "window"), [((3, 8, 8, 4), 2), ((2, 9, 7, 3), (2, 3)), ((2, 6, 6, 1), 3)]
+)
+@pytest.mark.parametrize("ties", [False, True])
+def test_tiling_max_pool_equals_reduce_window_with_its_gradient(shape, window, ties):
+    # max_pool whose windows tile the image runs as a reshape with a gradient
+    # of its own: the same values and gradient as reduce_window, bit for bit,
+    # ties included (each window's gradient to its first maximal pixel), and
+    # the rows and columns that fill no whole window get no gradient
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    if ties:  # ReLU-like inputs: many windows with several equal maxima
+        x = np.maximum(np.round(x), 0.0)
+    k = (window, window) if isinstance(window, int) else window
+    layer = ann.max_pool(window)
+    y, pull = jax.vjp(lambda x: layer.apply({}, {}, x)[0], x)
+    y_rw, pull_rw = jax.vjp(
+        lambda x: jax.lax.reduce_window(
+            x, -jnp.inf, jax.lax.max, (1, *k, 1), (1, *k, 1), "VALID"
+        ),
+        x,
+    )
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y_rw))
+    np.testing.assert_array_equal(np.asarray(pull(g)[0]), np.asarray(pull_rw(g)[0]))
+    if ties:
+        assert np.asarray(pull(g)[0]).astype(bool).sum() == y.size  # one per window
+
+
+def test_tiling_max_pool_gradient_float64(check_grads64, key):
+    x = jax.random.normal(key, (2, 5, 7, 2), jnp.float64)  # 5, 7: a remainder
+    check_grads64(lambda x: ann.max_pool(2).apply({}, {}, x)[0], (x,))
