@@ -38,9 +38,19 @@ import annjax as ann
 
 
 def write_memmap(path: Path, X: np.ndarray) -> np.memmap:
-    """Writes ``X`` to ``path`` once (kept when it is already there, whole)
-    and returns it opened read-only: the file, not a copy in memory."""
-    if not path.is_file() or path.stat().st_size != X.nbytes:
+    """Writes ``X`` to ``path`` (kept when the file already holds exactly
+    ``X``) and returns it opened read-only: the file, not a copy in memory.
+
+    The content is compared, not just the size: another split of the same
+    data (another seed, another version of the split) gives a file of the
+    same size with other images, which would train against these labels.
+    """
+    same = path.is_file() and path.stat().st_size == X.nbytes
+    if same:
+        old = np.memmap(path, dtype=np.float32, mode="r", shape=X.shape)
+        same = np.array_equal(old, X)
+        del old
+    if not same:
         out = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
         out[:] = X
         out.flush()

@@ -346,3 +346,16 @@ def test_stream_mnist(load, tmp_path, capsys):
     assert result["identical"]  # the memmap trains bit for bit as in memory
     assert rows["memmap"]["test acc"] == rows["in memory"]["test acc"]
     assert "bit-identical to the in-memory run: True" in capsys.readouterr().out
+
+
+def test_stream_mnist_rewrites_a_memmap_file_of_another_split(load, tmp_path):
+    # a file of the right size left by an earlier run with another split once
+    # made the memmap run train on stale images (test accuracy 0.16)
+    write = load("stream_mnist").write_memmap
+    path = tmp_path / "x.f32"
+    stale, fresh = np.zeros((4, 3), np.float32), np.ones((4, 3), np.float32)
+    write(path, stale)
+    np.testing.assert_array_equal(write(path, fresh), fresh)
+    mtime = path.stat().st_mtime_ns
+    np.testing.assert_array_equal(write(path, fresh), fresh)  # kept: the same
+    assert path.stat().st_mtime_ns == mtime
