@@ -101,6 +101,19 @@ def _reopen(arr):
     return arr
 
 
+def _default_worker_profiling() -> None:
+    """Lets grain's workers start where no absl flags were parsed (a script, a
+    notebook, pytest): grain (0.2.18, with jaxlib's profiler hooks) reads its
+    flag ``grain_enable_multiprocess_worker_profiling`` when it starts them,
+    and absl refuses to read an unparsed flag. Marked given, the flag keeps its
+    default (False, no profiling), as grain marks its own flags in the workers."""
+    from absl import flags
+
+    name = "grain_enable_multiprocess_worker_profiling"
+    if name in flags.FLAGS and not flags.FLAGS.is_parsed():
+        flags.FLAGS[name].present = True
+
+
 def grain_source(
     X,
     y,
@@ -164,6 +177,7 @@ def grain_source(
     # no reading thread of grain's: annjax's prefetch thread reads the chunks ahead
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
     if workers:
+        _default_worker_profiling()
         options = grain.MultiprocessingOptions(num_workers=workers)
         it = it.mp_prefetch(options)
     return Batches(iter(it), steps_per_epoch=order.steps)
