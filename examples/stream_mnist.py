@@ -12,7 +12,8 @@ pixels, inside the compiled step):
    batches from the file in sorted order and transfers it in a background
    thread while the previous chunk trains; the result is bit-identical to 1;
 3. grain reading the memmap (``ann.data.grain_source``; needs ``pip install
-   'annjax[data]'``): grain's own shuffle, a checkpointable iterator.
+   'annjax[data]'``): one element per batch, a fresh permutation per epoch
+   from the seed, a checkpointable iterator.
 
 The table reports the test accuracy and the seconds of each (the report,
 examples/out/stream_mnist.md, is what the docs include); the figure the

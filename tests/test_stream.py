@@ -310,6 +310,43 @@ def test_grain_source_reads_every_example_once_per_epoch(arrays, memmap):
     assert orders[0] != orders[1]  # reshuffled every epoch
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_grain_source_order_is_one_numpy_permutation_per_epoch(memmap, arrays, shuffle):
+    pytest.importorskip("grain")
+    X, y = arrays
+    src = ann.data.grain_source(memmap, y, 5, seed=7, shuffle=shuffle)
+    for epoch in range(3):
+        order = (
+            np.random.default_rng([7, epoch]).permutation(23)
+            if shuffle
+            else np.arange(23)
+        )
+        for step, (x, t, w) in enumerate(src.batches(epoch)):
+            rows = np.sort(order[5 * step : 5 * step + 5])  # read front to back
+            real = w > 0
+            np.testing.assert_array_equal(x[real], X[rows])
+            np.testing.assert_array_equal(t[real], y[rows])
+            assert real.sum() == len(rows)
+
+
+def _double(x, y):
+    return 2 * x, y
+
+
+def test_grain_workers_transform_each_batch_of_the_same_order(memmap, arrays):
+    pytest.importorskip("grain")
+    y = arrays[1]
+    ref = ann.data.grain_source(memmap, y, 5, seed=1)
+    src = ann.data.grain_source(memmap, y, 5, seed=1, transform=_double, workers=1)
+    for epoch in range(2):
+        for (x, t, w), (x0, t0, w0) in zip(
+            src.batches(epoch), ref.batches(epoch), strict=True
+        ):
+            np.testing.assert_array_equal(x, 2 * x0)
+            np.testing.assert_array_equal(t, t0)
+            np.testing.assert_array_equal(w, w0)
+
+
 def test_grain_rows_reopen_a_memmap_instead_of_copying_it(memmap, arrays):
     from annjax.data.grain_source import _Rows
 
