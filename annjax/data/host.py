@@ -29,7 +29,15 @@ import numpy as np
 
 from annjax import _checks
 
-__all__ = ["Buffers", "Chunk", "HostArrays", "gather", "release_freed", "weight_dtype"]
+__all__ = [
+    "Buffers",
+    "Chunk",
+    "HostArrays",
+    "Padding",
+    "gather",
+    "release_freed",
+    "weight_dtype",
+]
 
 
 class Chunk(NamedTuple):
@@ -40,6 +48,32 @@ class Chunk(NamedTuple):
     x: Any
     y: Any
     w: Any
+
+
+class Padding(NamedTuple):
+    """The weights of an epoch's batches when only padding weighs 0: slot
+    ``j`` of batch ``t`` weighs 1 when ``t·batch + j < n`` (the last batch
+    filled up with repeats), else 0. :meth:`HostArrays.chunks` makes each
+    chunk's weights as it reads it, so the epoch's are never held at once.
+
+    Examples:
+      >>> from annjax.data.host import Padding
+      >>> Padding(n=5, batch=2).rows(1, 3)
+      array([[1., 1.],
+             [1., 0.]], dtype=float32)
+    """
+
+    n: int
+    batch: int
+    columns: slice = slice(None)  #: the slots of each batch that are read
+    models: tuple = ()  #: a leading model axis (``fit_many``): ``(models,)``
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Returns the weights of batches ``start:stop`` (a read-only view
+        broadcast over the model axis)."""
+        slots = np.arange(start * self.batch, stop * self.batch).reshape(-1, self.batch)
+        w = (slots[:, self.columns] < self.n).astype(weight_dtype())
+        return np.broadcast_to(w, (*self.models, *w.shape))
 
 
 def weight_dtype() -> np.dtype:
@@ -107,10 +141,12 @@ def release_freed() -> None:
     """Hands the memory that glibc's ``malloc`` holds freed back to the OS
     (``malloc_trim(0)``); does nothing with another C library.
 
-    A streamed epoch calls it as its reading starts and ends: the epoch's
-    plan (on the CPU backend, an argsort of n on the host's memory) and the
-    previous epoch's small buffers leave freed memory in glibc's arenas that
-    it keeps, and which would otherwise pile up epoch after epoch.
+    A streamed epoch calls it before and after the draw of its plan, and as
+    its reading starts and ends: the draw's temporaries (on the CPU
+    backend, n-sized arrays in the host's memory, freed in XLA's threads'
+    arenas), the plan's sort and the previous epoch's small buffers leave
+    freed memory in glibc's arenas that it keeps, and which would otherwise
+    pile up, or sit under the next phase's peak.
     """
     trim = _malloc_trim()
     if trim is not None:
@@ -202,18 +238,25 @@ class HostArrays:
           idx: the plan's example indices, ``(steps, B)`` (or ``(models,
             steps, B)``): :func:`annjax.training.epoch.plan`'s ``idx``, so the
             order equals the on-device path's for the same key.
-          weights: the plan's weights, same shape (0 for padding).
+          weights: the plan's weights, same shape (0 for padding), or a
+            :class:`Padding` that makes them chunk by chunk.
           steps_per_call: batches per chunk (the last chunk may hold fewer).
         """
-        idx, weights = np.asarray(idx), np.asarray(weights, weight_dtype())
+        idx = np.asarray(idx)
+        if not isinstance(weights, Padding):
+            weights = np.asarray(weights, weight_dtype())
         k = _checks.integer("steps_per_call", steps_per_call, minimum=1)
-        release_freed()
+        release_freed()  # what was freed before the reading (the plan's sort)
         total, buffers = idx.shape[-2], Buffers()
         for start in range(0, total, k):
             part = idx[..., start : start + k, :]
             y = None if self.y is None else gather(self.y, part, buffers)
             x = gather(self.x, part, buffers)
-            yield Chunk(x, y, weights[..., start : start + k, :])
+            if isinstance(weights, Padding):
+                w = weights.rows(start, start + part.shape[-2])
+            else:
+                w = weights[..., start : start + k, :]
+            yield Chunk(x, y, w)
             del x, y  # the pool reuses them once the device is done
         release_freed()
 

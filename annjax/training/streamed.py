@@ -12,9 +12,12 @@ between steps.
 
 - Host arrays follow the run's plan: the permutation and the step keys of
   ``plan(key, epoch, n)``, so a memmap trains exactly as the same array in
-  memory with the same key.
+  memory with the same key. Its random words are drawn on the device
+  (:func:`annjax.training.epoch.draw`) and sorted on the host
+  (:func:`~annjax.training.epoch.host_order`, the same order with less
+  memory than the device's sort on a CPU backend).
 - An iterable keeps its own order; the step keys (dropout, augmentation)
-  are the plan's for ``n = steps_per_epoch · B``.
+  are the plan's for ``n = steps_per_epoch · B`` (nothing is sorted).
 
 On the device a chunk is its batches ``(batches, B, ...)`` and a plan whose
 indices are batch numbers (per model for ``fit_many``, whose host arrays
@@ -41,7 +44,13 @@ import numpy as np
 
 from annjax import _checks
 from annjax._types import Key
-from annjax.data.host import Chunk, HostArrays, weight_dtype
+from annjax.data.host import (
+    Chunk,
+    HostArrays,
+    Padding,
+    release_freed,
+    weight_dtype,
+)
 from annjax.data.iterables import Batches
 from annjax.data.prefetch import Prefetch
 from annjax.training import mesh as _mesh
@@ -51,6 +60,7 @@ from annjax.training.epoch import (
     Plan,
     compiled,
     concat_logs,
+    host_order,
     part_tracking,
 )
 from annjax.training.inputs import host_array
@@ -268,15 +278,20 @@ def steps_of(source, batch_size: int) -> tuple[int, int]:
     return source.steps_per_epoch * batch_size, source.steps_per_epoch
 
 
-def _host_chunks(run, steps: Plan, index: int):
+def _host_chunks(run, words, n: int, index: int):
     """Yields the epoch's chunks on the host, converted: this process's rows
-    of each batch (host arrays: the plan's columns that its devices hold;
-    an iterable: what its own loader yields)."""
+    of each batch (host arrays: the plan's columns that its devices hold,
+    the plan's order sorted on the host from its ``words``,
+    :func:`annjax.training.epoch.host_order`; an iterable: what its own
+    loader yields)."""
     src, k = run.stream.source, run.steps_per_call
     if isinstance(src, HostArrays):
-        idx, w = _mesh.to_host((steps.idx, steps.weights))
+        words = _mesh.to_host(words)  # waits for the draw
+        release_freed()  # the draw's temporaries, before the sort's
+        idx = host_order(words, run.spec.batch_size)
         mine = _mesh.local_rows(run.spec.mesh, idx.shape[-1])
-        chunks = src.chunks(idx[..., mine], w[..., mine], k)
+        w = Padding(n, idx.shape[-1], mine, idx.shape[:-2])
+        chunks = src.chunks(idx[..., mine], w, k)
     else:
         chunks = src.chunks(index, k)
     return map(run.stream.convert, chunks)
@@ -308,25 +323,30 @@ def _batches(chunk: Chunk, models: int | None) -> tuple:
 def epoch(run, ts: TrainState, train_keys: Key, index):
     """Returns ``(train_state, logs, copy of ts)`` after one streamed epoch.
 
-    The same steps as the loop's ``steps_per_call`` path: ``plan``, then
+    The same steps as the loop's ``steps_per_call`` path: ``plan`` (its
+    :func:`~annjax.training.epoch.draw` here, sorted on the host), then
     ``run_steps`` per chunk (the profiler measures the same steps, see
     ``part_tracking``), then ``finish`` with the last chunk, the head of the
     data and the epoch's number of examples.
     """
     spec, many, how = run.spec, run.many, run.vectorize
     n, total = steps_of(run.stream.source, spec.batch_size)
-    steps = compiled("plan", how, spec)(spec, train_keys, index, n, run.hyper)
+    release_freed()  # the last epoch's leftovers, before the draw's temporaries
+    # the plan's words and step keys; its order is sorted on the host
+    words, keys = compiled("draw", how, spec)(spec, train_keys, index, n, run.hyper)
     old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
     axis, models = (1 if many else 0), (run.models if many else None)
     parts, start, last = [], 0, None
     put = functools.partial(_put, models=models, mesh=spec.mesh, rows=spec.batch_size)
-    with Prefetch(_host_chunks(run, steps, int(index)), put=put) as chunks:
+    host = _host_chunks(run, words, n, int(index))
+    del words  # sorted: its memory goes before the reading starts
+    with Prefetch(host, put=put) as chunks:
         for x, y, idx, w in chunks:
             end = start + w.shape[axis]
             # dynamic: the start is data, so one program serves every chunk
             # (a static slice compiled one per chunk: memory grew with n)
             step_keys = jax.lax.dynamic_slice_in_dim(
-                steps.keys, start, end - start, axis=axis
+                keys, start, end - start, axis=axis
             )
             local = Plan(idx, w, step_keys)
             part_spec, track = part_tracking(spec, start, end, total)
