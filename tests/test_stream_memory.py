@@ -116,3 +116,12 @@ def test_chunks_kept_by_the_consumer_stay_intact():
 def test_release_freed_returns_nothing_and_can_repeat():
     assert host.release_freed() is None
     assert host.release_freed() is None
+
+
+def test_gather_of_an_ndarray_takes_negative_indices_and_refuses_out_of_range():
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    idx = np.array([[9, -1], [0, -10]])
+    np.testing.assert_array_equal(host.gather(x, idx, host.Buffers()), x[idx])
+    for bad in ([10], [-11]):
+        with pytest.raises(IndexError, match=r"expected indices in \[-10, 10\)"):
+            host.gather(x, np.array(bad))

@@ -2,8 +2,7 @@
 
 The run's plan (the example indices the on-device path would gather for the
 same key) says which rows each batch holds; :meth:`HostArrays.chunks` reads
-``steps_per_call`` batches of them at a time, each chunk's distinct rows in
-increasing order (front to back through a memmap's file), stacked as one
+``steps_per_call`` batches of them at a time (:func:`gather`), stacked as one
 :class:`Chunk` for one ``jax.device_put``.
 
 Examples:
@@ -85,9 +84,9 @@ def weight_dtype() -> np.dtype:
 class Buffers:
     """Host buffers for one pass's chunks, each reused once no array holds it.
 
-    A streamed epoch reads each chunk into two buffers of 16 MiB by default
-    (the sorted rows, then the batches' order), in the prefetch thread, and
-    frees the second in another once the device has used it. From ``malloc``
+    A streamed epoch reads each chunk into a buffer of 16 MiB by default,
+    in the prefetch thread, and frees it in another once the device has
+    used it. From ``malloc``
     those freed buffers stayed in glibc's arenas: anonymous memory grew with
     the number of chunks, i.e. with the file (1 GB and 4 GB memmaps: 523 and
     645 MiB at peak, 180 to 210 of them in use). Fresh pages instead cost a
@@ -161,33 +160,45 @@ def _malloc_trim():
         return None
 
 
-def _read(arr, rows: np.ndarray, buffers: Buffers | None) -> np.ndarray:
+def _read(arr, rows: np.ndarray) -> np.ndarray:
     """Returns ``arr[rows]`` for sorted, distinct ``rows``, as a NumPy array."""
-    if isinstance(arr, np.ndarray) and buffers is not None:  # ndarray, memmap
-        out = buffers.take((len(rows), *arr.shape[1:]), arr.dtype)
-        return np.take(arr, rows, axis=0, out=out)
-    if hasattr(arr, "shape") and hasattr(arr, "dtype"):  # ndarray, memmap, h5py
+    if hasattr(arr, "shape") and hasattr(arr, "dtype"):  # h5py-like
         return np.asarray(arr[rows])
     return np.stack([np.asarray(arr[int(i)]) for i in rows])
 
 
 def gather(arr, idx, buffers: Buffers | None = None) -> np.ndarray:
-    """Returns ``arr[idx]`` (shape ``idx.shape + row shape``), read in order.
+    """Returns ``arr[idx]`` (shape ``idx.shape + row shape``).
 
-    The distinct indices are read once each, in increasing order (a memmap
-    reads its file front to back; h5py-like arrays need increasing indices),
-    then put in ``idx``'s order. Any array-like with ``__getitem__`` works; one
-    without NumPy indexing is read row by row. With ``buffers``, the rows
-    are read into and returned in its reused buffers (:class:`Buffers`).
+    A NumPy array or memmap is read with one ``np.take`` in ``idx``'s
+    order, each byte copied once (``mode="wrap"`` after a bounds check:
+    NumPy buffers a take into ``out`` that may raise, a second copy). Read
+    so, a memmap whose pages are cached is read fastest; one that is not
+    costs a page fault per row in any order (its chunk's rows are spread
+    over the file). Any other array-like reads its distinct indices once
+    each, in increasing order (h5py-like arrays need increasing indices),
+    then they are put in ``idx``'s order; one without NumPy indexing is
+    read row by row. With ``buffers``, a NumPy array's rows are read into
+    and returned in its reused buffers (:class:`Buffers`).
+
+    Raises:
+      IndexError: for an index out of ``arr``'s range.
     """
     idx = np.asarray(idx)
+    if isinstance(arr, np.ndarray):  # ndarray, memmap
+        n, flat = len(arr), idx.reshape(-1)
+        if flat.size and (flat.min() < -n or flat.max() >= n):
+            raise IndexError(
+                f"gather: expected indices in [-{n}, {n}), got "
+                f"{int(flat.min())}..{int(flat.max())}."
+            )
+        row = arr.shape[1:]
+        out = None if buffers is None else buffers.take((flat.size, *row), arr.dtype)
+        out = np.take(np.asarray(arr), flat, axis=0, out=out, mode="wrap")
+        return out.reshape(idx.shape + row)
     rows, where = np.unique(idx.reshape(-1), return_inverse=True)
-    values = _read(arr, rows, buffers)
-    if buffers is None:
-        return values[where].reshape(idx.shape + values.shape[1:])
-    out = buffers.take((where.size, *values.shape[1:]), values.dtype)
-    np.take(values, where.reshape(-1), axis=0, out=out)
-    return out.reshape(idx.shape + values.shape[1:])
+    values = _read(arr, rows)
+    return values[where.reshape(-1)].reshape(idx.shape + values.shape[1:])
 
 
 class HostArrays:
