@@ -125,3 +125,34 @@ def test_gather_of_an_ndarray_takes_negative_indices_and_refuses_out_of_range():
     for bad in ([10], [-11]):
         with pytest.raises(IndexError, match=r"expected indices in \[-10, 10\)"):
             host.gather(x, np.array(bad))
+
+
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 64, 75])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_logs_joined_as_they_come_equal_all_joined_at_the_end(count, axis):
+    # joining P parts at once compiles a program of P operands (host memory
+    # grew with the data); joined JOIN at a time, the logs must not change
+    from annjax.training.epoch import concat_logs
+    from annjax.training.streamed import _Logs
+
+    rng = np.random.default_rng(count)
+    parts = []
+    for i in range(count):
+        steps = 3 if i < count - 1 else 2  # the last chunk shorter
+        shape = (steps,) if axis == 0 else (2, steps)
+        part = {"loss": rng.normal(size=shape), "stats": {"n": rng.normal(size=shape)}}
+        if i % 3 == 1:  # the profiler's, only in the chunks that measure
+            part["grad_norm/dense_0"] = rng.normal(size=(*shape[:-1], 1))
+        parts.append(jax.tree_util.tree_map(jax.numpy.asarray, part))
+    logs = _Logs(axis)
+    for part in parts:
+        logs.add(part)
+    got, want = logs.joined(), concat_logs(parts, axis)
+    assert set(got) == set(want)
+    for name in want:
+        for g, w in zip(
+            jax.tree_util.tree_leaves(got[name]),
+            jax.tree_util.tree_leaves(want[name]),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(g, w)
