@@ -94,11 +94,12 @@ class Buffers:
     the read itself). So :meth:`take` hands out a buffer that no array views
     any more (its reference count: a NumPy view, a ``jax.device_put`` that
     uses it in place or copies from it asynchronously, each holds one), and
-    maps a new one only when all are in use: a pass keeps as many as chunks
+    maps a new one only when all are in use: a pool keeps as many as chunks
     are alive at once (the prefetch depth plus those in flight), its pages
-    are written again and again, and they are unmapped with the pass. Being
-    page-aligned, they are used in place by the CPU backend's
-    ``jax.device_put``, without a copy.
+    are written again and again, and they are unmapped with the pool (a
+    streamed ``fit`` keeps one pool for all its epochs). Being page-aligned,
+    they are used in place by the CPU backend's ``jax.device_put``, without
+    a copy.
 
     Examples:
       >>> import numpy as np
@@ -242,7 +243,9 @@ class HostArrays:
         """Returns ``(x[idx], y[idx])`` read in order (y None without targets)."""
         return gather(self.x, idx), None if self.y is None else gather(self.y, idx)
 
-    def chunks(self, idx, weights, steps_per_call: int) -> Iterator[Chunk]:
+    def chunks(
+        self, idx, weights, steps_per_call: int, buffers: Buffers | None = None
+    ) -> Iterator[Chunk]:
         """Yields the planned batches, ``steps_per_call`` at a time, on the host.
 
         Args:
@@ -252,13 +255,16 @@ class HostArrays:
           weights: the plan's weights, same shape (0 for padding), or a
             :class:`Padding` that makes them chunk by chunk.
           steps_per_call: batches per chunk (the last chunk may hold fewer).
+          buffers: the pool the chunks are read into; a run's, reused pass
+            after pass (a pool of this pass's own by default).
         """
         idx = np.asarray(idx)
         if not isinstance(weights, Padding):
             weights = np.asarray(weights, weight_dtype())
         k = _checks.integer("steps_per_call", steps_per_call, minimum=1)
         release_freed()  # what was freed before the reading (the plan's sort)
-        total, buffers = idx.shape[-2], Buffers()
+        total = idx.shape[-2]
+        buffers = Buffers() if buffers is None else buffers
         for start in range(0, total, k):
             part = idx[..., start : start + k, :]
             y = None if self.y is None else gather(self.y, part, buffers)

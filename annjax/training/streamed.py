@@ -46,6 +46,7 @@ import numpy as np
 from annjax import _checks
 from annjax._types import Key
 from annjax.data.host import (
+    Buffers,
     Chunk,
     HostArrays,
     Padding,
@@ -86,12 +87,16 @@ CHUNK_BYTES = 16 * 2**20
 
 
 class Stream(NamedTuple):
-    """A run's streamed training data: its source and the conversion of
-    each chunk on the host (the dtype rule, the targets the loss expects)."""
+    """A run's streamed training data: its source, the conversion of each
+    chunk on the host (the dtype rule, the targets the loss expects), and
+    for host arrays the run's chunk buffers: reused epoch after epoch, since
+    fresh pages cost a page fault each (mapping a pass's buffers anew made
+    the first chunks of every epoch wait on the host)."""
 
     source: HostArrays | Batches
     convert: Callable[[Chunk], Chunk]
     unroll: bool = False
+    buffers: Buffers | None = None
 
 
 def head(source) -> tuple[np.ndarray, np.ndarray]:
@@ -258,7 +263,9 @@ def resolve(source, spec, x, batch_size: int, steps_per_call):
     unroll = steps_per_call is not None  # as the on-device path's k steps
     if steps_per_call is None:
         steps_per_call = max(1, CHUNK_BYTES // max(1, bytes_per_batch))
-    return spec, Stream(source, to_rule, unroll), min(steps_per_call, steps)
+    pool = Buffers() if isinstance(source, HostArrays) else None
+    stream = Stream(source, to_rule, unroll, pool)
+    return spec, stream, min(steps_per_call, steps)
 
 
 def batch_size_of(source, batch_size: int, mesh=None) -> int:
@@ -292,7 +299,7 @@ def _host_chunks(run, words, n: int, index: int):
         idx = host_order(words, run.spec.batch_size)
         mine = _mesh.local_rows(run.spec.mesh, idx.shape[-1])
         w = Padding(n, idx.shape[-1], mine, idx.shape[:-2])
-        chunks = src.chunks(idx[..., mine], w, k)
+        chunks = src.chunks(idx[..., mine], w, k, run.stream.buffers)
     else:
         chunks = src.chunks(index, k)
     return map(run.stream.convert, chunks)
