@@ -6,11 +6,13 @@ checkpoints)."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import annjax as ann
-from annjax.training.epoch import plan_batches
+from annjax.data.host import Padding
+from annjax.training.epoch import draw_batches, host_order, plan_batches
 from annjax.training.step import start_states
 
 N, B = 203, 32  # 7 batches, the last one of 11 examples
@@ -254,3 +256,58 @@ def test_evaluate_and_predict_stream_too(data, memmap):
     )
     with pytest.raises(ValueError, match="data w: expected a positive weight"):
         ann.evaluate(*args, [(X[:64], y[:64], 0 * w[:64])])
+
+
+@pytest.mark.parametrize(
+    "n,batch,seed,epoch",
+    [
+        (1, 4, 0, 0),
+        (3, 8, 5, 0),
+        (203, 32, 1, 2),
+        (256, 32, 2, 0),
+        (1000, 128, 3, 5),
+        (4099, 7, 4, 1),
+    ],
+)
+def test_the_host_sort_of_the_draw_is_the_device_plan(n, batch, seed, epoch):
+    # a streamed epoch draws on the device and sorts on the host (less memory
+    # than XLA's sort); its batches must be the on-device plan's, bit for bit
+    key = jax.random.key(seed)
+    words, keys = draw_batches(batch, key, epoch, n)
+    ref = plan_batches(batch, key, epoch, n)
+    idx = host_order(np.asarray(words), batch)
+    assert idx.dtype == np.int32
+    np.testing.assert_array_equal(idx, np.asarray(ref.idx))
+    pad = Padding(n, batch, models=()).rows(0, idx.shape[0])
+    np.testing.assert_array_equal(pad, np.asarray(ref.weights))
+    assert pad.dtype == np.asarray(ref.weights).dtype
+    np.testing.assert_array_equal(
+        jax.random.key_data(keys), jax.random.key_data(ref.keys)
+    )
+
+
+def test_words_with_ties_sort_stably_as_on_the_device():
+    # 32-bit words collide for large n: ties must keep the index order, as
+    # jnp.argsort (stable) keeps it
+    words = np.random.default_rng(0).integers(0, 50, 3000).astype(np.uint32)
+    expected = np.asarray(jnp.argsort(jnp.asarray(words)))
+    np.testing.assert_array_equal(host_order(words, 3000)[0], expected)
+
+
+def test_fit_many_host_orders_are_each_models_device_plan():
+    keys = jax.random.split(jax.random.key(7), 3)
+    n, batch = 203, 32
+    words = jax.vmap(lambda k: draw_batches(batch, k, 1, n)[0])(keys)
+    ref = jax.vmap(lambda k: plan_batches(batch, k, 1, n))(keys)
+    idx = host_order(np.asarray(words), batch)
+    assert idx.shape == (3, 7, batch)
+    np.testing.assert_array_equal(idx, np.asarray(ref.idx))
+    pad = Padding(n, batch, models=(3,)).rows(2, 7)
+    np.testing.assert_array_equal(pad, np.asarray(ref.weights)[:, 2:7])
+
+
+def test_padding_of_a_process_s_columns_is_the_plans():
+    n, batch = 203, 32  # the last batch: 11 real slots of 32
+    full = np.asarray(plan_batches(batch, jax.random.key(0), 0, n).weights)
+    mine = slice(8, 24)  # the middle process of a mesh, say
+    np.testing.assert_array_equal(Padding(n, batch, mine).rows(3, 7), full[3:7, mine])

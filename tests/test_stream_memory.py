@@ -1,11 +1,14 @@
 """Streamed epochs keep the host's memory flat as the data grows.
 
-Two causes of growth were measured in ``benchmarks/stream.py --flat 1,4``
-(see ``docs/streaming.md``): a program compiled per chunk (a static slice of
-the step keys) and chunk buffers left in glibc's arenas. These tests pin the
-fixes without timing or RSS thresholds: the number of compilations does not
-depend on the number of chunks, and chunk buffers are mapped pages that a pass
-reuses only once nothing (a view, the device) holds them.
+Causes of growth were measured in ``benchmarks/stream.py --flat 1,4`` (see
+``docs/streaming.md``): a program compiled per chunk (a static slice of the
+step keys), chunk buffers left in glibc's arenas, and a join of all the
+chunks' logs at once (one program of as many operands as chunks). These
+tests pin the fixes without timing or RSS thresholds: the number of
+compilations does not depend on the number of chunks, chunk buffers are
+mapped pages that a pool reuses only once nothing (a view, the device) holds
+them, and the logs joined a few parts at a time equal those joined at once.
+(The plan's host sort is pinned in ``tests/test_fit_stream.py``.)
 """
 
 import collections
@@ -116,3 +119,43 @@ def test_chunks_kept_by_the_consumer_stay_intact():
 def test_release_freed_returns_nothing_and_can_repeat():
     assert host.release_freed() is None
     assert host.release_freed() is None
+
+
+def test_gather_of_an_ndarray_takes_negative_indices_and_refuses_out_of_range():
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    idx = np.array([[9, -1], [0, -10]])
+    np.testing.assert_array_equal(host.gather(x, idx, host.Buffers()), x[idx])
+    for bad in ([10], [-11]):
+        with pytest.raises(IndexError, match=r"expected indices in \[-10, 10\)"):
+            host.gather(x, np.array(bad))
+
+
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 64, 75])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_logs_joined_as_they_come_equal_all_joined_at_the_end(count, axis):
+    # joining P parts at once compiles a program of P operands (host memory
+    # grew with the data); joined JOIN at a time, the logs must not change
+    from annjax.training.epoch import concat_logs
+    from annjax.training.streamed import _Logs
+
+    rng = np.random.default_rng(count)
+    parts = []
+    for i in range(count):
+        steps = 3 if i < count - 1 else 2  # the last chunk shorter
+        shape = (steps,) if axis == 0 else (2, steps)
+        part = {"loss": rng.normal(size=shape), "stats": {"n": rng.normal(size=shape)}}
+        if i % 3 == 1:  # the profiler's, only in the chunks that measure
+            part["grad_norm/dense_0"] = rng.normal(size=(*shape[:-1], 1))
+        parts.append(jax.tree_util.tree_map(jax.numpy.asarray, part))
+    logs = _Logs(axis)
+    for part in parts:
+        logs.add(part)
+    got, want = logs.joined(), concat_logs(parts, axis)
+    assert set(got) == set(want)
+    for name in want:
+        for g, w in zip(
+            jax.tree_util.tree_leaves(got[name]),
+            jax.tree_util.tree_leaves(want[name]),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(g, w)

@@ -2,8 +2,7 @@
 
 The run's plan (the example indices the on-device path would gather for the
 same key) says which rows each batch holds; :meth:`HostArrays.chunks` reads
-``steps_per_call`` batches of them at a time, each chunk's distinct rows in
-increasing order (front to back through a memmap's file), stacked as one
+``steps_per_call`` batches of them at a time (:func:`gather`), stacked as one
 :class:`Chunk` for one ``jax.device_put``.
 
 Examples:
@@ -29,7 +28,15 @@ import numpy as np
 
 from annjax import _checks
 
-__all__ = ["Buffers", "Chunk", "HostArrays", "gather", "release_freed", "weight_dtype"]
+__all__ = [
+    "Buffers",
+    "Chunk",
+    "HostArrays",
+    "Padding",
+    "gather",
+    "release_freed",
+    "weight_dtype",
+]
 
 
 class Chunk(NamedTuple):
@@ -42,6 +49,32 @@ class Chunk(NamedTuple):
     w: Any
 
 
+class Padding(NamedTuple):
+    """The weights of an epoch's batches when only padding weighs 0: slot
+    ``j`` of batch ``t`` weighs 1 when ``t·batch + j < n`` (the last batch
+    filled up with repeats), else 0. :meth:`HostArrays.chunks` makes each
+    chunk's weights as it reads it, so the epoch's are never held at once.
+
+    Examples:
+      >>> from annjax.data.host import Padding
+      >>> Padding(n=5, batch=2).rows(1, 3)
+      array([[1., 1.],
+             [1., 0.]], dtype=float32)
+    """
+
+    n: int
+    batch: int
+    columns: slice = slice(None)  #: the slots of each batch that are read
+    models: tuple = ()  #: a leading model axis (``fit_many``): ``(models,)``
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Returns the weights of batches ``start:stop`` (a read-only view
+        broadcast over the model axis)."""
+        slots = np.arange(start * self.batch, stop * self.batch).reshape(-1, self.batch)
+        w = (slots[:, self.columns] < self.n).astype(weight_dtype())
+        return np.broadcast_to(w, (*self.models, *w.shape))
+
+
 def weight_dtype() -> np.dtype:
     """The dtype of the on-device path's batch weights (float32, or float64
     under ``jax_enable_x64``)."""
@@ -51,9 +84,9 @@ def weight_dtype() -> np.dtype:
 class Buffers:
     """Host buffers for one pass's chunks, each reused once no array holds it.
 
-    A streamed epoch reads each chunk into two buffers of 16 MiB by default
-    (the sorted rows, then the batches' order), in the prefetch thread, and
-    frees the second in another once the device has used it. From ``malloc``
+    A streamed epoch reads each chunk into a buffer of 16 MiB by default,
+    in the prefetch thread, and frees it in another once the device has
+    used it. From ``malloc``
     those freed buffers stayed in glibc's arenas: anonymous memory grew with
     the number of chunks, i.e. with the file (1 GB and 4 GB memmaps: 523 and
     645 MiB at peak, 180 to 210 of them in use). Fresh pages instead cost a
@@ -61,11 +94,12 @@ class Buffers:
     the read itself). So :meth:`take` hands out a buffer that no array views
     any more (its reference count: a NumPy view, a ``jax.device_put`` that
     uses it in place or copies from it asynchronously, each holds one), and
-    maps a new one only when all are in use: a pass keeps as many as chunks
+    maps a new one only when all are in use: a pool keeps as many as chunks
     are alive at once (the prefetch depth plus those in flight), its pages
-    are written again and again, and they are unmapped with the pass. Being
-    page-aligned, they are used in place by the CPU backend's
-    ``jax.device_put``, without a copy.
+    are written again and again, and they are unmapped with the pool (a
+    streamed ``fit`` keeps one pool for all its epochs). Being page-aligned,
+    they are used in place by the CPU backend's ``jax.device_put``, without
+    a copy.
 
     Examples:
       >>> import numpy as np
@@ -107,10 +141,12 @@ def release_freed() -> None:
     """Hands the memory that glibc's ``malloc`` holds freed back to the OS
     (``malloc_trim(0)``); does nothing with another C library.
 
-    A streamed epoch calls it as its reading starts and ends: the epoch's
-    plan (on the CPU backend, an argsort of n on the host's memory) and the
-    previous epoch's small buffers leave freed memory in glibc's arenas that
-    it keeps, and which would otherwise pile up epoch after epoch.
+    A streamed epoch calls it before and after the draw of its plan, and as
+    its reading starts and ends: the draw's temporaries (on the CPU
+    backend, n-sized arrays in the host's memory, freed in XLA's threads'
+    arenas), the plan's sort and the previous epoch's small buffers leave
+    freed memory in glibc's arenas that it keeps, and which would otherwise
+    pile up, or sit under the next phase's peak.
     """
     trim = _malloc_trim()
     if trim is not None:
@@ -125,33 +161,45 @@ def _malloc_trim():
         return None
 
 
-def _read(arr, rows: np.ndarray, buffers: Buffers | None) -> np.ndarray:
+def _read(arr, rows: np.ndarray) -> np.ndarray:
     """Returns ``arr[rows]`` for sorted, distinct ``rows``, as a NumPy array."""
-    if isinstance(arr, np.ndarray) and buffers is not None:  # ndarray, memmap
-        out = buffers.take((len(rows), *arr.shape[1:]), arr.dtype)
-        return np.take(arr, rows, axis=0, out=out)
-    if hasattr(arr, "shape") and hasattr(arr, "dtype"):  # ndarray, memmap, h5py
+    if hasattr(arr, "shape") and hasattr(arr, "dtype"):  # h5py-like
         return np.asarray(arr[rows])
     return np.stack([np.asarray(arr[int(i)]) for i in rows])
 
 
 def gather(arr, idx, buffers: Buffers | None = None) -> np.ndarray:
-    """Returns ``arr[idx]`` (shape ``idx.shape + row shape``), read in order.
+    """Returns ``arr[idx]`` (shape ``idx.shape + row shape``).
 
-    The distinct indices are read once each, in increasing order (a memmap
-    reads its file front to back; h5py-like arrays need increasing indices),
-    then put in ``idx``'s order. Any array-like with ``__getitem__`` works; one
-    without NumPy indexing is read row by row. With ``buffers``, the rows
-    are read into and returned in its reused buffers (:class:`Buffers`).
+    A NumPy array or memmap is read with one ``np.take`` in ``idx``'s
+    order, each byte copied once (``mode="wrap"`` after a bounds check:
+    NumPy buffers a take into ``out`` that may raise, a second copy). Read
+    so, a memmap whose pages are cached is read fastest; one that is not
+    costs a page fault per row in any order (its chunk's rows are spread
+    over the file). Any other array-like reads its distinct indices once
+    each, in increasing order (h5py-like arrays need increasing indices),
+    then they are put in ``idx``'s order; one without NumPy indexing is
+    read row by row. With ``buffers``, a NumPy array's rows are read into
+    and returned in its reused buffers (:class:`Buffers`).
+
+    Raises:
+      IndexError: for an index out of ``arr``'s range.
     """
     idx = np.asarray(idx)
+    if isinstance(arr, np.ndarray):  # ndarray, memmap
+        n, flat = len(arr), idx.reshape(-1)
+        if flat.size and (flat.min() < -n or flat.max() >= n):
+            raise IndexError(
+                f"gather: expected indices in [-{n}, {n}), got "
+                f"{int(flat.min())}..{int(flat.max())}."
+            )
+        row = arr.shape[1:]
+        out = None if buffers is None else buffers.take((flat.size, *row), arr.dtype)
+        out = np.take(np.asarray(arr), flat, axis=0, out=out, mode="wrap")
+        return out.reshape(idx.shape + row)
     rows, where = np.unique(idx.reshape(-1), return_inverse=True)
-    values = _read(arr, rows, buffers)
-    if buffers is None:
-        return values[where].reshape(idx.shape + values.shape[1:])
-    out = buffers.take((where.size, *values.shape[1:]), values.dtype)
-    np.take(values, where.reshape(-1), axis=0, out=out)
-    return out.reshape(idx.shape + values.shape[1:])
+    values = _read(arr, rows)
+    return values[where.reshape(-1)].reshape(idx.shape + values.shape[1:])
 
 
 class HostArrays:
@@ -195,25 +243,37 @@ class HostArrays:
         """Returns ``(x[idx], y[idx])`` read in order (y None without targets)."""
         return gather(self.x, idx), None if self.y is None else gather(self.y, idx)
 
-    def chunks(self, idx, weights, steps_per_call: int) -> Iterator[Chunk]:
+    def chunks(
+        self, idx, weights, steps_per_call: int, buffers: Buffers | None = None
+    ) -> Iterator[Chunk]:
         """Yields the planned batches, ``steps_per_call`` at a time, on the host.
 
         Args:
           idx: the plan's example indices, ``(steps, B)`` (or ``(models,
             steps, B)``): :func:`annjax.training.epoch.plan`'s ``idx``, so the
             order equals the on-device path's for the same key.
-          weights: the plan's weights, same shape (0 for padding).
+          weights: the plan's weights, same shape (0 for padding), or a
+            :class:`Padding` that makes them chunk by chunk.
           steps_per_call: batches per chunk (the last chunk may hold fewer).
+          buffers: the pool the chunks are read into; a run's, reused pass
+            after pass (a pool of this pass's own by default).
         """
-        idx, weights = np.asarray(idx), np.asarray(weights, weight_dtype())
+        idx = np.asarray(idx)
+        if not isinstance(weights, Padding):
+            weights = np.asarray(weights, weight_dtype())
         k = _checks.integer("steps_per_call", steps_per_call, minimum=1)
-        release_freed()
-        total, buffers = idx.shape[-2], Buffers()
+        release_freed()  # what was freed before the reading (the plan's sort)
+        total = idx.shape[-2]
+        buffers = Buffers() if buffers is None else buffers
         for start in range(0, total, k):
             part = idx[..., start : start + k, :]
             y = None if self.y is None else gather(self.y, part, buffers)
             x = gather(self.x, part, buffers)
-            yield Chunk(x, y, weights[..., start : start + k, :])
+            if isinstance(weights, Padding):
+                w = weights.rows(start, start + part.shape[-2])
+            else:
+                w = weights[..., start : start + k, :]
+            yield Chunk(x, y, w)
             del x, y  # the pool reuses them once the device is done
         release_freed()
 

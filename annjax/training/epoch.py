@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from annjax import hyperparams as _hyperparams
@@ -244,12 +245,37 @@ def plan_batches(batch_size: int, key: Key, epoch, n: int, weights=None) -> Plan
     weights are the padding's times the examples'.
 
     ONE draw of random bits from ``fold_in(key, epoch)`` gives both the
-    order and the step keys: the order sorts its first n words (a uniform
-    permutation up to ties of 32-bit words), the step keys are the words
-    after them. One threefry hash, not the five of ``jax.random.permutation``
-    plus ``split``, each inlined into the compiled epoch (the compile times
-    are in ``benchmarks/README.md``).
+    order and the step keys (:func:`draw_batches`): the order sorts its
+    first n words (a uniform permutation up to ties of 32-bit words), the
+    step keys are the words after them. One threefry hash, not the five of
+    ``jax.random.permutation`` plus ``split``, each inlined into the
+    compiled epoch (the compile times are in ``benchmarks/README.md``).
     """
+    order, keys = draw_batches(batch_size, key, epoch, n, weights)
+    idx, pad = batches_of(jnp.argsort(order), batch_size)
+    if weights is not None:
+        pad = pad * weights[idx].astype(pad.dtype)
+    return Plan(idx, pad, keys)
+
+
+def draw(spec: EpochSpec, key: Key, epoch, n: int, hyper=None) -> tuple[Array, Key]:
+    """Returns ``(words, keys)``: what :func:`plan` sorts and its step keys.
+
+    :func:`plan`'s order of examples is the stable argsort of ``words``
+    (n,) uint32 (``jnp.argsort`` is stable), its step keys are ``keys``. A
+    streamed epoch draws these on the device and sorts on the host
+    (:func:`host_order`): the same order with less memory than the
+    device's sort (see ``docs/streaming.md``), or no sort at all for an
+    iterable, which keeps its own order.
+    """
+    weights = None if hyper is None else hyper.get("sample_weight")
+    return draw_batches(spec.batch_size, key, epoch, n, weights)
+
+
+def draw_batches(
+    batch_size: int, key: Key, epoch, n: int, weights=None
+) -> tuple[Array, Key]:
+    """Returns :func:`draw` for ``batch_size`` (see :func:`plan_batches`)."""
     k = num_batches(n, batch_size)
     words = jax.random.key_data(key).shape[-1]  # 2 for threefry keys
     bits = jax.random.bits(jax.random.fold_in(key, epoch), (n + k * words,), jnp.uint32)
@@ -257,12 +283,43 @@ def plan_batches(batch_size: int, key: Key, epoch, n: int, weights=None) -> Plan
     if weights is not None:
         last = jnp.where(weights > 0, jnp.uint32(0), jnp.uint32(1 << 31))
         order = (order >> 1) | last
-    idx, pad = batches_of(jnp.argsort(order), batch_size)
-    if weights is not None:
-        pad = pad * weights[idx].astype(pad.dtype)
     impl = jax.random.key_impl(key)
     keys = jax.random.wrap_key_data(bits[n:].reshape(k, words), impl=impl)
-    return Plan(idx, pad, keys)
+    return order, keys
+
+
+def host_order(words: np.ndarray, batch_size: int) -> np.ndarray:
+    """Returns :func:`plan`'s example indices (int32, ``(..., steps, B)``)
+    for its :func:`draw`'s ``words`` (``(..., n)``, a leading model axis
+    for ``fit_many``), computed in NumPy on the host.
+
+    NumPy's stable argsort equals ``jnp.argsort``'s (stable: ties in
+    increasing index, a unique answer), and the batches wrap around to the
+    order's start as :func:`annjax.data.batching.batches_of` pads them, so
+    the indices are ``plan``'s, bit for bit. While it sorts it holds the
+    words, one int64 argsort and timsort's buffer (at most 16 bytes per
+    example), then keeps the int32 indices: less than XLA:CPU's sort of the
+    device path (``docs/streaming.md``), whose order it must not change.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> from annjax.training.epoch import draw_batches, host_order, plan_batches
+      >>> key = jax.random.key(0)
+      >>> words, _ = draw_batches(4, key, 0, 10)
+      >>> idx = host_order(np.asarray(words), 4)
+      >>> idx.shape, bool((idx == plan_batches(4, key, 0, 10).idx).all())
+      ((3, 4), True)
+    """
+    words = np.asarray(words)
+    *lead, n = words.shape
+    k = num_batches(n, batch_size)
+    idx = np.empty((*lead, k * batch_size), np.int32)
+    for m in np.ndindex(*lead):  # one model at a time: one argsort alive
+        order = np.argsort(words[m], kind="stable")
+        idx[m][:n] = order
+        idx[m][n:] = order[np.arange(n, k * batch_size) % n]  # the padding
+        del order
+    return idx.reshape(*lead, k, batch_size)
 
 
 def run_steps(
@@ -521,6 +578,7 @@ def run_epoch(spec: EpochSpec, ts: TrainState, key: Key, epoch, hyper, x, y, val
 MODEL_AXES = {
     "run_epoch": (None, 0, 0, None, 0, None, None, None),
     "plan": (None, 0, None, None, 0),
+    "draw": (None, 0, None, None, 0),
     "run_steps": (None, 0, 0, None, None, 0, None, None),
     "finish": (None, 0, 0, (None, None, 0), None, 0, None, None, None),
 }
@@ -528,13 +586,20 @@ MODEL_AXES = {
 _FUNCTIONS = {
     "run_epoch": run_epoch,
     "plan": plan,
+    "draw": draw,
     "run_steps": run_steps,
     "finish": finish,
 }
-_STATIC = {"run_epoch": (0,), "plan": (0, 3), "run_steps": (0, 6, 7), "finish": (0, 8)}
+_STATIC = {
+    "run_epoch": (0,),
+    "plan": (0, 3),
+    "draw": (0, 3),
+    "run_steps": (0, 6, 7),
+    "finish": (0, 8),
+}
 # run_epoch keeps its incoming state: the loop falls back on it when the NaN
 # guard rejects the epoch (the call holds both states at its end either way)
-_DONATE = {"run_epoch": (), "plan": (), "run_steps": (1,), "finish": ()}
+_DONATE = {"run_epoch": (), "plan": (), "draw": (), "run_steps": (1,), "finish": ()}
 
 
 def _compile(name: str, how: str | None, own: bool = False) -> Callable:
@@ -556,7 +621,8 @@ COMPILED = {
     for how in (None, *_vectorize.IN_PROGRAM)
 }
 """The jitted epoch functions: ``COMPILED[name, how]``, with the signatures
-of :func:`run_epoch`, :func:`plan`, :func:`run_steps` and :func:`finish`
+of :func:`run_epoch`, :func:`plan`, :func:`draw`, :func:`run_steps` and
+:func:`finish`
 (over :data:`MODEL_AXES`' model axis the way ``how`` says, None: one
 model). :func:`compiled` picks the one for a spec."""
 
