@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     splits, note = _common.image_splits(
         "digits", key=data_key, data_dir=None, val=0.2, test=0.2
     )
-    epochs = 3 if args.quick else 15
+    epochs = 2 if args.quick else 15
     print(f"data: {note}; {epochs} epochs; TensorBoard logs in {logdir}\n")
     results = {}
     for run, model in RUNS.items():
