@@ -29,11 +29,11 @@ session ends. Tests on tiny data are compile-bound, and an unoptimised compile
 costs much less: measured on a loaded 2-core machine, 25 % less CPU for
 tests/test_hessian.py and 28 % for tests/test_steps_per_call.py. The code
 computes the same functions, up to float rounding, and a test that compares two
-results bit for bit compiles both sides under the same flag. No test needs
-optimised code today (the whole suite passes, and no measured test got
-slower); one that does (it measures what the optimiser does) would set the
-flag for itself and call ``jax.clear_caches()`` before and after, since JAX's
-in-memory caches do not key on the flag.
+results bit for bit compiles both sides under the same flag. A test that needs
+optimised code (it measures what the optimiser does, or its run time dominates
+its compile time) takes the marker ``optimized_xla``: it runs with the flag
+off, and JAX's in-memory caches, which do not key on the flag, are cleared
+before and after it.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
     folder = tempfile.mkdtemp(prefix="annjax-test-xla-")
     os.environ["ANNJAX_CACHE_DIR"] = folder
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    config.addinivalue_line(
+        "markers", "optimized_xla: compile this test with XLA's optimisations on"
+    )
     config.stash[_BEFORE] = (jax.config.values[_FLAG], os.environ.get(_FLAG_ENV))
     jax.config.update(_FLAG, True)
     os.environ[_FLAG_ENV] = "1"
@@ -80,6 +83,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os.environ.pop(_FLAG_ENV, None)
     else:
         os.environ[_FLAG_ENV] = env
+
+
+@pytest.fixture(autouse=True)
+def _optimized_xla(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Turns XLA's optimisations back on for a test marked ``optimized_xla``."""
+    if request.node.get_closest_marker("optimized_xla") is None:
+        yield
+        return
+    env = os.environ.pop(_FLAG_ENV)
+    jax.config.update(_FLAG, False)
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        jax.config.update(_FLAG, True)
+        os.environ[_FLAG_ENV] = env
+        jax.clear_caches()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
