@@ -21,19 +21,6 @@ for more examples.
 The suite runs with a persistent compilation cache of its own, a temporary
 folder removed at exit (``ANNJAX_CACHE_DIR``, set before annjax is
 imported), so no test reads or fills the user's ``~/.cache/annjax``.
-
-The suite compiles with most of XLA's optimisations off
-(``jax_disable_most_optimizations``, and ``JAX_DISABLE_MOST_OPTIMIZATIONS=1``
-in the environment that the tests' subprocesses inherit), restored when the
-session ends. Tests on tiny data are compile-bound, and an unoptimised compile
-costs much less: measured on a loaded 2-core machine, 25 % less CPU for
-tests/test_hessian.py and 28 % for tests/test_steps_per_call.py. The code
-computes the same functions, up to float rounding, and a test that compares two
-results bit for bit compiles both sides under the same flag. A test that needs
-optimised code (it measures what the optimiser does, or its run time dominates
-its compile time) takes the marker ``optimized_xla``: it runs with the flag
-off, and JAX's in-memory caches, which do not key on the flag, are cleared
-before and after it.
 """
 
 from __future__ import annotations
@@ -54,52 +41,13 @@ settings.register_profile("ci", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "annjax"))
 
 _SEED_KEY = pytest.StashKey[int]()
-_FLAG = "jax_disable_most_optimizations"
-_FLAG_ENV = "JAX_DISABLE_MOST_OPTIMIZATIONS"
-_BEFORE = pytest.StashKey[tuple[bool, str | None]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Gives the session a temporary compilation cache (before annjax is imported)
-    and unoptimised compiles (see the module docstring)."""
+    """Gives the session a temporary compilation cache (before annjax is imported)."""
     folder = tempfile.mkdtemp(prefix="annjax-test-xla-")
     os.environ["ANNJAX_CACHE_DIR"] = folder
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    config.addinivalue_line(
-        "markers", "optimized_xla: compile this test with XLA's optimisations on"
-    )
-    config.stash[_BEFORE] = (jax.config.values[_FLAG], os.environ.get(_FLAG_ENV))
-    jax.config.update(_FLAG, True)
-    os.environ[_FLAG_ENV] = "1"
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Restores the optimisation flag and its environment variable."""
-    if _BEFORE not in config.stash:
-        return
-    flag, env = config.stash[_BEFORE]
-    jax.config.update(_FLAG, flag)
-    if env is None:
-        os.environ.pop(_FLAG_ENV, None)
-    else:
-        os.environ[_FLAG_ENV] = env
-
-
-@pytest.fixture(autouse=True)
-def _optimized_xla(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Turns XLA's optimisations back on for a test marked ``optimized_xla``."""
-    if request.node.get_closest_marker("optimized_xla") is None:
-        yield
-        return
-    env = os.environ.pop(_FLAG_ENV)
-    jax.config.update(_FLAG, False)
-    jax.clear_caches()
-    try:
-        yield
-    finally:
-        jax.config.update(_FLAG, True)
-        os.environ[_FLAG_ENV] = env
-        jax.clear_caches()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
