@@ -50,23 +50,12 @@ def child(side: str, n: int, epochs: int) -> dict:
     """Trains the 3 seeds twice in this process; returns cold and warm times."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     import jax
+    from impl_sweep import annjax_cnn
 
     import annjax as ann
 
     x, y = _data(n)
-    model = ann.serial(
-        ann.conv2d(32, 3),
-        ann.batch_norm(),
-        ann.activation("relu"),
-        ann.max_pool(2),
-        ann.conv2d(64, 3),
-        ann.batch_norm(),
-        ann.activation("relu"),
-        ann.max_pool(2),
-        ann.flatten(),
-        ann.dense(128, activation="relu"),
-        ann.dense(10),
-    )
+    model = annjax_cnn()
     augment = ann.augment.compose(
         ann.augment.random_crop(28, padding=2), ann.augment.random_rotation(10)
     )

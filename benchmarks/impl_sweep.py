@@ -67,25 +67,35 @@ def _runs(config: dict[str, Any]) -> list[tuple[int, float]]:
 
 
 # ----------------------------------------------------------------------- annjax
+def annjax_cnn(pool=None):
+    """Returns the ``sweep-cnn`` network in annjax layers, ``pool(2)`` its
+    max pooling (``ann.max_pool`` unless given; ``max_pool.py`` passes
+    another, ``cnn_seeds.py`` trains this network too)."""
+    import annjax as ann
+
+    pool = ann.max_pool if pool is None else pool
+    return ann.serial(
+        ann.conv2d(32, 3),
+        ann.batch_norm(),
+        ann.activation("relu"),
+        pool(2),
+        ann.conv2d(64, 3),
+        ann.batch_norm(),
+        ann.activation("relu"),
+        pool(2),
+        ann.flatten(),
+        ann.dense(128, activation="relu"),
+        ann.dense(10),
+    )
+
+
 def _annjax_model(config):
     import annjax as ann
 
     def build():
         if config["model"] == "mlp":
             return ann.mlp(list(config["sizes"][1:]), activation="relu")
-        return ann.serial(
-            ann.conv2d(32, 3),
-            ann.batch_norm(),
-            ann.activation("relu"),
-            ann.max_pool(2),
-            ann.conv2d(64, 3),
-            ann.batch_norm(),
-            ann.activation("relu"),
-            ann.max_pool(2),
-            ann.flatten(),
-            ann.dense(128, activation="relu"),
-            ann.dense(10),
-        )
+        return annjax_cnn()
 
     return _once("annjax_model", build)
 

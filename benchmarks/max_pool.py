@@ -32,6 +32,7 @@ import time
 
 import jax
 import numpy as np
+from impl_sweep import annjax_cnn
 
 import annjax as ann
 
@@ -54,23 +55,6 @@ def reduce_window_pool(k: int) -> ann.Layer:
     return ann.Layer(init, apply, "max_pool")
 
 
-def cnn(pool) -> ann.Layer:
-    """Returns the sweep-cnn network with ``pool(2)`` as its pooling."""
-    return ann.serial(
-        ann.conv2d(32, 3),
-        ann.batch_norm(),
-        ann.activation("relu"),
-        pool(2),
-        ann.conv2d(64, 3),
-        ann.batch_norm(),
-        ann.activation("relu"),
-        pool(2),
-        ann.flatten(),
-        ann.dense(128, activation="relu"),
-        ann.dense(10),
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -85,7 +69,7 @@ def main() -> None:
     variants = {"annjax": ann.max_pool, "reduce_window": reduce_window_pool}
     runs, ends = {}, {}
     for name, pool in variants.items():
-        model = cnn(pool)
+        model = annjax_cnn(pool)
         ts, _ = ann.init_train_state(model, opt, jax.random.key(0), (28, 28, 1))
         step = jax.jit(ann.make_train_step(model, "softmax_cross_entropy", opt))
         jax.block_until_ready(step(ts, (x[0], y[0]), jax.random.key(0)))  # compiles
