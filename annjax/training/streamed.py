@@ -53,7 +53,6 @@ from annjax.data.host import (
     HostArrays,
     Padding,
     release_freed,
-    weight_dtype,
 )
 from annjax.data.iterables import Batches
 from annjax.data.prefetch import Prefetch
@@ -494,14 +493,13 @@ def example(source, name: str, targets: bool) -> np.ndarray:
     return source.example()[0][:1]
 
 
-def _in_order(n: int, b: int):
-    """Returns the plan ``(idx, w)`` that reads ``n`` examples front to back
-    in batches of ``b`` (which may exceed ``n``), the last padded with
-    weight-0 rows: the last example again, which the process holding the
-    end of the data reads anyway."""
+def _in_order(n: int, b: int) -> np.ndarray:
+    """Returns the indices that read ``n`` examples front to back in batches
+    of ``b`` (which may exceed ``n``), the last batch filled up with the
+    last example again, which the process holding the end of the data reads
+    anyway (weighted 0 by :class:`~annjax.data.host.Padding`)."""
     slots = np.arange(-(-n // b) * b)
-    idx = np.minimum(slots, n - 1).astype(np.int32).reshape(-1, b)
-    return idx, (slots < n).astype(weight_dtype()).reshape(-1, b)
+    return np.minimum(slots, n - 1).astype(np.int32).reshape(-1, b)
 
 
 def _pass_batch_size(source, batch_size: int, mesh) -> int:
@@ -521,10 +519,11 @@ def _pass_chunks(source, b: int, mesh):
     :data:`CHUNK_BYTES` of inputs: host arrays' rows ``local_rows`` of every
     batch of ``b``; an iterable's own batches."""
     if isinstance(source, HostArrays):
-        idx, w = _in_order(len(source), b)
+        idx = _in_order(len(source), b)
         mine = _mesh.local_rows(mesh, b)
         k = max(1, CHUNK_BYTES // max(1, source.example()[0].nbytes * b))
-        return source.chunks(idx[:, mine], w[:, mine], min(k, len(idx)))
+        w = Padding(len(source), b, mine)
+        return source.chunks(idx[:, mine], w, min(k, len(idx)))
     x = source.example()[0]
     return source.chunks(0, max(1, CHUNK_BYTES // max(1, x.nbytes)))
 
