@@ -75,17 +75,8 @@ class _Rows:
     def __call__(self, idx):
         if self._open is None:
             self._open = [_reopen(a) for a in self.arrays]
-        idx = np.asarray(idx)
-        batch = tuple(_read(a, idx) for a in self._open)
+        batch = tuple(gather(a, idx) for a in self._open)
         return batch if self.transform is None else tuple(self.transform(*batch))
-
-
-def _read(arr, idx: np.ndarray) -> np.ndarray:
-    """Returns ``arr[idx]``: rows in increasing order (``_Order``'s batches) are
-    taken as they are, any other order through :func:`gather`."""
-    if isinstance(arr, np.ndarray) and idx.ndim == 1 and np.all(idx[1:] > idx[:-1]):
-        return np.asarray(np.take(arr, idx, axis=0))  # a memmap's rows: an ndarray
-    return gather(arr, idx)
 
 
 def _portable(arr):
