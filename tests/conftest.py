@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 import jax
+import numpy as np
 import pytest
 from hypothesis import settings
 from jax.test_util import check_grads
@@ -192,7 +193,6 @@ def data_mesh_of_two_hosts(role: str, port: str, pid: str):
     """Returns the 4-device ``("data",)`` mesh of a two-process test's worker:
     as process ``pid`` of two joined over gloo at ``127.0.0.1:port`` (``role``
     "host", 2 devices each), or alone with 4 devices (any other role)."""
-    import numpy as np
     from jax.sharding import Mesh
 
     if role == "host":
@@ -212,6 +212,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def tiny_split(shape: tuple = (4,)):
+    """Returns ``((x, y), (x_val, y_val))``: 32 + 8 examples of ``shape``
+    (standard normal, seed 0) with labels in {0, 1, 2}: the small data of
+    the sweep and vectorisation tests."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, *shape)).astype(np.float32)
+    y = rng.integers(0, 3, 40).astype(np.int32)
+    return (x[:32], y[:32]), (x[32:], y[32:])
+
+
+def separable_classes():
+    """Returns ``(x, y)``: 100 examples of 5 features shifted by their label
+    in {0, 1, 2} (seed 1): three classes a small MLP learns in a few epochs."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 100).astype(np.int32)
+    x = (rng.normal(size=(100, 5)) + y[:, None]).astype(np.float32)
+    return x, y
 
 
 class Started(Exception):

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from conftest import tiny_split
 
 import annjax as ann
 from annjax import hyperparams
@@ -16,10 +17,7 @@ RATES = [0.1, 0.5]
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 4)).astype(np.float32)
-    y = rng.integers(0, 3, 40).astype(np.int32)
-    return (x[:32], y[:32]), (x[32:], y[32:])
+    return tiny_split()
 
 
 def _net(rate):

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from conftest import tiny_split
 
 import annjax as ann
 
@@ -20,10 +21,7 @@ ARGS = {"optimizer": ann.sgd(0.1), "epochs": 2, "batch_size": 8, "progress": Fal
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 4)).astype(np.float32)
-    y = rng.integers(0, 3, 40).astype(np.int32)
-    return (x[:32], y[:32]), (x[32:], y[32:])
+    return tiny_split()
 
 
 def _close(a, b):

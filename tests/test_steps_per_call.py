@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import separable_classes
 
 import annjax as ann
 
@@ -24,10 +25,7 @@ BATCH = 8  # 100 examples: 13 steps an epoch, the last one padded
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 3, 100).astype(np.int32)
-    x = (rng.normal(size=(100, 5)) + y[:, None]).astype(np.float32)
-    return x, y
+    return separable_classes()
 
 
 MODEL = ann.mlp([16, 16, 3])

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import separable_classes
 
 import annjax as ann
 
@@ -10,10 +11,7 @@ MODEL = ann.mlp([16, 16, 3])
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 3, 100).astype(np.int32)
-    x = (rng.normal(size=(100, 5)) + y[:, None]).astype(np.float32)
-    return x, y
+    return separable_classes()
 
 
 def _fit(data, **kwargs):

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from conftest import tiny_split
 
 import annjax as ann
 from annjax.training.vectorize import (
@@ -30,11 +31,7 @@ CNN = ann.serial(
 
 
 def _data(image: bool):
-    rng = np.random.default_rng(0)
-    shape = (40, 6, 6, 1) if image else (40, 4)
-    x = rng.normal(size=shape).astype(np.float32)
-    y = rng.integers(0, 3, 40).astype(np.int32)
-    return (x[:32], y[:32]), (x[32:], y[32:])
+    return tiny_split((6, 6, 1) if image else (4,))
 
 
 # SGD, not Adam: Adam turns the float noise of a gradient that is zero in
