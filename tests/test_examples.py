@@ -12,38 +12,15 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-@pytest.fixture(autouse=True)
-def _quick_compiles() -> Iterator[None]:
-    """Compiles with most of XLA's optimisations off, for this file's tests only.
-
-    A ``--quick`` run is compile-bound: about 80 % of its CPU time is XLA
-    compiling programs that then run for a fraction of a second, and an
-    unoptimised compile costs about half (measured: the quick runs of
-    regularization and gradient_problems take 35 % and 19 % less CPU). The
-    scripts compute the same functions, up to float rounding. JAX's in-memory
-    caches do not key on the flag, so they are cleared after each test: no
-    unoptimised program reaches a later test on this worker.
-    """
-    before = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", before)
-        jax.clear_caches()
 
 
 @pytest.fixture

@@ -94,6 +94,7 @@ def test_fit_of_a_grain_loader_equals_its_batches_in_memory(data, memmap):
     assert _same(ref.params, got.params)
 
 
+@pytest.mark.xla_defaults
 def test_the_one_loop_features_on_streamed_data(data, memmap):
     X, y = data
     seen = []
@@ -121,6 +122,7 @@ def test_the_one_loop_features_on_streamed_data(data, memmap):
     assert seen[:half] == seen[half:]  # the callback saw the same losses
 
 
+@pytest.mark.xla_defaults
 def test_a_model_with_state_and_dropout_streams_as_in_memory(data, memmap):
     X, y = data
     model = ann.serial(ann.dense(16), ann.batch_norm(), ann.dropout(0.2), ann.dense(3))
