@@ -9,6 +9,7 @@
   mesh tests) and returns the JSON it printed; ``start_on_cpu_devices``,
   ``wait_all`` and ``free_port`` start and join the processes of a
   multi-process (``jax.distributed``) test.
+- ``compiles(fn)``: how many programs JAX compiled while ``fn()`` ran.
 - ``seed`` / ``key``: the random seed and its ``jax.random.key``. The seed is 0
   unless ``--seed N`` (or the environment variable ``ANNJAX_TEST_SEED``) says
   otherwise, and a failing test that used it reports it, so a failure can be
@@ -47,6 +48,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 import jax
+import jax.monitoring
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -282,6 +284,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def compiles(fn: Callable[[], object]) -> int:
+    """Returns how many programs JAX handed to the backend while ``fn()`` ran."""
+    seen = []
+
+    def listen(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            seen.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return len(seen)
 
 
 def tiny_split(shape: tuple = (4,)):

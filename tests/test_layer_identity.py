@@ -8,10 +8,10 @@ argument gives an unequal layer.
 import inspect
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import compiles
 
 import annjax as ann
 from annjax._types import Identity, argument_key
@@ -257,22 +257,6 @@ def test_layer_without_identity_equals_only_itself():
     assert layer != ann.dense(3)
 
 
-def _compile_requests(fn) -> int:
-    """Returns how many programs JAX handed to the backend while ``fn`` ran."""
-    count = []
-
-    def listener(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration":
-            count.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        fn()
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    return len(count)
-
-
 def test_equal_models_share_compiled_code():
     x = np.random.default_rng(0).normal(size=(16, 4)).astype("f4")
     y = (x[:, 0] > 0).astype("i4")
@@ -284,8 +268,8 @@ def test_equal_models_share_compiled_code():
         return ann.serial(ann.dense(width, "relu"), ann.batch_norm(), ann.dense(2))
 
     first = fit(model(5))
-    assert _compile_requests(lambda: fit(model(5))) == 0  # built anew, equal
-    assert _compile_requests(lambda: fit(model(6))) > 0  # one argument differs
+    assert compiles(lambda: fit(model(5))) == 0  # built anew, equal
+    assert compiles(lambda: fit(model(6))) > 0  # one argument differs
     second = fit(model(5))
     np.testing.assert_array_equal(
         first.params["dense_0"]["w"], second.params["dense_0"]["w"]

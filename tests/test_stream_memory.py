@@ -11,32 +11,16 @@ them, and the logs joined a few parts at a time equal those joined at once.
 (The plan's host sort is pinned in ``tests/test_fit_stream.py``.)
 """
 
-import collections
 import mmap
 
 import jax
 import jax.monitoring
 import numpy as np
 import pytest
+from conftest import compiles
 
 import annjax as ann
 from annjax.data import host
-
-
-def _compiles(fn) -> int:
-    """Returns the backend compilations that ``fn()`` causes."""
-    seen = collections.Counter()
-
-    def listen(name, secs, **kwargs):
-        del secs, kwargs
-        seen[name] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        fn()
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    return seen["/jax/core/compile/backend_compile_duration"]
 
 
 def _fit(rows: int):
@@ -56,7 +40,7 @@ def _fit(rows: int):
 
 def test_compilations_do_not_grow_with_the_chunks():
     _fit(64)  # 4 chunks: compiles the chunk's program
-    eight, sixteen = _compiles(lambda: _fit(128)), _compiles(lambda: _fit(256))
+    eight, sixteen = compiles(lambda: _fit(128)), compiles(lambda: _fit(256))
     # a new n recompiles the plan and the epoch's end, never one per chunk
     assert eight == sixteen
 

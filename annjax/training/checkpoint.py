@@ -40,6 +40,7 @@ from flax import serialization
 
 from annjax import optim as _optim
 from annjax.training import loop as _loop
+from annjax.training import trees as _trees
 from annjax.training.types import FitResult, ManyResult, TrainState
 
 __all__ = ["data_state", "load", "restore_train_state", "save"]
@@ -363,6 +364,6 @@ def _previous_best(previous, es, at, n, ts):
                 "start again with restore_best=True."
             )
     if (at < 0).all():
-        return jax.tree_util.tree_map(jnp.copy, (ts.params, ts.state, ts.ema))
+        return _trees.copy((ts.params, ts.state, ts.ema))
     kept = (previous.params, previous.state, previous.ema_params)
-    return jax.tree_util.tree_map(jnp.copy, kept)
+    return _trees.copy(kept)

@@ -52,6 +52,7 @@ from annjax.training import loop as _loop
 from annjax.training import mesh as _mesh
 from annjax.training import results as _results
 from annjax.training import streamed as _streamed
+from annjax.training import trees as _trees
 from annjax.training.inputs import params_dtype
 from annjax.training.record import Run, resolve
 from annjax.training.step import start_states
@@ -446,7 +447,7 @@ def _start(run: Run, ts):
         opt_init = opt_init or run.spec.optimizer.init
         ts = ts._replace(params=params, state=state, opt_state=opt_init(params))
     if "ema" in run.hyper:  # its own buffers: the train state is donated
-        ts = ts._replace(ema=jax.tree_util.tree_map(jnp.copy, ts.params))
+        ts = ts._replace(ema=_trees.copy(ts.params))
     return ts
 
 

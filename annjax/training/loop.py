@@ -29,6 +29,7 @@ import numpy as np
 from annjax._types import Key
 from annjax.training import mesh as _mesh
 from annjax.training import streamed as _streamed
+from annjax.training import trees as _trees
 from annjax.training import vectorize as _vectorize
 from annjax.training.epoch import Plan, compiled, concat_logs, part_tracking
 from annjax.training.record import Run
@@ -142,7 +143,7 @@ def _steps(run: Run, ts: TrainState, train_keys: Key, index):
     steps = compiled("plan", run.vectorize, run.spec)(
         run.spec, train_keys, index, n, run.hyper
     )
-    old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
+    old = _trees.copy(ts)  # the guard's fallback
     new, logs = _chunks(run, ts, steps)
     out = compiled("finish", run.vectorize, run.spec)(
         run.spec,
@@ -166,7 +167,7 @@ def _chunks(run: Run, ts: TrainState, steps: Plan):
     parts = []
     for start in range(0, total, k):
         end = min(start + k, total)
-        chunk = Plan(*(jax.lax.slice_in_dim(a, start, end, axis=axis) for a in steps))
+        chunk = _trees.take(steps, start, size=end - start, axis=axis)
         spec, track = part_tracking(run.spec, start, end, total)
         ts, part = compiled("run_steps", run.vectorize, spec)(
             spec, ts, run.hyper, run.x, run.y, chunk, track, True
@@ -224,7 +225,7 @@ class Progress:
         n, es = run.models, run.early_stopping
         best = None
         if es is not None and es.restore_best:  # a copy: ts is donated
-            best = jax.tree_util.tree_map(jnp.copy, _kept(ts))
+            best = _trees.copy(_kept(ts))
         return cls(
             {},
             0,
@@ -338,13 +339,8 @@ def _kept(ts: TrainState) -> tuple:
 def _select(mask: np.ndarray, new, old, many: bool):
     """Returns per model ``new`` where ``mask`` else ``old``, as fresh buffers."""
     if not many:
-        return jax.tree_util.tree_map(jnp.copy, new if mask[0] else old)
-
-    def pick(a, b):
-        m = jnp.asarray(mask).reshape((-1,) + (1,) * (a.ndim - 1))
-        return jnp.where(m, a, b)
-
-    return jax.tree_util.tree_map(pick, new, old)
+        return _trees.copy(new if mask[0] else old)
+    return _trees.where(jnp.asarray(mask), new, old)
 
 
 def _progress_bar(enabled: bool, total: int, initial: int):

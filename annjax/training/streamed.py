@@ -57,6 +57,7 @@ from annjax.data.host import (
 from annjax.data.iterables import Batches
 from annjax.data.prefetch import Prefetch
 from annjax.training import mesh as _mesh
+from annjax.training import trees as _trees
 from annjax.training.arguments import fit_targets
 from annjax.training.epoch import (
     TRAIN_EVAL_EXAMPLES,
@@ -331,7 +332,7 @@ def epoch(run, ts: TrainState, train_keys: Key, index):
     release_freed()  # the last epoch's leftovers, before the draw's temporaries
     # the plan's words and step keys; its order is sorted on the host
     words, keys = compiled("draw", how, spec)(spec, train_keys, index, n, run.hyper)
-    old = jax.tree_util.tree_map(jnp.copy, ts)  # the guard's fallback
+    old = _trees.copy(ts)  # the guard's fallback
     axis, models = (1 if many else 0), (run.models if many else None)
     logs, recent, start, last = _Logs(axis), [], 0, None
     put = functools.partial(_put, models=models, mesh=spec.mesh, rows=spec.batch_size)
