@@ -99,7 +99,17 @@ def test_an_in_memory_epoch_compiles_the_same_programs_for_any_number_of_chunks(
             key=jax.random.key(0),
         )
 
-    fit(64)  # 4 chunks of 2 steps: compiles every program of the run
-    # 8 and 16 chunks: new data shapes recompile the epoch's programs, never
-    # one program per chunk (before: three slices compiled per chunk)
-    assert compiles(lambda: fit(128)) == compiles(lambda: fit(256))
+    # Counted from empty caches (JAX's in memory, and no persistent cache), so
+    # that no program an earlier test compiled goes uncounted: 8 and 16
+    # chunks compile the same programs, never one per chunk (before: three
+    # slices compiled per chunk).
+    persistent = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        jax.clear_caches()
+        eight = compiles(lambda: fit(128))
+        jax.clear_caches()
+        sixteen = compiles(lambda: fit(256))
+    finally:
+        jax.config.update("jax_enable_compilation_cache", persistent)
+    assert eight == sixteen
