@@ -341,11 +341,9 @@ def epoch(run, ts: TrainState, train_keys: Key, index):
     with Prefetch(host, put=put) as chunks:
         for x, y, idx, w in chunks:
             end = start + w.shape[axis]
-            # dynamic: the start is data, so one program serves every chunk
-            # (a static slice compiled one per chunk: memory grew with n)
-            step_keys = jax.lax.dynamic_slice_in_dim(
-                keys, start, end - start, axis=axis
-            )
+            # the start traced: one program serves every chunk (a static
+            # slice compiled one per chunk: memory grew with n)
+            step_keys = _trees.take(keys, start, size=end - start, axis=axis)
             local = Plan(idx, w, step_keys)
             part_spec, track = part_tracking(spec, start, end, total)
             ts, part = compiled("run_steps", how, part_spec)(
