@@ -205,3 +205,65 @@ def test_sequential_guards_each_model_and_resumes(tmp_path):
         np.testing.assert_array_equal(a, b)
     for name, values in straight.history.items():
         np.testing.assert_array_equal(resumed.history[name], values, err_msg=name)
+
+
+def test_sequential_models_on_threads_equal_separate_fits_bit_for_bit():
+    # vectorize="sequential" runs fit's own program per model, several models
+    # at once on threads: each model is its fit exactly, not within a tolerance
+    train, val = _data(True)
+    keys = jax.random.split(jax.random.key(5), 3)
+    many = ann.fit_many(
+        CNN, train, val_data=val, keys=keys, vectorize="sequential", **ARGS
+    )
+    for i, key in enumerate(keys):
+        alone = ann.fit(CNN, train, val_data=val, key=key, **ARGS)
+        picked = many.select(i)
+        for a, b in zip(
+            jax.tree_util.tree_leaves((alone.params, alone.state, alone.history)),
+            jax.tree_util.tree_leaves((picked.params, picked.state, picked.history)),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_each_runs_on_threads_only_where_they_see_the_callers_jax_options():
+    import threading
+
+    from annjax.training.loop import _each
+
+    def where(item):
+        return item, threading.get_ident()
+
+    main = threading.get_ident()
+    out = _each(where, [0, 1, 2], workers=2)
+    assert [item for item, _ in out] == [0, 1, 2]  # in order
+    assert all(ident != main for _, ident in out)
+    assert _each(where, [0, 1], workers=1) == [(0, main), (1, main)]
+    # a thread-local option (a with block) does not reach other threads:
+    # there the calls run in the caller's thread, under the caller's options
+    with jax.default_matmul_precision("highest"):
+        assert _each(where, [0, 1], workers=2) == [(0, main), (1, main)]
+    mesh = jax.make_mesh((1,), ("data",))
+    with jax.set_mesh(mesh):
+        assert _each(where, [0, 1], workers=2) == [(0, main), (1, main)]
+
+
+def test_each_raises_the_first_error_and_starts_no_later_call():
+    import time
+
+    from annjax.training.loop import _each
+
+    started = []
+
+    def call(item):
+        started.append(item)
+        if item == 0:
+            raise RuntimeError("model 0 failed")
+        time.sleep(0.3)  # the calls still running when the error is seen
+        return item
+
+    with pytest.raises(RuntimeError, match="model 0 failed"):
+        _each(call, list(range(8)), workers=2)
+    # beside item 0 ran item 1, and its thread took at most one more: the
+    # queue behind them was cancelled
+    assert set(started) <= {0, 1, 2}
