@@ -7,6 +7,8 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -37,3 +39,30 @@ def test_the_complete_example_runs_as_written(tmp_path, monkeypatch):
     result = namespace["result"]
     assert result.stop_reason and (tmp_path / "digits.ckpt").is_file()
     assert "grad_norm/dense_0" in result.history
+
+
+def _numbers_and_words(text: str) -> list:
+    """Returns the text's tokens, numbers as floats (compared within a tolerance)."""
+    tokens = []
+    for token in text.split():
+        try:
+            tokens.append(float(token))
+        except ValueError:
+            tokens.append(token)
+    return tokens
+
+
+def test_the_many_models_example_prints_what_the_readme_quotes(capsys):
+    section = README.split("## Many models at once", 1)[1]
+    (code, quoted) = re.findall(
+        r"```python\n(.*?)```.*?```text\n(.*?)```", section, re.S
+    )[0]
+    exec(compile(code, "README.md", "exec"), {})
+    printed = _numbers_and_words(capsys.readouterr().out)
+    expected = _numbers_and_words(quoted)
+    assert len(printed) == len(expected)
+    for got, want in zip(printed, expected, strict=True):
+        if isinstance(want, float):
+            assert got == pytest.approx(want, rel=2e-3), (got, want)
+        else:
+            assert got == want

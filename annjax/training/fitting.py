@@ -350,7 +350,8 @@ def fit_many(
         (batched), ``"unroll"`` (the single-model program once per model,
         side by side) or ``"map"`` (``lax.map``: once, in a loop); or
         ``"sequential"``: ``fit``'s one-model epoch, compiled once and
-        called per model; or ``"auto"``: sequential for a model with a
+        called per model (on one device, the models side by side on
+        threads, one per core); or ``"auto"``: sequential for a model with a
         convolution on the CPU (a vmapped convolution runs several times
         slower than one per model there, and an unrolled one compiles N
         copies), else vmap (measured by ``benchmarks/vectorize.py`` and the

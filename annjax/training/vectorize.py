@@ -10,9 +10,10 @@ Four ways, each giving every model exactly what its own ``fit`` would:
 * ``"map"``: ``jax.lax.map`` over the model axis: the single-model program
   once, in a loop over the models (the smallest program, no parallelism);
 * ``"sequential"``: ``fit``'s own one-model program, compiled once (and
-  shared with ``fit``), called for each model in turn by the loop
-  (:func:`annjax.training.loop.epochs_of`); the models' states are split
-  and stacked on the host around it (:func:`models_of`, :func:`stacked`).
+  shared with ``fit``), called for each model by the loop
+  (:func:`annjax.training.loop.epochs_of`), the models side by side on
+  threads on one device; the models' states are split and stacked on the
+  host around it (:func:`models_of`, :func:`stacked`).
 
 ``"auto"`` (:func:`choose`) is the rule measured by ``benchmarks/vectorize.py``
 and the ``sweep-cnn`` workload of ``benchmarks/run.py`` on this project's
@@ -21,8 +22,9 @@ per model, batched) runs several times slower than the models' convolutions
 one by one, ``lax.map`` of a convolution slower still, and the unrolled
 program compiles N copies of the convolutions (cold, slower than a loop of
 ``fit`` calls, which compile one), so a model with a convolution on the
-CPU runs ``"sequential"``: the work and the compilation of a loop of
-``fit`` calls, without their per-call setup. Everything else, and every
+CPU runs ``"sequential"``: the compilation of a loop of ``fit`` calls,
+without their per-call setup, and the models' epochs on threads, which fill
+the cores that one small model's program leaves idle. Everything else, and every
 model on a GPU or TPU (expected, not measured here: no accelerator was
 available), is vmapped.
 """
