@@ -70,7 +70,7 @@ def _runs(config: dict[str, Any]) -> list[tuple[int, float]]:
 def annjax_cnn(pool=None):
     """Returns the ``sweep-cnn`` network in annjax layers, ``pool(2)`` its
     max pooling (``ann.max_pool`` unless given; ``max_pool.py`` passes
-    another, ``cnn_seeds.py`` trains this network too)."""
+    another, ``floor.py`` trains this network too)."""
     import annjax as ann
 
     pool = ann.max_pool if pool is None else pool

@@ -224,3 +224,20 @@ def test_landscape_rows_map_the_peer_grid_and_take_ratios():
     assert rows["top_eigenvalue"] == pytest.approx(5.0)
     assert rows["agreement"] == 0.0
     assert rows["eigenvalue_difference"] == pytest.approx(0.1 / 10.1)
+
+
+def test_floor_quick_run_prints_a_row_per_kind_and_refuses_unknown_kinds():
+    script = [sys.executable, str(BENCH / "floor.py"), "--quick"]
+    proc = subprocess.run(
+        [*script, "--kinds", "mlp"], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = [line for line in proc.stdout.splitlines() if line.startswith("| mlp |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 7  # kind, four times, two ratios
+    for ratio in cells[5:]:
+        assert all(float(r) > 0 for r in ratio.split(","))
+    bad = subprocess.run(
+        [*script, "--kinds", "mlp,gru"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "unknown kinds ['gru']" in bad.stderr

@@ -80,7 +80,7 @@ def run_epoch(
     return _select(keep, new, ts, run.many), logs
 
 
-class _OneByOne:
+class _Separately:
     """The epochs of ``vectorize="sequential"``: every model's epoch run as
     its own ``fit`` runs it, the models side by side on threads.
 
@@ -96,10 +96,10 @@ class _OneByOne:
     On one device of one process the models' epochs run on up to one
     thread per core (:func:`_each`): XLA:CPU runs a call on the thread that
     makes it, and one small model's program leaves cores idle (the
-    ``sweep-cnn`` workload: 1.9 cores busy instead of 1.5, see
-    ``docs/sweeps.md``). A mesh of several devices, or several processes,
-    which must launch their programs in one order, runs the models one
-    after the other.
+    ``sweep-cnn`` workload: 1.9 of 2 cores busy instead of 1.5, see
+    ``docs/benchmarks.md``, "Sweeps"). A mesh of several devices, or
+    several processes, which must launch their programs in one order, run
+    the models one after the other.
     """
 
     def __init__(self, run: Run, train_keys: Key):
@@ -176,7 +176,7 @@ def epochs_of(run: Run, train_keys: Key) -> Callable:
     """Returns ``epoch_of(ts, epoch, active) -> (train_state, logs)``: the
     run's epochs, in the way ``run.vectorize`` runs its models."""
     if run.vectorize == "sequential":
-        return _OneByOne(run, train_keys)
+        return _Separately(run, train_keys)
 
     def epoch_of(ts, epoch, active):
         return run_epoch(run, ts, train_keys, epoch, active)
