@@ -21,7 +21,8 @@ its first call is cold (import, compile, train); then the same work again in
 that process, warm. The two sides alternate for ``--rounds`` rounds (many,
 loop, many, …: a shared machine's load drifts), and the best round of each
 is reported: wall and CPU seconds (``time.process_time`` of the process, its
-threads included). ``fit_many`` runs with ``vectorize="auto"``.
+threads included). ``fit_many`` runs with ``vectorize="auto"`` unless
+``--vectorize`` names another way.
 
 Usage::
 
@@ -121,7 +122,7 @@ def setup(kind: str, quick: bool):
     return model, s.train, s.val, 5, kwargs
 
 
-def child(kind: str, side: str, quick: bool) -> dict:
+def child(kind: str, side: str, quick: bool, vectorize: str = "auto") -> dict:
     """Trains the kind's models twice in this process; returns cold and warm
     (wall, CPU) seconds, the first including the imports."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -137,7 +138,8 @@ def child(kind: str, side: str, quick: bool) -> dict:
 
     def run():
         if side == "many":
-            return [ann.fit_many(model, train, keys=keys, **kwargs).params]
+            many = ann.fit_many(model, train, keys=keys, vectorize=vectorize, **kwargs)
+            return [many.params]
         return [ann.fit(model, train, key=k, **kwargs).params for k in keys]
 
     out = {}
@@ -148,13 +150,13 @@ def child(kind: str, side: str, quick: bool) -> dict:
     return out
 
 
-def measure(kind: str, rounds: int, quick: bool) -> dict:
+def measure(kind: str, rounds: int, quick: bool, vectorize: str = "auto") -> dict:
     """Returns (side, phase) → the best (wall, CPU) seconds over the rounds."""
     best: dict = {}
     for _ in range(rounds):
         for side in ("many", "loop"):
             command = [sys.executable, __file__, "--child", kind, side]
-            command += ["--quick"] if quick else []
+            command += ["--vectorize", vectorize] + (["--quick"] if quick else [])
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
             for phase, (wall, cpu) in result.items():
@@ -168,10 +170,13 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help=", ".join(KINDS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--vectorize", default="auto", help="fit_many's vectorize (default auto)"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, args.quick)))
+        print(json.dumps(child(*args.child, args.quick, args.vectorize)))
         return
     kinds = [k for k in args.kinds.split(",") if k]
     unknown = sorted(set(kinds) - set(KINDS))
@@ -179,8 +184,8 @@ def main() -> None:
         parser.error(f"unknown kinds {unknown}; choose from {', '.join(KINDS)}")
     rounds = 1 if args.quick else args.rounds
     print(
-        f"best of {rounds} round(s); ratio: the loop's time / fit_many's "
-        "(higher: fit_many faster)"
+        f"best of {rounds} round(s), fit_many(vectorize={args.vectorize!r}); ratio: "
+        "the loop's time / fit_many's (higher: fit_many faster)"
     )
     print(
         "| kind | fit_many cold wall s (CPU s) | loop cold | fit_many warm | loop warm "
@@ -188,7 +193,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for kind in kinds:
-        best = measure(kind, rounds, args.quick)
+        best = measure(kind, rounds, args.quick, args.vectorize)
         cells, ratios = [], []
         for phase in ("cold", "warm"):
             many, loop = best["many", phase], best["loop", phase]
