@@ -267,3 +267,39 @@ def test_each_raises_the_first_error_and_starts_no_later_call():
     # beside item 0 ran item 1, and its thread took at most one more: the
     # queue behind them was cancelled
     assert set(started) <= {0, 1, 2}
+
+
+def test_threads_asking_for_a_specs_own_programs_share_them(monkeypatch):
+    # a user's function in a spec gives it jitted functions of its own
+    # (epoch.compiled); fit_many's sequential threads ask for them at once,
+    # and must all get the same ones (else each compiles its own copy)
+    import threading
+    import time
+
+    from annjax.training import epoch
+    from annjax.training.epoch import EpochSpec, compiled, held_spec
+
+    make = epoch._compile
+
+    def slow(*args, **kwargs):  # widens the window in which threads race
+        time.sleep(0.05)
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(epoch, "_compile", slow)
+
+    augment = lambda x, key: x  # noqa: E731 (the user's own function)
+    spec = held_spec(
+        EpochSpec(MLP, "softmax_cross_entropy", ann.sgd(0.1), (), 8, False, augment, 8)
+    )
+    barrier, got = threading.Barrier(8), []
+
+    def ask():
+        barrier.wait()
+        got.append(compiled("run_steps", None, spec))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8 and all(f is got[0] for f in got)

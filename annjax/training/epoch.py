@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -719,6 +720,7 @@ def held_spec(spec: EpochSpec) -> EpochSpec:
 
 
 _OWNED: dict[EpochSpec, dict] = {}
+_OWNED_LOCK = threading.Lock()
 
 
 def compiled(name: str, how: str | None, spec: EpochSpec) -> Callable:
@@ -732,15 +734,16 @@ def compiled(name: str, how: str | None, spec: EpochSpec) -> Callable:
     held = [f for f in (spec.loss, *spec.metrics, spec.augment) if isinstance(f, Held)]
     if not held:
         return COMPILED[name, how]
-    table = _OWNED.get(spec)
-    if table is None:
-        table = _OWNED[spec] = {}
-        key = _SpecKey(spec)
-        for f in held:
-            f.on_release(key.drop)
-    if (name, how) not in table:
-        table[name, how] = _compile(name, how, own=True)
-    return table[name, how]
+    with _OWNED_LOCK:  # fit_many's sequential models ask from several threads
+        table = _OWNED.get(spec)
+        if table is None:
+            table = _OWNED[spec] = {}
+            key = _SpecKey(spec)
+            for f in held:
+                f.on_release(key.drop)
+        if (name, how) not in table:
+            table[name, how] = _compile(name, how, own=True)
+        return table[name, how]
 
 
 class _SpecKey:
