@@ -248,6 +248,16 @@ def test_each_runs_on_threads_only_where_they_see_the_callers_jax_options():
         assert _each(where, [0, 1], workers=2) == [(0, main), (1, main)]
 
 
+def test_the_threads_are_one_per_core_this_process_may_use():
+    import os
+
+    from annjax.training.loop import _cores
+
+    assert 1 <= _cores() <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        assert _cores() == len(os.sched_getaffinity(0))
+
+
 def test_each_raises_the_first_error_and_starts_no_later_call():
     import time
 

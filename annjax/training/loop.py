@@ -110,7 +110,7 @@ class _Separately:
         self.runs = [one._replace(hyper=h) for h in hypers]
         self.kept: tuple = (None, None)  # (the stacked state returned, its models)
         alone = jax.process_count() == 1 and (self.mesh is None or self.mesh.size == 1)
-        self.workers = (os.cpu_count() or 1) if alone else 1
+        self.workers = _cores() if alone else 1
 
     def _split(self, tree, n: int) -> list:
         parts = _vectorize.models_of(tree, n)
@@ -142,6 +142,13 @@ class _Separately:
         ts = _mesh.place_state(_vectorize.stacked(states), self.mesh, True)
         self.kept = (ts, states)
         return ts, out
+
+
+def _cores() -> int:
+    """Returns the number of cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):  # Linux: the CPUs it is bound to
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _jax_context() -> tuple:
