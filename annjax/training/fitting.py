@@ -5,8 +5,8 @@ test set, W ← W − α ∂L/∂W. Both check every argument (:mod:`.arguments`
 initialise, and hand over to the ONE loop of :mod:`.loop`; ``fit`` is its
 one-model case, ``fit_many`` runs the same compiled epoch over a leading
 model axis (keys and hyper-parameters per model, the data shared), vmapped,
-unrolled or mapped, or ``fit``'s own epoch model after model
-(:mod:`.vectorize`).
+unrolled or mapped, or ``fit``'s own epoch once per model, the models side
+by side on threads (:mod:`.vectorize`).
 
 The objective, for params θ and the training set's n examples:
 
