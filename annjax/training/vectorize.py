@@ -1,4 +1,4 @@
-"""How ``fit_many`` runs its models: in one compiled program, or one by one.
+"""How ``fit_many`` runs its models: in one compiled program, or ``fit``'s per model.
 
 Four ways, each giving every model exactly what its own ``fit`` would:
 
