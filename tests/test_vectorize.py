@@ -56,6 +56,19 @@ def _assert_same(alone, picked):
         np.testing.assert_allclose(alone.history[name], picked.history[name], **TOL)
 
 
+def _assert_identical(a, b):
+    """Params, state and every history entry of two results, bit for bit."""
+    for x, y in zip(
+        jax.tree_util.tree_leaves((a.params, a.state)),
+        jax.tree_util.tree_leaves((b.params, b.state)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(x, y)
+    assert set(a.history) == set(b.history)
+    for name, values in a.history.items():
+        np.testing.assert_array_equal(b.history[name], values, err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def separate_fits():
     """Returns model name → the two separate fits, each trained once per module."""
@@ -197,14 +210,7 @@ def test_sequential_guards_each_model_and_resumes(tmp_path):
     )
     resumed = ann.fit_many(MLP, train, vectorize="sequential", resume=path, **kw)
     assert resumed.epochs == 3
-    for a, b in zip(
-        jax.tree_util.tree_leaves(straight.params),
-        jax.tree_util.tree_leaves(resumed.params),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(a, b)
-    for name, values in straight.history.items():
-        np.testing.assert_array_equal(resumed.history[name], values, err_msg=name)
+    _assert_identical(straight, resumed)
 
 
 def test_sequential_models_on_threads_equal_separate_fits_bit_for_bit():
@@ -217,13 +223,7 @@ def test_sequential_models_on_threads_equal_separate_fits_bit_for_bit():
     )
     for i, key in enumerate(keys):
         alone = ann.fit(CNN, train, val_data=val, key=key, **ARGS)
-        picked = many.select(i)
-        for a, b in zip(
-            jax.tree_util.tree_leaves((alone.params, alone.state, alone.history)),
-            jax.tree_util.tree_leaves((picked.params, picked.state, picked.history)),
-            strict=True,
-        ):
-            np.testing.assert_array_equal(a, b)
+        _assert_identical(alone, many.select(i))
 
 
 def test_each_runs_on_threads_only_where_they_see_the_callers_jax_options():
